@@ -1,0 +1,29 @@
+"""Feed-forward block: ColumnLinear -> GELU -> RowLinear (names ``fc`` and ``proj`` as in TensorRT-LLM)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .linear import ColumnLinear, RowLinear
+from .module import Module, positive
+
+_ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
+
+
+class MLP(Module):
+    """``x [..., hidden] -> [..., hidden]`` through ``ffn_hidden`` features; exact (erf) GELU by default."""
+
+    def __init__(self, hidden_size: int, ffn_hidden_size: int, activation: str = "gelu", bias: bool = True, *,
+                 dtype: torch.dtype = torch.float32, device=None, tp_size: int = 1, tp_rank: int = 0, tp_group=None):
+        super().__init__()
+        positive("hidden_size", hidden_size)
+        positive("ffn_hidden_size", ffn_hidden_size)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        tp = dict(dtype=dtype, device=device, tp_size=tp_size, tp_rank=tp_rank, tp_group=tp_group)
+        self.activation = activation
+        self.fc = ColumnLinear(hidden_size, ffn_hidden_size, bias, gather_output=False, **tp)
+        self.proj = RowLinear(ffn_hidden_size, hidden_size, bias, **tp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(_ACTIVATIONS[self.activation](self.fc(x)))
