@@ -33,6 +33,7 @@ class _AttentionBase(Module):
         super().__init__()
         positive("hidden_size", hidden_size)
         positive("num_heads", num_heads)
+        positive("tp_size", tp_size)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
         if num_heads % tp_size:

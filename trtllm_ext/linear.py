@@ -98,7 +98,7 @@ class ColumnLinear(Linear):
     tp_split_dims = {"weight": 0, "bias": 0}
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, gather_output: bool = True, **kw):
-        tp_size = kw.get("tp_size", 1)
+        tp_size = positive("tp_size", kw.get("tp_size", 1))
         if out_features % tp_size:
             raise ValueError(f"ColumnLinear: out_features={out_features} is not divisible by tp_size={tp_size}")
         super().__init__(in_features, out_features, bias, **kw)
@@ -126,7 +126,7 @@ class RowLinear(Linear):
     tp_split_dims = {"weight": 1, "bias": None}
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw):
-        tp_size = kw.get("tp_size", 1)
+        tp_size = positive("tp_size", kw.get("tp_size", 1))
         if in_features % tp_size:
             raise ValueError(f"RowLinear: in_features={in_features} is not divisible by tp_size={tp_size}")
         super().__init__(in_features, out_features, bias, **kw)

@@ -1,0 +1,348 @@
+"""Audio front end: decoding (PyAV), padding and the log-Mel spectrogram Whisper's encoder reads.
+
+Numerically this matches openai-whisper's ``whisper.audio``:
+
+* ``load_audio`` yields what ``ffmpeg -ac 1 -ar 16000 -f s16le`` yields: PyAV runs the same
+  libswresample conversion (through an ``aformat`` filter, as the ffmpeg CLI does) to packed
+  signed 16-bit mono, then the samples are scaled by 1/32768. Asking the resampler for ``s16``
+  (not ``flt``) matters: with integer output libswresample resamples 16-bit input in integer
+  arithmetic and normalises the stereo->mono matrix to 0.5*(L+R), exactly like the CLI; with
+  ``flt`` output the downmix would be 0.707*(L+R) and resampling would be done in float.
+* ``mel_filters`` computes the Slaney mel filterbank (librosa's default: ``htk=False``,
+  ``norm="slaney"``) instead of reading ``mel_filters.npz``.
+* ``log_mel_spectrogram`` is the same STFT / log / clamp recipe.
+"""
+from __future__ import annotations
+
+import io
+import os
+from functools import lru_cache
+from typing import BinaryIO, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30  # seconds of audio per encoder window
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s chunk
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a 30 s chunk
+N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # the encoder's stride-2 convolution halves the frames
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100: 10 ms per mel frame
+TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50: 20 ms per audio token
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+
+
+class AudioDecodeError(ValueError):
+    """The input exists but is not decodable audio (not a media file, corrupt, truncated,
+    empty, or without an audio stream). The message names the file and the problem."""
+
+
+def _describe(src) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return repr(os.fspath(src))
+    if isinstance(src, (bytes, bytearray)):
+        return f"<{len(src)} bytes in memory>"
+    name = getattr(src, "name", None)
+    return repr(name) if isinstance(name, str) else f"<file object {type(src).__name__}>"
+
+
+def _wav_data_sizes(src) -> Optional[tuple]:
+    """For a RIFF/WAVE input: (data bytes the header declares, data bytes present), else None.
+
+    FFmpeg silently clamps a WAV's data size to the file size, so truncation is detected here.
+    Streaming headers (size 0 or 0xFFFFFFFF) and non-seekable inputs give None.
+    """
+    try:
+        if isinstance(src, str):
+            with open(src, "rb") as f:
+                head, total = f.read(1 << 16), os.fstat(f.fileno()).st_size
+        elif hasattr(src, "seek") and hasattr(src, "tell") and src.seekable():
+            pos = src.tell()
+            head, total = src.read(1 << 16), src.seek(0, io.SEEK_END) - pos
+            src.seek(pos)
+        else:
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    off = 12
+    while off + 8 <= len(head):
+        cid, size = head[off:off + 4], int.from_bytes(head[off + 4:off + 8], "little")
+        if cid == b"data":
+            if size in (0, 0xFFFFFFFF):
+                return None
+            return size, max(0, total - off - 8)
+        off += 8 + size + (size & 1)  # chunks are word aligned
+    return None
+
+
+# Demuxers whose duration comes from a header (sample count / chunk sizes), so a decoded
+# length far below it means the file was cut short rather than the estimate being off.
+_HEADER_DURATION_FORMATS = ("wav", "w64", "aiff", "caf", "flac", "mov", "mp4", "matroska")
+
+
+def load_audio(
+    path_or_file: AudioSource, sr: int = SAMPLE_RATE, *, allow_truncated: bool = False
+) -> np.ndarray:
+    """Decode any audio (or the audio track of a video) to mono float32 at ``sr`` Hz.
+
+    Args:
+        path_or_file: a path, the file's bytes, or a readable binary file object. Any
+            container/codec FFmpeg (bundled with PyAV) knows: wav, flac, mp3, m4a/aac,
+            ogg/vorbis/opus, webm, mp4/mkv video, ... The "best" audio stream is used.
+        sr: output sample rate (default 16 kHz, what Whisper expects).
+        allow_truncated: when False (default) a file whose header promises much more audio
+            than could be decoded (e.g. a cut-off download) raises ``AudioDecodeError``;
+            when True the decodable part is returned, as the ffmpeg CLI would.
+
+    Returns:
+        np.ndarray float32, shape ``[n_samples]``, values in [-1, 1), i.e. int16 / 32768.
+        A well-formed file holding no samples (e.g. a WAV with an empty data chunk) gives an
+        empty array ``[0]``; callers pad it (see ``pad_or_trim``) as needed.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        AudioDecodeError (a ValueError): empty file, not a media file, no audio stream,
+            undecodable data, or a truncated file (see ``allow_truncated``).
+    """
+    import av  # deferred: the rest of this module works without PyAV
+
+    if not isinstance(sr, int) or sr <= 0:
+        raise ValueError(f"load_audio: sr must be a positive int sample rate, got {sr!r}")
+    what = _describe(path_or_file)
+    src = path_or_file
+    if isinstance(src, (str, os.PathLike)):
+        src = os.fspath(src)
+        if not os.path.exists(src):
+            raise FileNotFoundError(2, f"audio file not found: {src!r}", src)
+        if os.path.isdir(src):
+            raise IsADirectoryError(21, f"expected an audio file, got a directory: {src!r}", src)
+        if os.path.getsize(src) == 0:
+            raise AudioDecodeError(f"audio file {what} is empty (0 bytes)")
+    elif isinstance(src, (bytes, bytearray)):
+        if len(src) == 0:
+            raise AudioDecodeError("audio data is empty (0 bytes)")
+        src = io.BytesIO(bytes(src))
+    wav_sizes = _wav_data_sizes(src)
+
+    try:
+        container = av.open(src, mode="r")
+    except av.error.FFmpegError as e:
+        raise AudioDecodeError(f"cannot read {what} as audio/video (not a media file, or "
+                               f"corrupt): {e}") from e
+    with container:
+        try:
+            stream = container.streams.best("audio")
+        except Exception:  # noqa: BLE001 - older PyAV raises instead of returning None
+            stream = None
+        if stream is None:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise AudioDecodeError(f"{what} has no audio stream (streams: {', '.join(kinds)})")
+        declared = _declared_seconds(container, stream)
+        chunks, n_errors, n_packets = _decode_resampled(av, container, stream, sr)
+
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    if n_errors and (audio.size == 0 or n_errors * 2 > n_packets):
+        raise AudioDecodeError(f"{what}: audio data is corrupt ({n_errors} of {n_packets} "
+                               f"packets failed to decode)")
+    if not allow_truncated:
+        hint = "(pass allow_truncated=True to load the decodable part)"
+        if wav_sizes is not None and wav_sizes[1] < wav_sizes[0] * 0.99:
+            raise AudioDecodeError(f"WAV file {what} is truncated: its header declares "
+                                   f"{wav_sizes[0]} bytes of samples but only {wav_sizes[1]} "
+                                   f"are present {hint}")
+        got = audio.size / sr
+        if declared and got < 0.5 * declared and declared - got > 0.1:
+            raise AudioDecodeError(f"{what} looks truncated: its header declares "
+                                   f"{declared:.2f} s but only {got:.2f} s decoded {hint}")
+    return audio.astype(np.float32) / 32768.0
+
+
+def _declared_seconds(container, stream) -> Optional[float]:
+    """Duration promised by the file header, or None when the demuxer only estimates it."""
+    fmt = container.format.name
+    if not any(name in fmt.split(",") for name in _HEADER_DURATION_FORMATS):
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE units
+    return None
+
+
+def _decode_resampled(av, container, stream, sr: int):
+    """Demux + decode ``stream``, convert to packed s16 mono at ``sr``.
+
+    Returns (list of int16 arrays, number of packets that failed to decode, packets seen).
+    Like the ffmpeg CLI, isolated undecodable packets are skipped. A change of input format
+    mid-stream (sample rate / layout) starts a new resampler after flushing the old one.
+    """
+    chunks: list[np.ndarray] = []
+    n_errors = n_packets = 0
+    resampler, setup = None, None
+
+    def push(frame):
+        nonlocal resampler, setup
+        if frame is not None:
+            key = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if key != setup:
+                if resampler is not None:
+                    push(None)
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=sr)
+                setup = key
+        if resampler is None:
+            return
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1).copy())
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except av.error.FFmpegError:  # the demuxer hit garbage: keep what was decoded
+            n_errors += 1
+            for frame in _safe_flush(av, stream):
+                push(frame)
+            break
+        n_packets += bool(packet.size)
+        try:
+            frames = packet.decode()  # the final empty packet flushes the decoder
+        except av.error.FFmpegError:
+            n_errors += 1
+            continue
+        for frame in frames:
+            push(frame)
+    push(None)  # flush the resampler's buffered tail
+    return chunks, n_errors, n_packets
+
+
+def _safe_flush(av, stream) -> list:
+    try:
+        return stream.codec_context.decode(None)
+    except av.error.FFmpegError:
+        return []
+
+
+def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
+    """Zero-pad (at the end) or cut ``array`` to ``length`` along ``axis``.
+
+    Works for np.ndarray and torch.Tensor alike; e.g. audio ``[n] -> [480000]`` or a mel
+    ``[n_mels, n] -> [n_mels, 3000]`` with ``length=N_FRAMES``.
+    """
+    n = array.shape[axis]
+    if torch.is_tensor(array):
+        if n > length:
+            array = array.narrow(axis, 0, length)
+        elif n < length:
+            dim = axis % array.ndim
+            pads = [0, 0] * (array.ndim - 1 - dim) + [0, length - n]  # F.pad: last dim first
+            array = F.pad(array, pads)
+        return array
+    array = np.asarray(array)
+    if n > length:
+        array = np.take(array, np.arange(length), axis=axis)
+    elif n < length:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, length - n)
+        array = np.pad(array, widths)
+    return array
+
+
+def _hz_to_mel(f):
+    """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    safe = np.maximum(f, min_log_hz)
+    return np.where(f >= min_log_hz, min_log_mel + np.log(safe / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=None)
+def mel_filterbank(n_mels: int, sr: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """Slaney-style, area-normalised triangular mel filters, float32 ``[n_mels, n_fft//2+1]``.
+
+    Same as ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`` (fmin=0, fmax=sr/2,
+    htk=False, norm="slaney"). The returned array is read-only (it is cached).
+    """
+    if not isinstance(n_mels, int) or n_mels <= 0:
+        raise ValueError(f"mel filterbank: n_mels must be a positive int, got {n_mels!r}")
+    fft_hz = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2), n_mels + 2))
+    widths = np.diff(edges_hz)  # [n_mels + 1]
+    dist = edges_hz[:, None] - fft_hz[None, :]  # [n_mels + 2, n_freqs]
+    rising = -dist[:-2] / widths[:-1, None]
+    falling = dist[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # equal area per filter
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
+@lru_cache(maxsize=None)
+def _mel_filters_cached(n_mels: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(mel_filterbank(n_mels).copy()).to(device)
+
+
+def mel_filters(n_mels: int = 80, device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """Mel filterbank for 16 kHz / n_fft=400 as a float32 tensor ``[n_mels, 201]`` on ``device``.
+
+    Whisper models use ``n_mels`` 80 (up to large-v2) or 128 (large-v3, turbo).
+    """
+    return _mel_filters_cached(n_mels, torch.device(device if device is not None else "cpu"))
+
+
+def log_mel_spectrogram(
+    audio: Union[str, os.PathLike, np.ndarray, torch.Tensor],
+    n_mels: int = 80,
+    padding: int = 0,
+    device: Union[str, torch.device, None] = None,
+) -> torch.Tensor:
+    """Whisper's log-Mel spectrogram.
+
+    Args:
+        audio: a path (decoded with ``load_audio``) or 16 kHz mono samples, shape ``[*, n]``.
+        n_mels: number of mel bins (80 or 128 for published models).
+        padding: zeros appended to the samples before the STFT (e.g. ``N_SAMPLES``).
+        device: where to compute; defaults to the tensor's device (CPU for numpy / paths).
+
+    Returns:
+        float32 tensor ``[*, n_mels, (n + padding) // HOP_LENGTH]``, roughly in [-1, 1.5]:
+        log10 power, floored at (max - 8), then ``(x + 4) / 4``.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        audio = load_audio(audio)
+    if not torch.is_tensor(audio):
+        audio = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if audio.dtype != torch.float32:
+        audio = audio.float()
+    if device is not None:
+        audio = audio.to(device)
+    if padding > 0:
+        audio = F.pad(audio, (0, padding))
+    if audio.shape[-1] <= N_FFT // 2:
+        raise ValueError(f"log_mel_spectrogram needs more than {N_FFT // 2} samples for the "
+                         f"reflect-padded STFT, got {audio.shape[-1]}; pass padding=N_SAMPLES "
+                         f"or pad the audio with pad_or_trim")
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True,
+                      pad_mode="reflect", return_complex=True)
+    power = stft[..., :-1].abs() ** 2  # [*, 201, n_frames]; the last frame is dropped
+    mel = mel_filters(n_mels, audio.device) @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
