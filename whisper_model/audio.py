@@ -96,9 +96,11 @@ def load_audio(
             container/codec FFmpeg (bundled with PyAV) knows: wav, flac, mp3, m4a/aac,
             ogg/vorbis/opus, webm, mp4/mkv video, ... The "best" audio stream is used.
         sr: output sample rate (default 16 kHz, what Whisper expects).
-        allow_truncated: when False (default) a file whose header promises much more audio
-            than could be decoded (e.g. a cut-off download) raises ``AudioDecodeError``;
-            when True the decodable part is returned, as the ffmpeg CLI would.
+        allow_truncated: when False (default) a file whose header promises more audio than
+            is there (e.g. a cut-off download) raises ``AudioDecodeError``; when True the
+            decodable part is returned, as the ffmpeg CLI would. Checked exactly for WAV
+            (>1% of the data chunk missing) and, for FLAC/MP4/MKV/AIFF/CAF, when less than
+            half the header's duration decodes; MP3/OGG have no such header and pass.
 
     Returns:
         np.ndarray float32, shape ``[n_samples]``, values in [-1, 1), i.e. int16 / 32768.

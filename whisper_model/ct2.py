@@ -19,6 +19,7 @@ nothing is written to disk.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Sequence
@@ -51,11 +52,17 @@ class _PartStream:
     def error(self, what: str) -> ValueError:
         return ValueError(f"corrupt or truncated CTranslate2 model {self.describe()}: {what} (at byte {self.pos})")
 
-    def read(self, n: int, what: str) -> bytes | bytearray:
+    def read(self, n: int, what: str) -> bytearray:
+        out = bytearray(n)
+        self.readinto(memoryview(out), what)
+        return out
+
+    def readinto(self, view: memoryview, what: str) -> None:
+        """Fill ``view`` from the stream, crossing part boundaries as needed."""
+        n = view.nbytes
         if n > self.total - self.pos:
             raise self.error(f"{what} needs {n} bytes but only {self.total - self.pos} remain")
-        out = bytearray(n)
-        view, filled = memoryview(out), 0
+        filled = 0
         while filled < n:
             got = self._file.readinto(view[filled:])
             if not got:  # this part is exhausted: go on with the next one
@@ -67,7 +74,6 @@ class _PartStream:
                 continue
             filled += got
         self.pos += n
-        return out
 
     def unpack(self, fmt: str, what: str):
         values = struct.unpack("<" + fmt, self.read(struct.calcsize("<" + fmt), what))
@@ -141,11 +147,11 @@ def read_ct2_model(parts: Sequence[str | os.PathLike]) -> tuple[str, int, dict[s
                 raise stream.error(
                     f"variable {name!r} of shape {list(shape)} and dtype {dtype} declares {num_bytes} bytes, "
                     f"expected {numel * item}")
-            payload = stream.read(num_bytes, f"data of {name}")
+            raw = torch.empty(num_bytes, dtype=torch.uint8)
+            stream.readinto(memoryview(raw.numpy()), f"data of {name}")
             if name in variables:
                 raise stream.error(f"variable {name!r} appears twice")
-            tensor = torch.frombuffer(payload, dtype=dtype) if num_bytes else torch.empty(0, dtype=dtype)
-            variables[name] = tensor.reshape(shape)
+            variables[name] = raw.view(dtype).reshape(shape)
         if version >= 3:
             for _ in range(stream.unpack("I", "alias count")):
                 alias = stream.string("alias name")
@@ -182,3 +188,78 @@ def dequantize(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             raise ValueError(f"CTranslate2 variable {name!r} is {value.dtype} without a {name}_scale")
         out[name] = value
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Whisper in CTranslate2 (WhisperSpec): variable names and the checks around them
+_BLOCK = {"attn_ln": "self_attention/layer_norm", "attn.qkv": "self_attention/linear_0",
+          "attn.dense": "self_attention/linear_1", "mlp_ln": "ffn/layer_norm", "mlp.fc": "ffn/linear_0",
+          "mlp.proj": "ffn/linear_1", "cross_attn_ln": "attention/layer_norm", "cross_attn.query": "attention/linear_0",
+          "cross_attn.kv": "attention/linear_1", "cross_attn.dense": "attention/linear_2"}
+_GLOBAL = {"encoder.positional_embedding": "encoder/position_encodings/encodings",
+           "encoder.ln_post": "encoder/layer_norm",
+           "decoder.token_embedding": "decoder/embeddings",
+           "decoder.positional_embedding": "decoder/position_encodings/encodings", "decoder.ln": "decoder/layer_norm"}
+_BLOCK_RE = re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def ct2_name(key: str) -> str:
+    """CTranslate2 variable name of a canonical key (``encoder.blocks.0.attn.qkv.weight`` ->
+    ``encoder/layer_0/self_attention/linear_0/weight``; layer norms use gamma / beta)."""
+    if key in _GLOBAL:
+        return _GLOBAL[key]
+    if m := _BLOCK_RE.match(key):
+        mod, param = f"{m[1]}/layer_{m[2]}/{_BLOCK[m[3]]}", m[4]
+    else:
+        mod, param = key.rsplit(".", 1)
+        mod = _GLOBAL.get(mod, mod.replace(".", "/"))
+    if mod.endswith("layer_norm"):
+        param = {"weight": "gamma", "bias": "beta"}[param]
+    return f"{mod}/{param}"
+
+
+def find_parts(directory: Path) -> list[Path] | None:
+    """``[model.bin]``, or ``model.bin.part1..N`` in order, or None when the directory has neither."""
+    if (directory / "model.bin").is_file():
+        return [directory / "model.bin"]
+    numbered = {int(m[1]): p for p in directory.iterdir() if (m := re.fullmatch(r"model\.bin\.part(\d+)", p.name))}
+    if not numbered:
+        return None
+    if sorted(numbered) != list(range(1, len(numbered) + 1)):
+        raise ValueError(f"{directory}: model.bin parts {sorted(numbered)} are not numbered 1..{len(numbered)}")
+    return [numbered[i] for i in sorted(numbered)]
+
+
+def read_whisper_variables(parts: Sequence[Path]) -> tuple[dict[str, torch.Tensor], tuple, list[str]]:
+    """(float variables, (encoder heads, decoder heads) or None each, names to ignore: the scalars and a
+    tied output projection). ValueError for another architecture or an untied projection."""
+    where = " + ".join(map(str, parts))
+    spec, _, variables = read_ct2_model(parts)
+    if spec != "WhisperSpec":
+        raise ValueError(f"{where}: CTranslate2 model of spec {spec!r}, not a Whisper model (WhisperSpec)")
+    variables = dequantize(variables)
+    scalars = [k for k, v in variables.items() if v.dim() == 0]
+    heads = tuple(int(variables[k]) if k in scalars else None for k in ("encoder/num_heads", "decoder/num_heads"))
+    emb, ignore = variables.get("decoder/embeddings/weight"), scalars
+    for name in ("decoder/projection/weight", "decoder/projection/bias"):
+        value = variables.get(name)
+        if value is None:
+            continue
+        if name.endswith("bias"):
+            tied = not value.any()
+        else:  # normally an alias of the embedding, i.e. the very same tensor
+            tied = value is emb or (emb is not None and value.shape == emb.shape and torch.equal(value, emb))
+        if not tied:
+            raise ValueError(f"{where}: {name} is not tied to the token embedding; unsupported")
+        ignore.append(name)
+    return variables, heads, ignore
+
+
+def check_vocabulary(directory: Path, n_vocab: int) -> None:
+    """ValueError when the directory's vocabulary.txt (if any) does not list n_vocab tokens."""
+    vocab = directory / "vocabulary.txt"
+    if vocab.is_file():
+        with open(vocab, "rb") as f:
+            lines = sum(1 for _ in f)
+        if lines != n_vocab:
+            raise ValueError(f"{vocab}: {lines} tokens but the model has n_vocab={n_vocab}")

