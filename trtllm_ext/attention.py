@@ -57,7 +57,9 @@ class _AttentionBase(Module):
         out = {}
         for name, value in full.items():
             module_name, _, local = name.partition(".")
-            layer = getattr(self, module_name)
+            layer = getattr(self, module_name, None)
+            if not isinstance(layer, Module) or local not in dict(layer.named_parameters()):
+                raise ValueError(f"{type(self).__name__}: unknown weight name {name!r}")
             tensor = layer._transform_weight(local, to_tensor(name, value), layout)
             if module_name in fused and layer.tp_size > 1:
                 out[name] = _shard_fused(tensor, fused[module_name], layer.tp_rank, layer.tp_size)
@@ -106,6 +108,8 @@ class Attention(_AttentionBase):
             return self._merge(o)
         if self.kv_cache is None:
             raise ValueError("Attention: input_pos given but no cache; call setup_cache first")
+        if input_pos.dtype != torch.long:
+            raise ValueError(f"Attention: input_pos must be int64, got {input_pos.dtype}")
         if input_pos.dim() != 1 or input_pos.shape[0] != x.shape[1]:
             raise ValueError(f"Attention: input_pos must have shape [{x.shape[1]}], got {tuple(input_pos.shape)}")
         k, v = self.kv_cache.update(input_pos, k, v)

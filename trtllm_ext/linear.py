@@ -40,6 +40,8 @@ class Linear(Module):
         positive("tp_size", tp_size)
         if not 0 <= tp_rank < tp_size:
             raise ValueError(f"tp_rank must be in [0, {tp_size}), got {tp_rank}")
+        if type(self) is Linear and tp_size != 1:
+            raise ValueError("Linear is not split across ranks; use ColumnLinear or RowLinear for tp_size > 1")
         self.in_features, self.out_features = in_features, out_features
         self.tp_size, self.tp_rank, self.tp_group = tp_size, tp_rank, tp_group
         local_out, local_in = self._local_shape(in_features, out_features, tp_size)

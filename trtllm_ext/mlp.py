@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from typing import Mapping
+
 from .linear import ColumnLinear, RowLinear
-from .module import Module, positive
+from .module import ArrayLike, Module, positive
 
 _ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
 
@@ -24,6 +26,17 @@ class MLP(Module):
         self.activation = activation
         self.fc = ColumnLinear(hidden_size, ffn_hidden_size, bias, gather_output=False, **tp)
         self.proj = RowLinear(ffn_hidden_size, hidden_size, bias, **tp)
+
+    def shard_weights(self, full: Mapping[str, ArrayLike], *, layout: str = "out_in") -> dict[str, torch.Tensor]:
+        """This rank's slice of full weights: fc split by output features, proj by input features."""
+        out = {}
+        for name, value in full.items():
+            module_name, _, local = name.partition(".")
+            if module_name not in ("fc", "proj"):
+                raise ValueError(f"MLP: unknown weight name {name!r}")
+            layer = getattr(self, module_name)
+            out.update({f"{module_name}.{k}": v for k, v in layer.shard_weights({local: value}, layout=layout).items()})
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(_ACTIVATIONS[self.activation](self.fc(x)))

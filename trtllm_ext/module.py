@@ -37,7 +37,7 @@ def declare(*shape: int, dtype: torch.dtype, device=None) -> nn.Parameter:
 def to_tensor(name: str, value: ArrayLike) -> torch.Tensor:
     """Wrap ``value`` as a CPU/GPU tensor without assuming it is contiguous; floating dtypes only."""
     if isinstance(value, np.ndarray):
-        if value.dtype.kind != "f":
+        if value.dtype.kind != "f" or value.dtype.itemsize > 8:
             raise ValueError(f"weight {name!r}: dtype {value.dtype} is not floating point")
         # a copy: numpy views with negative strides cannot be wrapped, and we never alias caller memory
         value = torch.from_numpy(np.array(value, copy=True))
@@ -85,6 +85,8 @@ class Module(nn.Module):
                     f"{type(self).__name__}: weight {name!r} has shape {tuple(tensor.shape)}, "
                     f"expected {tuple(target.shape)} (layout={layout!r})"
                 )
+            if _shares_memory(tensor, targets.values()):
+                tensor = tensor.clone()  # e.g. a layer's own weight, transposed: copy before overwriting
             staged.append((target, tensor))
         with torch.no_grad():
             for target, tensor in staged:
@@ -99,6 +101,11 @@ class Module(nn.Module):
         path, _, local = name.rpartition(".")
         owner = self.get_submodule(path) if path else self
         return local not in owner._non_persistent_buffers_set
+
+
+def _shares_memory(tensor: torch.Tensor, targets) -> bool:
+    ptr = tensor.untyped_storage().data_ptr()
+    return any(t.untyped_storage().data_ptr() == ptr for t in targets)
 
 
 def check_input(layer: str, x: torch.Tensor, *, ndim: int | None, last: int | None, dtype: torch.dtype) -> None:

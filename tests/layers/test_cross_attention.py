@@ -1,0 +1,104 @@
+"""CrossAttention: float64 parity; the compute_kv cache equals recomputing K/V each step; reset; reorder."""
+import pytest
+import torch
+from parameterized import parameterized
+
+from trtllm_ext import CrossAttention, init_random_
+
+from ._helpers import assert_rel_close, load_random, randn, ref_cross_attention
+
+# (batch, query len, audio len, hidden, heads, kv_hidden, bias)
+SHAPES = [
+    (1, 1, 1, 8, 2, None, True),
+    (1, 3, 11, 12, 3, None, True),
+    (3, 5, 7, 20, 5, 12, True),
+    (2, 4, 9, 16, 4, 24, False),
+]
+
+
+@parameterized.expand([(str(i), *s) for i, s in enumerate(SHAPES)])
+def test_cross_attention_matches_float64_reference(_, b, t, s, hidden, heads, kv_hidden, bias):
+    ca = CrossAttention(hidden, heads, kv_hidden, bias=bias)
+    kvh = kv_hidden or hidden
+    assert ca.kv.weight.shape == (2 * hidden, kvh) and ca.query.weight.shape == (hidden, hidden)
+    seed = b + 10 * t + 100 * s
+    w = load_random(ca, seed)
+    x, xa = randn(b, t, hidden, seed=seed + 1), randn(b, s, kvh, seed=seed + 2)
+    out = ca(x.float(), xa.float())
+    assert out.shape == (b, t, hidden)
+    assert_rel_close(out, ref_cross_attention(x, xa, w, heads))
+
+
+def _layer(seed, hidden=16, heads=4, kv_hidden=None):
+    ca = CrossAttention(hidden, heads, kv_hidden)
+    load_random(ca, seed)
+    return ca
+
+
+@parameterized.expand([("b1", 1, 6, 1), ("b3", 3, 10, 2), ("b2_long", 2, 15, 3)])
+def test_compute_kv_cache_equals_recomputing_each_step(_, b, s, chunk):
+    ca = _layer(41 + s)
+    xa = randn(b, s, 16, seed=42).float()
+    steps = [randn(b, chunk, 16, seed=43 + i).float() for i in range(4)]
+    ca.setup_cache(max_batch=b + 1, max_len=s + 4)  # a larger cache: only the first s positions are used
+    ca.compute_kv(xa)
+    for x in steps:
+        assert_rel_close(ca(x), ca(x, xa))
+
+
+def test_reset_cache_forgets_the_audio_and_a_new_audio_gives_the_new_result():
+    ca = _layer(51)
+    ca.setup_cache(2, 12)
+    with pytest.raises(RuntimeError, match="compute_kv"):
+        ca(randn(2, 1, 16, seed=0).float())  # nothing cached yet
+    xa1, xa2 = randn(2, 12, 16, seed=52).float(), randn(2, 7, 16, seed=53).float()
+    x = randn(2, 2, 16, seed=54).float()
+    ca.compute_kv(xa1)
+    out1 = ca(x)
+    ca.reset_cache()
+    with pytest.raises(RuntimeError, match="no encoder K/V cached"):
+        ca(x)
+    ca.compute_kv(xa2)  # a shorter audio: the stale positions 7..11 must not be attended to
+    out2 = ca(x)
+    assert_rel_close(out2, ca(x, xa2))
+    assert (out2 - out1).abs().max() > 1e-3
+
+
+def test_new_audio_without_reset_replaces_the_old_one():
+    ca = _layer(61)
+    ca.setup_cache(1, 10)
+    x = randn(1, 3, 16, seed=62).float()
+    ca.compute_kv(randn(1, 10, 16, seed=63).float())
+    xa = randn(1, 4, 16, seed=64).float()
+    ca.compute_kv(xa)
+    assert_rel_close(ca(x), ca(x, xa))
+
+
+def test_fewer_decoder_rows_than_cached_rows():
+    ca = _layer(71)
+    ca.setup_cache(3, 5)
+    xa = randn(3, 5, 16, seed=72).float()
+    ca.compute_kv(xa)
+    x = randn(2, 1, 16, seed=73).float()
+    assert_rel_close(ca(x), ca(x, xa[:2]))
+
+
+def test_reorder_cache_follows_the_beams():
+    ca = _layer(81)
+    ca.setup_cache(3, 6)
+    xa = randn(3, 6, 16, seed=82).float()
+    ca.compute_kv(xa)
+    index = torch.tensor([1, 1, 0])
+    ca.reorder_cache(index)
+    x = randn(3, 2, 16, seed=83).float()
+    assert_rel_close(ca(x), ca(x, xa[index]))
+
+
+def test_cross_attention_kv_hidden_differs():
+    ca = init_random_(CrossAttention(12, 3, 20), seed=91)
+    ca.setup_cache(2, 4)
+    xa = randn(2, 4, 20, seed=92).float()
+    ca.compute_kv(xa)
+    x = randn(2, 3, 12, seed=93).float()
+    w = {k: v.double() for k, v in ca.state_dict().items()}
+    assert_rel_close(ca(x), ref_cross_attention(x, xa, w, 3))

@@ -1,0 +1,80 @@
+"""KVCache: update at positions, write a prefix, reorder rows, reset."""
+import pytest
+import torch
+
+from trtllm_ext import KVCache
+
+from ._helpers import randn
+
+
+def _kv(b, h, t, d, seed):
+    return randn(b, h, t, d, seed=seed).float(), randn(b, h, t, d, seed=seed + 1).float()
+
+
+def test_kv_cache_starts_zero_and_is_not_a_weight():
+    c = KVCache(2, 3, 5, 4)
+    assert c.k.shape == c.v.shape == (2, 3, 5, 4)
+    assert not c.k.any() and not c.v.any()
+    assert len(c.state_dict()) == 0  # state, not weights
+
+
+def test_kv_cache_update_writes_positions_and_returns_rows():
+    c = KVCache(3, 2, 6, 4)
+    k, v = _kv(2, 2, 2, 4, 1)
+    pos = torch.tensor([1, 4])
+    kr, vr = c.update(pos, k, v)
+    assert kr.shape == vr.shape == (2, 2, 6, 4)
+    torch.testing.assert_close(kr[:, :, pos], k, rtol=0, atol=0)
+    torch.testing.assert_close(vr[:, :, pos], v, rtol=0, atol=0)
+    others = [0, 2, 3, 5]
+    assert not kr[:, :, others].any() and not vr[:, :, others].any()
+    assert not c.k[2].any()  # rows beyond the batch are untouched
+    # the returned rows are views of the cache (no copy per step)
+    assert kr.data_ptr() == c.k.data_ptr()
+    # a later update at another position keeps the earlier ones
+    k2, v2 = _kv(2, 2, 1, 4, 3)
+    kr, vr = c.update(torch.tensor([0]), k2, v2)
+    torch.testing.assert_close(kr[:, :, [0]], k2, rtol=0, atol=0)
+    torch.testing.assert_close(kr[:, :, pos], k, rtol=0, atol=0)
+
+
+def test_kv_cache_update_casts_to_cache_dtype():
+    c = KVCache(1, 1, 3, 2, dtype=torch.float16)
+    k, v = _kv(1, 1, 1, 2, 5)
+    kr, _ = c.update(torch.tensor([2]), k.double(), v.double())
+    assert kr.dtype == torch.float16
+    torch.testing.assert_close(kr[:, :, 2:], k.half(), rtol=0, atol=0)
+
+
+def test_kv_cache_write_prefix():
+    c = KVCache(3, 2, 8, 4)
+    k, v = _kv(3, 2, 8, 4, 7)
+    c.write(k, v)
+    k2, v2 = _kv(2, 2, 5, 4, 9)
+    kr, vr = c.write(k2, v2)
+    assert kr.shape == vr.shape == (2, 2, 5, 4)
+    torch.testing.assert_close(kr, k2, rtol=0, atol=0)
+    torch.testing.assert_close(vr, v2, rtol=0, atol=0)
+    torch.testing.assert_close(c.k[:2, :, 5:], k[:2, :, 5:], rtol=0, atol=0)  # beyond t: untouched
+    torch.testing.assert_close(c.k[2], k[2], rtol=0, atol=0)  # beyond b: untouched
+
+
+@pytest.mark.parametrize("index", [[2, 0, 1], [1, 1, 1], [0, 1, 2], [3, 0], [0, 0, 0, 0]])
+def test_kv_cache_reorder_gives_reordered_rows(index):
+    c = KVCache(4, 2, 5, 3)
+    k, v = _kv(4, 2, 5, 3, 11)
+    c.write(k, v)
+    idx = torch.tensor(index)
+    c.reorder(idx)
+    n = len(index)
+    torch.testing.assert_close(c.k[:n], k[idx], rtol=0, atol=0)
+    torch.testing.assert_close(c.v[:n], v[idx], rtol=0, atol=0)
+    torch.testing.assert_close(c.k[n:], k[n:], rtol=0, atol=0)  # rows past len(index) are kept
+
+
+def test_kv_cache_reset_zeroes_everything():
+    c = KVCache(2, 2, 4, 3)
+    c.write(*_kv(2, 2, 4, 3, 13))
+    c.reset()
+    assert not c.k.any() and not c.v.any()
+    assert c.k.shape == (2, 2, 4, 3)
