@@ -1,0 +1,121 @@
+"""The fast path (``whisper_model.engine``) computes what the eager model computes.
+
+CPU: the engine's step through the plain-PyTorch ops equals the model's reference decoder. GPU (marked
+``gpu``): fused Triton kernels + captured CUDA graphs (with and without PDL), in fp16, against the model.
+"""
+import pytest
+import torch
+
+from trtllm_ext import init_random_
+from whisper_model.config import MODEL_DIMS, scaled
+from whisper_model.engine import accelerate
+from whisper_model.model import Whisper
+
+DIMS = scaled(MODEL_DIMS["tiny"], n_audio_ctx=60, n_audio_layer=2, n_text_layer=2, n_audio_state=128,
+              n_text_state=128, n_audio_head=2, n_text_head=2, n_text_ctx=24)
+
+
+def rel(a, b):
+    a, b = a.float(), b.float()
+    return float((a - b).norm() / b.norm())
+
+
+def make(dtype=torch.float32, device="cpu"):
+    torch.manual_seed(0)
+    return init_random_(Whisper(DIMS, dtype=dtype, device=device), seed=5).eval()
+
+
+def run_steps(dec, tokens, prefill):
+    """Prefill ``prefill`` tokens, then one token per call: logits [B, T, V]."""
+    dev = tokens.device
+    out = [dec(tokens[:, :prefill], torch.arange(prefill, device=dev))]
+    for p in range(prefill, tokens.shape[1]):
+        out.append(dec(tokens[:, p:p + 1], torch.tensor([p], device=dev)))
+    return torch.cat(out, 1)
+
+
+def check_engine(model, fast, tol, device):
+    mel = torch.randn(2, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device)
+    with torch.no_grad():
+        xa_ref = model.encoder(mel.to(model.dtype))
+        xa = fast.encoder(mel)
+        assert rel(xa, xa_ref) < tol
+        tokens = torch.randint(0, DIMS.n_vocab, (2, 12), device=device)
+        expect = model.decoder(tokens, xa=xa_ref)
+        fast.decoder.compute_cross_kv(xa_ref)
+        assert rel(run_steps(fast.decoder, tokens[:, :7], 3), expect[:, :7]) < tol
+        assert rel(run_steps(fast.decoder, tokens, 10), expect) < tol  # a long prompt runs outside the graphs
+        # beams: 2 audios x 3 rows each share their audio's cross K/V; then a reorder
+        fast.decoder.compute_cross_kv(xa_ref)
+        tok3 = tokens.repeat_interleave(3, 0)
+        exp3 = expect.repeat_interleave(3, 0)
+        assert rel(run_steps(fast.decoder, tok3[:, :5], 4), exp3[:, :5]) < tol
+        idx = torch.tensor([2, 0, 1, 3, 3, 5], device=device)
+        fast.decoder.reorder_caches(idx)
+        got = fast.decoder(tok3[idx, 5:6], torch.tensor([5], device=device))
+        assert rel(got, exp3[idx, 5:6]) < tol
+        # fewer rows than the bucket / than the caches hold
+        fast.decoder.compute_cross_kv(xa_ref[:1])
+        assert rel(run_steps(fast.decoder, tokens[:1], 2), expect[:1]) < tol
+
+
+def test_engine_torch_ops_match_model_on_cpu():
+    model = make()
+    fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="torch")
+    assert fast.decoder.blocks[0].attn.kv_cache.max_batch == 6
+    assert fast.dims == DIMS and fast.is_multilingual == model.is_multilingual
+    check_engine(model, fast, 1e-5, "cpu")
+
+
+def test_engine_setup_and_errors():
+    model = make()
+    fast = accelerate(model, max_batch_size=1, kernels="torch")
+    dec = fast.decoder
+    with pytest.raises(RuntimeError):
+        dec(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
+    dec.setup_caches(4)
+    assert dec.blocks[0].attn.kv_cache.max_batch == 4 and dec.has_caches
+    with pytest.raises(ValueError):
+        dec.compute_cross_kv(torch.zeros(5, DIMS.n_audio_ctx, DIMS.n_text_state))
+    dec.compute_cross_kv(torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state))
+    with pytest.raises(ValueError):
+        dec(torch.zeros(3, 1, dtype=torch.long), torch.tensor([0]))  # 3 rows over 2 audios
+    with pytest.raises(ValueError):
+        accelerate(model, kernels="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pdl", [0, 1, 2])
+def test_engine_triton_graphs_match_model_on_gpu(pdl):
+    from trtllm_ext import kernels
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs triton")
+    model = make(torch.float16, "cuda")
+    fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="triton", pdl=pdl)
+    check_engine(model, fast, 5e-3, "cuda")
+
+
+@pytest.mark.gpu
+def test_engine_torch_ops_graphs_match_model_on_gpu():
+    model = make(torch.float16, "cuda")
+    fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="torch")
+    check_engine(model, fast, 5e-3, "cuda")
+
+
+def test_build_writes_an_engine_that_loads(tmp_path):
+    from whisper_model.build import build
+    from whisper_model.engine import ENGINE_FILE, load_engine
+
+    meta = build(None, tmp_path / "eng", dtype="float32", max_batch_size=2, max_beam_width=2,
+                 random_weights="tiny.en", warm=False)
+    assert (tmp_path / "eng" / ENGINE_FILE).is_file() and meta["max_beam_width"] == 2
+    fast = load_engine(tmp_path / "eng", "cpu")
+    assert fast.dims == MODEL_DIMS["tiny.en"] and fast.decoder.rows == 4 and fast.kernels == "torch"
+    xa = torch.randn(1, fast.dims.n_audio_ctx, fast.dims.n_audio_state)
+    fast.decoder.compute_cross_kv(xa)
+    logits = fast.decoder(torch.tensor([[50257, 50362]]), torch.arange(2))
+    expect = fast.model.decoder(torch.tensor([[50257, 50362]]), xa=xa)
+    assert rel(logits, expect) < 1e-5
+    logits[:, :, 0] = float("-inf")  # callers filter logits in place: no inference-mode tensors come back
+    fast.encoder(torch.zeros(1, fast.dims.n_mels, 3000)).add_(1)

@@ -1,0 +1,241 @@
+"""whisper_model.transcribe / pipeline against openai-whisper's ``transcribe()`` (the reference), fp32 on CPU.
+
+Both sides run the same converted weights on the same samples (our ``load_audio``) and the same log-mel (the
+reference's ``log_mel_spectrogram`` is patched to ours): text, segment boundaries, tokens, seeks and fallback
+temperatures must be identical.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+import unittest.mock
+
+import numpy as np
+import pytest
+import torch
+from parameterized import parameterized
+
+from whisper_model import audio as A
+from whisper_model.model import Whisper
+from whisper_model.pipeline import WhisperModel
+from whisper_model.transcribe import Segment, TranscriptionInfo, result_dict, transcribe
+from whisper_model.weights import load_checkpoint, to_openai
+
+try:
+    from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+except ImportError:
+    from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+
+whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; the module is patched below)
+
+REFERENCE_TRANSCRIBE = sys.modules["whisper.transcribe"]
+
+CLIPS = clips()
+LANG = {name: row["language"] for name, row in manifest().items()}
+EN_CLIPS = [c for c in CLIPS if LANG.get(c) == "en"] or [MISSING]
+OTHER_CLIPS = [c for c in CLIPS if LANG.get(c) not in (None, "en")] or [MISSING]
+CASES = ([(f"tiny_en_{c}", "tiny.en", c) for c in EN_CLIPS] + [(f"base_{c}", "base", c) for c in EN_CLIPS]
+         + [(f"base_{c}", "base", c) for c in OTHER_CLIPS])
+DETECT_CLIPS = [c for c in ("en_jfk.mp3", "en_bobby.wav", "en_f5_ref.wav", "en_asterisk_demo_instruct_8k.wav",
+                             "es_asterisk_demo_instruct_8k.wav", "fr_asterisk_demo_instruct_8k.wav", "zh_sentence.wav")
+                if c in CLIPS] or [MISSING]
+FIELDS = ("id", "seek", "start", "end", "text", "tokens", "temperature", "compression_ratio")
+
+
+@functools.lru_cache(maxsize=None)
+def models(name: str):
+    """(ours, openai-whisper's) fp32 models holding the same weights."""
+    dims, sd = load_checkpoint(name)
+    ours = Whisper.from_state_dict(dims, sd)
+    ckpt = to_openai(dims, sd)
+    ref = whisper.model.Whisper(whisper.model.ModelDimensions(**ckpt["dims"]))
+    ref.load_state_dict(ckpt["model_state_dict"], strict=True)
+    return ours, ref.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def samples(clip: str) -> np.ndarray:
+    if clip == MISSING or not (AUDIO_DIR / clip).is_file():
+        pytest.skip(NO_SHARED)
+    return A.load_audio(AUDIO_DIR / clip)
+
+
+@functools.lru_cache(maxsize=None)
+def pipeline(name: str) -> WhisperModel:
+    return WhisperModel(name, device="cpu")
+
+
+def teardown_module():
+    for cached in (models, samples, pipeline):
+        cached.cache_clear()
+
+
+def reference(ref, audio: np.ndarray, **options) -> dict:
+    """openai-whisper's transcribe() on our samples and our log-mel, seeded as ``ours`` is."""
+    torch.manual_seed(0)
+    with unittest.mock.patch.object(REFERENCE_TRANSCRIBE, "log_mel_spectrogram", A.log_mel_spectrogram):
+        return whisper.transcribe(ref, audio, fp16=False, **options)
+
+
+def ours(model, audio, **options) -> dict:
+    torch.manual_seed(0)
+    segments, info = transcribe(model, audio, **options)
+    return result_dict(segments, info)
+
+
+def assert_same(mine: dict, theirs: dict):
+    assert mine["language"] == theirs["language"]
+    assert [tuple(s[f] for f in FIELDS) for s in mine["segments"]] == \
+        [tuple(s[f] for f in FIELDS) for s in theirs["segments"]]
+    for a, b in zip(mine["segments"], theirs["segments"]):
+        assert a["avg_logprob"] == pytest.approx(b["avg_logprob"], abs=1e-4)
+        assert a["no_speech_prob"] == pytest.approx(b["no_speech_prob"], abs=1e-4)
+    assert mine["text"] == theirs["text"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# long-form transcription against openai-whisper on real clips
+@parameterized.expand(CASES)
+def test_transcription_matches_openai_whisper(_, name, clip):
+    """Default options (temperature fallback chain, timestamps, conditioning on previous text), language fixed."""
+    mine, ref = models(name)
+    audio = samples(clip)
+    options = dict(language=LANG[clip], best_of=5)
+    result = ours(mine, audio, **options)
+    assert_same(result, reference(ref, audio, **options))
+    assert result["text"].strip()
+
+
+@parameterized.expand([(c,) for c in DETECT_CLIPS])
+def test_detected_language_matches_openai_whisper(clip):
+    """transcribe(language=None) detects on the first 30 s of the padded log-mel, as openai-whisper does; the
+    segments generator is not consumed (detection happens before transcribe returns). One clip per language and
+    sample rate (test_decoding compares detection on every clip's short-form mel)."""
+    mine, ref = models("base")
+    audio = samples(clip)
+    _, info = transcribe(mine, audio)
+    mel = A.log_mel_spectrogram(audio, 80, padding=A.N_SAMPLES)
+    _, probs = ref.detect_language(A.pad_or_trim(mel, A.N_FRAMES))
+    assert info.language == max(probs, key=probs.get) == LANG[clip]
+    assert info.language_probability == pytest.approx(probs[info.language], abs=1e-5)
+    assert info.all_language_probs == pytest.approx(probs, abs=1e-5)
+
+
+def test_detected_language_then_transcription_matches():
+    mine, ref = models("base")
+    audio = samples("zh_sentence.wav")
+    assert_same(ours(mine, audio), reference(ref, audio))
+
+
+@parameterized.expand([
+    # fallback: every window fails at temperature 0 and is sampled again (seeded alike on both sides)
+    ("fallback_compression", "tiny.en", "en_jfk.wav",
+     dict(compression_ratio_threshold=1.2, best_of=2, temperature=(0.0, 0.6))),
+    ("fallback_logprob", "tiny.en", "en_librivox_0870.wav",
+     dict(logprob_threshold=-0.2, best_of=2, temperature=(0.0, 0.3))),
+    ("beam", "tiny.en", "en_jfk.wav", dict(beam_size=5, best_of=5)),
+    ("prompt_no_conditioning", "tiny.en", "en_lecture_60s.wav",
+     dict(initial_prompt="A lecture about Dublin.", condition_on_previous_text=False, best_of=5)),
+    ("without_timestamps", "tiny.en", "en_lecture_60s.wav", dict(without_timestamps=True, best_of=5)),
+    ("translate", "base", "zh_sentence.wav", dict(task="translate", language="zh", temperature=0.0)),
+])
+def test_options_match_openai_whisper(_, name, clip, options):
+    mine, ref = models(name)
+    audio = samples(clip)
+    result = ours(mine, audio, **options)
+    assert_same(result, reference(ref, audio, **options))
+    if _.startswith("fallback"):
+        assert all(s["temperature"] > 0 for s in result["segments"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# API shape, laziness, edge cases, errors
+def test_segments_are_lazy_and_info_is_ready():
+    mine, _ = models("tiny.en")
+    module, calls = importlib.import_module("whisper_model.transcribe"), []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    real = module.DecodingTask
+    with unittest.mock.patch.object(module, "DecodingTask", counting):
+        segments, info = transcribe(mine, samples("en_jfk.wav"))
+        assert inspect.isgenerator(segments) and not calls  # nothing decoded yet
+        first = next(segments)
+        assert calls
+    assert isinstance(info, TranscriptionInfo)
+    assert (info.language, info.language_probability, info.all_language_probs) == ("en", 1.0, None)
+    assert info.duration == pytest.approx(11.0, abs=0.01)
+    assert info.options.temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) and info.options.best_of == 5
+    assert isinstance(first, Segment) and first.id == 0 and first.start == 0.0
+    rest = list(segments)
+    assert [s.id for s in rest] == list(range(1, len(rest) + 1))
+
+
+@parameterized.expand([("tiny.en",), ("base",)])
+def test_empty_and_silent_audio_give_no_text(name):
+    mine, _ = models(name)
+    for audio in (np.zeros(0, np.float32), np.zeros(100, np.float32), np.zeros(5 * A.SAMPLE_RATE, np.float32)):
+        segments, info = transcribe(mine, audio, language="en")
+        result = result_dict(segments, info)
+        assert result["text"] == "" and all(s["text"] == "" for s in result["segments"])
+        assert info.duration == pytest.approx(len(audio) // A.HOP_LENGTH * A.HOP_LENGTH / A.SAMPLE_RATE)
+
+
+@parameterized.expand([
+    ("task", "tiny.en", dict(task="translate")),
+    ("language", "tiny.en", dict(language="fr")),
+    ("language", "tiny.en", dict(language="xx")),
+    ("language", "base", dict(language="xx")),
+    ("language", "base", dict(language="yue")),
+    ("task", "base", dict(task="summarize")),
+    ("temperature", "base", dict(temperature=-0.5)),
+    ("temperature", "base", dict(temperature=())),
+    ("beam_size", "base", dict(temperature=0.5, beam_size=5)),
+    ("patience", "base", dict(patience=2.0)),
+    ("length_penalty", "base", dict(length_penalty=2.0)),
+])
+def test_invalid_options_raise_before_decoding(option, name, kwargs):
+    mine, _ = models(name)
+    with pytest.raises(ValueError, match=option):
+        transcribe(mine, np.zeros(16000, np.float32), **kwargs)
+
+
+def test_unknown_keyword_is_rejected():
+    mine, _ = models("tiny.en")
+    with pytest.raises(TypeError):
+        transcribe(mine, np.zeros(16000, np.float32), word_timestamps=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# WhisperModel
+def test_pipeline_transcribes_and_detects():
+    model = pipeline("tiny.en")
+    assert (model.device.type, model.dtype) == ("cpu", torch.float32)
+    path = AUDIO_DIR / "en_jfk.wav"
+    if not path.is_file():
+        pytest.skip(NO_SHARED)
+    result = model.transcribe_dict(str(path), progress=True)
+    mine, _ = models("tiny.en")
+    assert result == ours(mine, samples("en_jfk.wav"))
+    assert "ask not what your country can do for you" in result["text"]
+    assert set(result) == {"text", "segments", "language"}
+    assert set(result["segments"][0]) == {"id", "seek", "start", "end", "text", "tokens", "temperature",
+                                          "avg_logprob", "compression_ratio", "no_speech_prob"}
+    with pytest.raises(ValueError, match="English-only"):
+        model.detect_language(str(path))
+
+
+def test_pipeline_multilingual_detect_language():
+    model = pipeline("base")
+    path = AUDIO_DIR / "zh_sentence.wav"
+    if not path.is_file():
+        pytest.skip(NO_SHARED)
+    language, probability, probs = model.detect_language(str(path))
+    assert language == "zh" and probability == max(probs.values()) > 0.5
+    segments, info = model.transcribe(str(path))
+    assert info.language == "zh" and info.language_probability == pytest.approx(probability, abs=1e-6)

@@ -1,0 +1,221 @@
+"""Launchers for the Triton kernels, with the same signatures as ``reference`` (CUDA tensors only).
+
+Every launcher takes ``pdl``: launch with programmatic dependent launch (Hopper+), for chains of these
+kernels inside a CUDA graph: 0/False off; 1/True each kernel lets the next one launch once it has passed its
+own dependency wait; 2 lets it launch at once (the next kernel's weight prefetch then overlaps the whole of
+this one; every kernel still waits for its predecessor before touching activations). ``out`` buffers are written in place (static buffers of a captured graph).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+import triton
+
+from .attention import cross_attention_combine_kernel, cross_attention_kernel, self_attention_kernel
+from .linear import embed_kernel, fused_linear_kernel, fused_linear_loop_kernel, layer_norm_kernel
+
+MAX_M = 32  # fused_linear keeps all M rows of a program in registers
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    block_m: int
+    block_n: int
+    use_dot: bool
+    split_k: int = 1
+    num_warps: int = 4
+    loop_k: int = 0  # > 0: the K-loop kernel with [block_n, loop_k] tiles (rows >= 16, tensor cores)
+    num_stages: int = 1
+
+
+#: tuned choices, keyed by (M bucket, N, K, has_ln); filled by ``set_linear_config`` (bench/tuning)
+LINEAR_CONFIGS: dict[tuple[int, int, int, bool], LinearConfig] = {}
+
+
+def _m_bucket(m: int) -> int:
+    return 1 if m == 1 else 16 if m <= 16 else 32 if m <= 32 else 64
+
+
+def k_chunks(k: int) -> tuple[int, int, int]:
+    """Power-of-two chunk sizes covering k: the two largest powers of two in k, the rest padded (masked)."""
+    k1 = 1 << (k.bit_length() - 1)
+    rest = k - k1
+    k2 = 1 << (rest.bit_length() - 1) if rest else 0
+    rest -= k2
+    k3 = max(16, triton.next_power_of_2(rest)) if rest else 0
+    return max(k1, 16), k2 if k2 >= 16 or not k2 else 16, k3
+
+
+def default_linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
+    """Measured on an H100 (``bench/bench_layers.py --tune``, bench/NOTES.md), large-v3 decode shapes.
+
+    One row: CUDA cores, the whole weight slice (~20K weights) per program. 2..32 rows: tensor cores; with a
+    LayerNorm a pipelined K loop (128-wide tiles, 3 stages); without, the whole slice split over 2 programs
+    (K <= 2048) or a K loop split over K/1280 programs reduced by the last one.
+    """
+    if m == 1:
+        bn = 16 if k <= 1536 else max(1, 1 << ((10240 // k).bit_length() - 1))
+        return LinearConfig(1, bn, False, 1, 4)
+    bm = _m_bucket(m)
+    if has_ln:
+        bn = 16 if n <= 2048 else 32 if n <= 4096 else 64 if n <= 8192 else 32
+        return LinearConfig(bm, bn, True, 1, 4, loop_k=128, num_stages=3)
+    if k <= 2048:
+        return LinearConfig(bm, 32, True, 2, 4)
+    return LinearConfig(bm, 16, True, triton.cdiv(k, 1280), 4, loop_k=128, num_stages=3)
+
+
+def linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
+    return LINEAR_CONFIGS.get((_m_bucket(m), n, k, has_ln)) or default_linear_config(m, n, k, has_ln)
+
+
+def set_linear_config(m: int, n: int, k: int, has_ln: bool, cfg: LinearConfig) -> None:
+    LINEAR_CONFIGS[(_m_bucket(m), n, k, has_ln)] = cfg
+
+
+def save_linear_configs(path) -> None:
+    rows = [dict(m=m, n=n, k=k, has_ln=ln, config=asdict(c)) for (m, n, k, ln), c in LINEAR_CONFIGS.items()]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+
+
+def load_linear_configs(path) -> None:
+    """Read configs written by ``save_linear_configs`` (``bench/bench_layers.py --tune --emit_configs``)."""
+    with open(path, encoding="utf-8") as f:
+        for r in json.load(f):
+            set_linear_config(r["m"], r["n"], r["k"], r["has_ln"], LinearConfig(**r["config"]))
+
+
+if os.environ.get("TRTLLM_EXT_LINEAR_CONFIGS"):
+    load_linear_configs(os.environ["TRTLLM_EXT_LINEAR_CONFIGS"])
+
+
+def _check_rows(name: str, t: torch.Tensor) -> None:
+    if t.dim() != 2 or t.stride(1) != 1:
+        raise ValueError(f"{name}: expected a 2-D tensor with contiguous rows, got shape {tuple(t.shape)} "
+                         f"strides {t.stride()}")
+
+
+def fused_linear(x, weight, bias=None, *, ln=None, gelu=False, residual=None, out=None, out_dtype=None,
+                 pdl=False, config: LinearConfig | None = None, workspace: dict | None = None):
+    """x [M, K] (M <= 32) -> act(LN?(x) @ weight[N, K]^T + bias) (+ residual [M, N]) -> [M, N].
+
+    ``workspace`` (a dict, kept by the caller) holds the split-K partials and counters between calls.
+    """
+    _check_rows("fused_linear x", x)
+    _check_rows("fused_linear weight", weight)
+    m, k = x.shape
+    n = weight.shape[0]
+    if weight.shape[1] != k or m > MAX_M:
+        raise ValueError(f"fused_linear: x {tuple(x.shape)} / weight {tuple(weight.shape)} (M <= {MAX_M})")
+    if out is None:
+        out = torch.empty((m, n), device=x.device, dtype=out_dtype or x.dtype)
+    _check_rows("fused_linear out", out)
+    if residual is not None:
+        _check_rows("fused_linear residual", residual)
+    cfg = config or linear_config(m, n, k, ln is not None)
+    split = 1 if ln is not None else cfg.split_k
+    lnw, lnb, eps = ln if ln is not None else (weight, weight, 0.0)
+    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(m, cfg.block_m), split)
+    ws, cnt = out, out
+    if split > 1:
+        wsd = workspace if workspace is not None else {}
+        key = ("linear", split, m, n, grid[0] * grid[1])
+        if key not in wsd:
+            wsd[key] = (torch.empty(split * m * n, device=x.device, dtype=torch.float32),
+                        torch.zeros(grid[0] * grid[1], device=x.device, dtype=torch.int32))
+        ws, cnt = wsd[key]
+    r = residual if residual is not None else out
+    args = (x, weight, bias if bias is not None else weight, lnw, lnb, r, out, ws, cnt, m, n, k)
+    flags = dict(SPLIT_K=split, HAS_BIAS=bias is not None, HAS_LN=ln is not None, HAS_RES=residual is not None,
+                 ACT_GELU=bool(gelu), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PDL=int(pdl), num_warps=cfg.num_warps,
+                 num_stages=cfg.num_stages, launch_pdl=bool(pdl))
+    strides = (x.stride(0), weight.stride(0), r.stride(0), out.stride(0), float(eps))
+    if cfg.loop_k:
+        per_split = triton.cdiv(triton.cdiv(k, split), cfg.loop_k) * cfg.loop_k
+        fused_linear_loop_kernel[grid](*args, per_split, *strides, BLOCK_K=cfg.loop_k, **flags)
+    else:
+        k1, k2, k3 = k_chunks(triton.cdiv(k, split))
+        fused_linear_kernel[grid](*args, *strides, K1=k1, K2=k2, K3=k3, USE_DOT=cfg.use_dot, **flags)
+    return out
+
+
+def layer_norm(x, weight, bias, eps, *, residual=None, x_out=None, out=None, pdl=False):
+    """y = LN(x (+ residual)) [M, N]; with ``residual`` the rounded sum is also written to ``x_out``."""
+    _check_rows("layer_norm x", x)
+    m, n = x.shape
+    if out is None:
+        out = torch.empty_like(x)
+    if residual is not None and x_out is None:
+        x_out = torch.empty_like(x)
+    block = triton.next_power_of_2(n)
+    r = residual if residual is not None else x
+    xo = x_out if x_out is not None else out
+    layer_norm_kernel[(m,)](x, r, weight, bias, xo, out, n, x.stride(0), r.stride(0), xo.stride(0), out.stride(0),
+                            float(eps), HAS_RES=residual is not None, BLOCK_N=block, PDL=int(pdl),
+                            num_warps=4 if block <= 2048 else 8, launch_pdl=bool(pdl))
+    return out
+
+
+def embed(tokens, pos, emb, pemb, *, out=None, pdl=False):
+    """tokens [B, T], pos [T] -> emb[tokens] + pemb[pos] as [B*T, N]."""
+    b, t = tokens.shape
+    n = emb.shape[1]
+    if out is None:
+        out = torch.empty((b * t, n), device=emb.device, dtype=emb.dtype)
+    tokens = tokens.contiguous()
+    embed_kernel[(b * t,)](tokens, pos, emb, pemb, out, t, n, out.stride(0), BLOCK_N=triton.next_power_of_2(n),
+                           PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+    return out
+
+
+def self_attention(qkv, k_cache, v_cache, pos, t, *, out=None, pdl=False):
+    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] -> o [B*T, H*D]; writes K/V at ``pos``."""
+    _check_rows("self_attention qkv", qkv)
+    h, d = k_cache.shape[1], k_cache.shape[3]
+    m = qkv.shape[0]
+    b = m // t
+    if out is None:
+        out = torch.empty((m, h * d), device=qkv.device, dtype=qkv.dtype)
+    self_attention_kernel[(b * h,)](
+        qkv, k_cache, v_cache, pos, out, t, qkv.stride(0), *k_cache.stride()[:3], *v_cache.stride()[:3],
+        out.stride(0), d ** -0.5, H=h, D=d, BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_S=64, PDL=int(pdl),
+        num_warps=4, launch_pdl=bool(pdl))
+    return out
+
+
+def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 128,
+                    inline_combine: bool = True, workspace: dict | None = None):
+    """q [B*T, H*D], k/v [A, H, S, D] (audio a serves decoder rows a*group ..) -> o [B*T, H*D].
+
+    ``workspace`` (optional dict) keeps the float32 partials and the counters between calls (a captured
+    graph allocates them once).
+    """
+    _check_rows("cross_attention q", q)
+    h, s, d = k.shape[1], k.shape[2], k.shape[3]
+    m = q.shape[0]
+    qb = group * t
+    n_audio = triton.cdiv(m, qb)
+    chunk = max(16, min(chunk, triton.next_power_of_2(s)))
+    num_chunks = triton.cdiv(s, chunk)
+    if out is None:
+        out = torch.empty((m, h * d), device=q.device, dtype=q.dtype)
+    ws = workspace if workspace is not None else {}
+    need = (m * h * num_chunks, n_audio * h)
+    if ws.get("shape") != need:
+        ws.update(shape=need, ml=torch.empty(need[0] * 2, device=q.device, dtype=torch.float32),
+                  acc=torch.empty(need[0] * d, device=q.device, dtype=torch.float32),
+                  cnt=torch.zeros(need[1], device=q.device, dtype=torch.int32))
+    block_q = max(16, triton.next_power_of_2(qb))
+    cross_attention_kernel[(n_audio * h, num_chunks)](
+        q, k, v, out, ws["ml"], ws["acc"], ws["cnt"], m, qb, s, q.stride(0), *k.stride()[:3], *v.stride()[:3],
+        out.stride(0), d ** -0.5, H=h, D=d, BLOCK_Q=block_q, CHUNK=chunk, NUM_CHUNKS=num_chunks,
+        INLINE_COMBINE=inline_combine, PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+    if num_chunks > 1 and not inline_combine:
+        cross_attention_combine_kernel[(n_audio * h,)](
+            ws["ml"], ws["acc"], out, m, qb, out.stride(0), H=h, D=d, NUM_CHUNKS=num_chunks, BLOCK_Q=block_q,
+            PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+    return out

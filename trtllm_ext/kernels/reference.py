@@ -1,0 +1,83 @@
+"""Plain-PyTorch versions of the fused kernels in ``ops`` (same signatures, any device).
+
+They compute what the unfused ``trtllm_ext`` layers compute (LayerNorm in float32, then the product in the
+weight dtype, GELU and the residual add after the rounding of each op), so they serve as the kernels'
+parity oracle and as the engine's CPU / no-Triton backend.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _finish(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        return y
+    out.copy_(y)
+    return out
+
+
+def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 ln: tuple[torch.Tensor, torch.Tensor, float] | None = None, gelu: bool = False,
+                 residual: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                 out_dtype: torch.dtype | None = None, pdl: bool = False, config=None,
+                 workspace=None) -> torch.Tensor:
+    """x [M, K] -> act(LN?(x) @ weight[N, K]^T + bias) (+ residual [M, N]) -> [M, N] (out_dtype or x's)."""
+    h = x
+    if ln is not None:
+        w, b, eps = ln
+        h = F.layer_norm(x.float(), (x.shape[-1],), w.float(), b.float(), eps).to(weight.dtype)
+    y = F.linear(h.to(weight.dtype), weight, bias)
+    if gelu:
+        y = F.gelu(y)
+    if residual is not None:
+        y = residual + y
+    return _finish(y.to(out_dtype or (out.dtype if out is not None else x.dtype)), out)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, *,
+               residual: torch.Tensor | None = None, x_out: torch.Tensor | None = None,
+               out: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
+    """y = LN(x (+ residual)) [M, N] in x's dtype; with ``residual`` the sum is also written to ``x_out``."""
+    if residual is not None:
+        x = x + residual
+        if x_out is not None:
+            x_out.copy_(x)
+    y = F.layer_norm(x.float(), (x.shape[-1],), weight.float(), bias.float(), eps).to(x.dtype)
+    return _finish(y, out)
+
+
+def embed(tokens: torch.Tensor, pos: torch.Tensor, emb: torch.Tensor, pemb: torch.Tensor, *,
+          out: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
+    """tokens [B, T], pos [T] -> emb[tokens] + pemb[pos], flattened to [B*T, N]."""
+    y = (F.embedding(tokens, emb) + pemb[pos]).reshape(-1, emb.shape[1])
+    return _finish(y, out)
+
+
+def _heads(x: torch.Tensor, b: int, t: int, h: int) -> torch.Tensor:
+    """[b*t, h*d] -> [b, h, t, d]."""
+    return x.reshape(b, t, h, -1).transpose(1, 2)
+
+
+def self_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, t: int, *,
+                   out: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
+    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] -> o [B*T, H*D]; writes K/V at ``pos``."""
+    h, d = k_cache.shape[1], k_cache.shape[3]
+    b = qkv.shape[0] // t
+    q, k, v = (_heads(p, b, t, h) for p in qkv.split(h * d, dim=1))
+    k_rows, v_rows = k_cache[:b], v_cache[:b]
+    k_rows.index_copy_(2, pos, k.to(k_cache.dtype))
+    v_rows.index_copy_(2, pos, v.to(v_cache.dtype))
+    mask = torch.arange(k_cache.shape[2], device=pos.device)[None, :] <= pos[:, None]
+    o = F.scaled_dot_product_attention(q, k_rows, v_rows, attn_mask=mask)
+    return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
+
+
+def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int, group: int = 1, *,
+                    out: torch.Tensor | None = None, pdl: bool = False, **_) -> torch.Tensor:
+    """q [B*T, H*D], k/v [A, H, S, D] (audio a serves rows a*group .. a*group+group-1) -> o [B*T, H*D]."""
+    h, d = k.shape[1], k.shape[3]
+    b = q.shape[0] // t
+    rows = torch.arange(b, device=q.device) // group
+    o = F.scaled_dot_product_attention(_heads(q, b, t, h), k[rows], v[rows])
+    return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)

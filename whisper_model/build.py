@@ -1,0 +1,127 @@
+"""Build an engine directory for the fast GPU path.
+
+    python -m whisper_model.build --model NAME_OR_PATH --dtype float16 --max_batch_size 16 \\
+        --max_beam_width 5 --output_dir ENGINE_DIR [--random_weights large-v3] [--no_warmup]
+
+Writes the converted weights (Hugging Face layout: ``model.safetensors`` + ``config.json``, through
+``weights.save_hf``), the checkpoint's vocabulary files if it has any, and ``engine.json`` (dtype, max_batch_size, max_beam_width, model dims, decode
+settings). With a CUDA device (unless ``--no_warmup``) it then loads the engine once and captures the
+decode steps of every batch bucket, which compiles the Triton kernels into Triton's on-disk cache so a
+later ``engine.load_engine(ENGINE_DIR)`` starts without compiling. ``--random_weights NAME`` builds random
+weights of a published model's shapes (benchmarks) instead of loading ``--model``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import dims_for
+from .engine import ENGINE_FILE, load_engine
+from .model import Whisper
+from .weights import load_checkpoint, model_dir_for_tokenizer, save_hf
+
+FORMAT_VERSION = 1
+TOKENIZER_FILES = ("vocabulary.txt", "tokenizer.json", "multilingual.tiktoken", "gpt2.tiktoken")
+
+
+def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None, seed: int = 0) -> Whisper:
+    """A model of ``name``'s shapes with random weights (``init_random_``); key biases zero, as Whisper's."""
+    from trtllm_ext import init_random_
+
+    dims = dims_for(name)
+    model = init_random_(Whisper(dims, dtype=dtype, device=device), seed=seed)
+    with torch.no_grad():
+        for blk in model.encoder.blocks:
+            blk.attn.qkv.bias[dims.n_audio_state: 2 * dims.n_audio_state].zero_()
+        for blk in model.decoder.blocks:
+            blk.attn.qkv.bias[dims.n_text_state: 2 * dims.n_text_state].zero_()
+            blk.cross_attn.kv.bias[: dims.n_text_state].zero_()
+    return model.eval()
+
+
+def warmup(engine, max_rows: int, prompt_len: int = 4) -> float:
+    """Capture the decode steps (prompt and one-token) of every row bucket; seconds taken."""
+    t0 = time.perf_counter()
+    dec, dims = engine.decoder, engine.dims
+    xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=engine.device, dtype=engine.dtype)
+    positions = torch.arange(prompt_len + 1, device=engine.device)
+    rows = 1
+    while True:
+        dec.compute_cross_kv(xa.expand(rows, -1, -1))
+        tokens = torch.zeros(rows, prompt_len + 1, dtype=torch.long, device=engine.device)
+        dec(tokens[:, :prompt_len], positions[:prompt_len])
+        dec(tokens[:, prompt_len:], positions[prompt_len:])
+        if rows >= max_rows:
+            break
+        rows = min(rows * 2, max_rows)
+    engine.encoder(torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=engine.device))
+    torch.cuda.synchronize()
+    dec.reset_caches()
+    return time.perf_counter() - t0
+
+
+def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_size: int = 1, max_beam_width: int = 1,
+          random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False) -> dict:
+    t0 = time.perf_counter()
+    torch_dtype = getattr(torch, dtype)
+    if random_weights:
+        m = random_whisper(random_weights, dtype=torch_dtype, seed=seed)
+        dims, sd, source = m.dims, m.state_dict(), f"random:{random_weights}:seed={seed}"
+    else:
+        if not model:
+            raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
+        dims, sd = load_checkpoint(model, dtype=torch_dtype)
+        source = str(model)
+    out = save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite)
+    vocab = None if random_weights else model_dir_for_tokenizer(model)
+    for name in TOKENIZER_FILES if vocab is not None else ():  # the checkpoint's own vocabulary travels along
+        if (vocab / name).is_file():
+            shutil.copyfile(vocab / name, out / name)
+    meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
+                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source, weights="model.safetensors",
+                torch=torch.__version__)
+    (out / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    meta["convert_s"] = time.perf_counter() - t0
+    if warm and torch.cuda.is_available():
+        t1 = time.perf_counter()
+        engine = load_engine(out, "cuda")
+        meta["load_s"] = time.perf_counter() - t1
+        meta["warmup_s"] = warmup(engine, max_batch_size * max_beam_width)
+    meta["build_s"] = time.perf_counter() - t0
+    return meta
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="bundled name ('tiny.en', 'base') or checkpoint path")
+    ap.add_argument("--random_weights", metavar="NAME", help="random weights of this published model's shapes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--max_batch_size", type=int, default=1)
+    ap.add_argument("--max_beam_width", type=int, default=1)
+    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--no_warmup", action="store_true", help="skip loading the engine on the GPU after writing")
+    args = ap.parse_args(argv)
+    if args.max_batch_size < 1 or args.max_beam_width < 1:
+        ap.error("--max_batch_size and --max_beam_width must be >= 1")
+    try:
+        meta = build(args.model, Path(args.output_dir), dtype=args.dtype, max_batch_size=args.max_batch_size,
+                     max_beam_width=args.max_beam_width, random_weights=args.random_weights, seed=args.seed,
+                     warm=not args.no_warmup, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"build: {e}", file=sys.stderr)
+        return 2
+    timing = ", ".join(f"{k} {meta[k]:.1f} s" for k in ("convert_s", "load_s", "warmup_s", "build_s") if k in meta)
+    print(f"engine written to {args.output_dir} ({timing})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

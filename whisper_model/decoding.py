@@ -1,0 +1,429 @@
+"""Decoding of 30 s windows: options, language detection, greedy / sampling / beam search, ranking.
+
+Same algorithm as openai-whisper's ``whisper/decoding.py`` (greedy results are token-identical in fp32), on the
+decoder's cached mode: caches preallocated once for ``n_audio * n_group`` rows, the audio's cross K/V computed once,
+the initial tokens prefilled at positions ``0..n0-1``, then one token per step; beam search reorders cache rows.
+
+Parts with one job each, wired by ``DecodingTask``:
+
+* ``LogitFilter`` (``logit_filters.py``): masks the step's logits;
+* ``TokenDecoder``: ``GreedyDecoder`` (argmax, or sampling at temperature > 0) or ``BeamSearchDecoder``;
+* ``SequenceRanker``: ``MaximumLikelihoodRanker`` picks one of each audio's candidates.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.distributions import Categorical
+
+from .audio import CHUNK_LENGTH
+from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
+from .model import WhisperDecoder
+from .tokenizer import LANGUAGES, TASKS, Tokenizer, get_tokenizer, normalize_language
+
+
+def compression_ratio(text: str) -> float:
+    """UTF-8 size over zlib-compressed size; high values mean repetitive text."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode one window. ``prompt``: earlier text (str or ids) put before ``<|startofprev|>``'s context;
+    ``prefix``: forced start of this window's text; ``suppress_tokens``: ids or "1,2,3"; "-1" adds the
+    tokenizer's non-speech symbols; None or "" suppresses nothing (not even the special tokens).
+    ``max_initial_timestamp``: latest first timestamp in seconds, None for no limit."""
+
+    task: str = "transcribe"
+    language: Optional[str] = None  # None: detect per audio (English-only models: always "en")
+    temperature: float = 0.0
+    sample_len: Optional[int] = None  # most sampled tokens; None: n_text_ctx // 2
+    best_of: Optional[int] = None  # independent samples per audio (temperature > 0)
+    beam_size: Optional[int] = None  # beams per audio (temperature 0)
+    patience: Optional[float] = None  # beam search stops after round(beam_size * patience) finished candidates
+    length_penalty: Optional[float] = None  # None: rank by logprob / length; else Google NMT's alpha in [0, 1]
+    prompt: Optional[Union[str, Sequence[int]]] = None
+    prefix: Optional[Union[str, Sequence[int]]] = None
+    suppress_tokens: Optional[Union[str, Iterable[int]]] = "-1"
+    suppress_blank: bool = True
+    without_timestamps: bool = False
+    max_initial_timestamp: Optional[float] = 1.0
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        for name in ("sample_len", "best_of", "beam_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.beam_size is not None and self.best_of is not None:
+            raise ValueError("beam_size and best_of can't be given together")
+        if self.temperature == 0 and self.best_of is not None:
+            raise ValueError("best_of needs temperature > 0 (at temperature 0 use beam_size)")
+        if self.temperature > 0 and self.beam_size is not None:
+            raise ValueError("beam_size needs temperature 0 (beam search does not sample; use best_of)")
+        if self.patience is not None:
+            if self.beam_size is None:
+                raise ValueError("patience requires beam_size to be given")
+            if self.patience <= 0 or round(self.beam_size * self.patience) < 1:
+                raise ValueError(f"patience must keep at least one candidate, got {self.patience}")
+        if self.length_penalty is not None and not 0 <= self.length_penalty <= 1:
+            raise ValueError(f"length_penalty (alpha) must be between 0 and 1, got {self.length_penalty}")
+        if self.max_initial_timestamp is not None and self.max_initial_timestamp < 0:
+            raise ValueError(f"max_initial_timestamp must be >= 0 or None, got {self.max_initial_timestamp}")
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    """One audio's decoded window. ``tokens``: sampled ids, without the initial tokens and end-of-text."""
+
+    language: str
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    sum_logprob: float = float("nan")
+    avg_logprob: float = float("nan")  # sum_logprob / (len(tokens) + 1): end-of-text counts
+    no_speech_prob: float = float("nan")
+    temperature: float = float("nan")
+    compression_ratio: float = float("nan")
+    language_probs: Optional[dict[str, float]] = None  # set when the language was detected
+
+
+def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
+    """The tokenizer for ``model`` with this language and task; ``base`` (if given) supplies the vocabulary.
+
+    Raises ValueError naming ``language`` or ``task`` for what the model cannot do.
+    """
+    try:
+        language = normalize_language(language)
+    except ValueError as e:
+        raise ValueError(f"language={language!r}: {e}") from None
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if not model.is_multilingual:
+        if task != "transcribe":
+            raise ValueError(f"task={task!r} needs a multilingual model; this one is English-only")
+        if language not in (None, "en"):
+            raise ValueError(f"language={language!r}: this model is English-only (use 'en' or None)")
+        language = task = None
+    else:
+        language = language or "en"
+        if language not in list(LANGUAGES)[: model.num_languages]:
+            raise ValueError(f"language={language!r} is not one of this model's {model.num_languages} languages")
+    if base is None:
+        return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=language, task=task)
+    expected = "multilingual" if model.is_multilingual else "gpt2"
+    if base.encoding.name != expected or base.encoding.n_vocab != model.dims.n_vocab:
+        raise ValueError(f"tokenizer {base!r} does not fit this model ({expected}, n_vocab={model.dims.n_vocab})")
+    if base.language == language and base.task == task:
+        return base
+    return Tokenizer(base.encoding, num_languages=base.num_languages, language=language, task=task)
+
+
+def _features(model, mel_or_features: torch.Tensor) -> torch.Tensor:
+    """mel [n, n_mels, 2*n_audio_ctx] (encoded here) or features [n, n_audio_ctx, n_audio_state] -> features."""
+    dims = model.dims
+    if mel_or_features.dim() == 3 and tuple(mel_or_features.shape[1:]) == (dims.n_audio_ctx, dims.n_audio_state):
+        return mel_or_features.to(device=model.device, dtype=model.dtype)
+    return model.embed_audio(mel_or_features.to(model.device))
+
+
+@torch.no_grad()
+def detect_language(model, mel_or_features: torch.Tensor, tokenizer: Optional[Tokenizer] = None):
+    """Spoken language of each audio: ``(language tokens [n], [{code: probability}] * n)``.
+
+    ``mel_or_features``: mel [n, n_mels, 2*n_audio_ctx] or encoder states [n, n_audio_ctx, n_audio_state].
+    One uncached decoder pass over ``<|startoftranscript|>``, softmax over the language tokens only.
+    """
+    if not model.is_multilingual:
+        raise ValueError("this model is English-only: it has no language tokens to detect a language with")
+    tokenizer = tokenizer_for(model, None, "transcribe", tokenizer)
+    features = _features(model, mel_or_features)
+    sot = torch.full((features.shape[0], 1), tokenizer.sot, dtype=torch.long, device=features.device)
+    logits = model.logits(sot, features)[:, 0]  # [n, n_vocab]
+    mask = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    mask[list(tokenizer.all_language_tokens)] = False
+    logits[:, mask] = -np.inf
+    language_tokens = logits.argmax(dim=-1)
+    probs = logits.softmax(dim=-1).cpu()[:, list(tokenizer.all_language_tokens)].tolist()
+    codes = tokenizer.all_language_codes
+    return language_tokens, [dict(zip(codes, row)) for row in probs]
+
+
+class SequenceRanker:
+    def rank(self, tokens: list[list[list[int]]], sum_logprobs: list[list[float]]) -> list[int]:
+        """Per audio, the index of the chosen candidate (tokens: [n_audio][n_candidates][length])."""
+        raise NotImplementedError
+
+
+class MaximumLikelihoodRanker(SequenceRanker):
+    """Highest ``logprob / penalty``: penalty = length, or ((5 + length) / 6) ** length_penalty (Google NMT)."""
+
+    def __init__(self, length_penalty: Optional[float]):
+        self.length_penalty = length_penalty
+
+    def _score(self, logprob: float, length: int) -> float:
+        if self.length_penalty is None:
+            return logprob / length if length else logprob  # an empty candidate is not divided by zero
+        return logprob / ((5 + length) / 6) ** self.length_penalty
+
+    def rank(self, tokens, sum_logprobs):
+        return [int(np.argmax([self._score(lp, len(t)) for t, lp in zip(ts, lps)]))
+                for ts, lps in zip(tokens, sum_logprobs)]
+
+
+class TokenDecoder:
+    """Chooses the next tokens. ``update`` gets tokens [n_batch, length] (CPU), the step's filtered logits
+    [n_batch, n_vocab] and the running sum_logprobs [n_batch] (updated in place) and returns
+    ``(next_tokens [n_batch] (CPU), source rows or None, completed)``: when source rows are given, row i
+    continues old row source[i] (the caller reorders its tokens and caches before appending)."""
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor):
+        raise NotImplementedError
+
+    def finalize(self, tokens: torch.Tensor, sum_logprobs: torch.Tensor):
+        """tokens [n_audio, n_group, length], sum_logprobs [n_audio, n_group] -> per audio, candidate
+        sequences (each ending in end-of-text) and their sum_logprobs."""
+        raise NotImplementedError
+
+
+class GreedyDecoder(TokenDecoder):
+    """Argmax at temperature 0, else one sample from softmax(logits / temperature); finished rows repeat eot."""
+
+    def __init__(self, temperature: float, eot: int):
+        self.temperature, self.eot = temperature, eot
+
+    def update(self, tokens, logits, sum_logprobs):
+        if self.temperature == 0:
+            next_tokens = logits.argmax(dim=-1)
+        else:
+            next_tokens = Categorical(logits=logits / self.temperature).sample()
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        current = logprobs[torch.arange(logprobs.shape[0], device=logprobs.device), next_tokens]
+        finished = (tokens[:, -1] == self.eot).to(logits.device)
+        sum_logprobs += current * ~finished
+        next_tokens[finished] = self.eot
+        next_tokens = next_tokens.cpu()
+        return next_tokens, None, bool((next_tokens == self.eot).all())
+
+    def finalize(self, tokens, sum_logprobs):
+        sequences = [[row + [self.eot] for row in group] for group in tokens.tolist()]
+        return sequences, sum_logprobs.tolist()
+
+
+class BeamSearchDecoder(TokenDecoder):
+    """Beam search: each step keeps the ``beam_size`` best unfinished continuations per audio out of every
+    beam's top ``beam_size + 1`` tokens; stops once every audio has ``round(beam_size * patience)`` finished."""
+
+    def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
+        self.beam_size, self.eot = beam_size, eot
+        self.max_candidates = round(beam_size * (patience or 1.0))
+        self.finished: Optional[list[dict[tuple, float]]] = None
+
+    def reset(self) -> None:
+        self.finished = None
+
+    def update(self, tokens, logits, sum_logprobs):
+        beam, n_audio = self.beam_size, tokens.shape[0] // self.beam_size
+        if self.finished is None:
+            self.finished = [{} for _ in range(n_audio)]
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        top_logprobs, top_tokens = logprobs.topk(beam + 1)  # [n_batch, beam + 1]
+        new_scores = (sum_logprobs[:, None] + top_logprobs).tolist()  # float32 sums, as one step adds them
+        top_tokens = top_tokens.tolist()
+        prefixes = [tuple(row) for row in tokens.tolist()]
+        next_tokens, sources, new_sums = [], [], []
+        for i in range(n_audio):
+            # candidates keyed by sequence: identical beams (the first step) collapse, keeping the first position
+            candidates: dict[tuple, tuple[float, int]] = {}
+            for idx in range(i * beam, (i + 1) * beam):
+                for score, token in zip(new_scores[idx], top_tokens[idx]):
+                    candidates[prefixes[idx] + (token,)] = (score, idx)
+            newly_finished = {}
+            for seq in sorted(candidates, key=lambda s: candidates[s][0], reverse=True):  # stable for ties
+                score, idx = candidates[seq]
+                if seq[-1] == self.eot:
+                    newly_finished[seq] = score
+                    continue
+                new_sums.append(score)
+                next_tokens.append(seq[-1])
+                sources.append(idx)
+                if len(next_tokens) == (i + 1) * beam:
+                    break
+            done = self.finished[i]
+            for seq in sorted(newly_finished, key=newly_finished.get, reverse=True):
+                if len(done) >= self.max_candidates:
+                    break
+                done[seq] = newly_finished[seq]
+        sum_logprobs.copy_(torch.tensor(new_sums, dtype=sum_logprobs.dtype))
+        completed = all(len(done) >= self.max_candidates for done in self.finished)
+        return torch.tensor(next_tokens, dtype=torch.long), sources, completed
+
+    def finalize(self, tokens, sum_logprobs):
+        sum_logprobs = sum_logprobs.cpu()
+        for i, done in enumerate(self.finished):
+            if len(done) < self.beam_size:  # too few finished: add the best unfinished beams
+                for j in list(np.argsort(sum_logprobs[i].numpy()))[::-1]:
+                    done[tuple(tokens[i, j].tolist()) + (self.eot,)] = sum_logprobs[i][j].item()
+                    if len(done) >= self.beam_size:
+                        break
+        return [[list(seq) for seq in done] for done in self.finished], [list(d.values()) for d in self.finished]
+
+
+def _ensure_caches(decoder, n_batch: int) -> None:
+    """Reuse the decoder's caches when they hold ``n_batch`` rows of the full text context, else allocate."""
+    cache = decoder.blocks[0].attn.kv_cache if decoder.has_caches else None
+    if cache is None or cache.max_batch < n_batch or cache.max_len < decoder.n_ctx:
+        decoder.setup_caches(n_batch)
+
+
+class DecodingTask:
+    """Wires tokenizer, initial tokens, logit filters, token decoder and ranker for one ``DecodingOptions``.
+
+    ``tokenizer`` (optional) supplies the vocabulary; language and task always come from the options.
+    """
+
+    def __init__(self, model, options: DecodingOptions, tokenizer: Optional[Tokenizer] = None):
+        self.model, self.options = model, options
+        self.tokenizer = tok = tokenizer_for(model, options.language, options.task, tokenizer)
+        self.detect = model.is_multilingual and options.language is None
+        self.n_ctx = model.dims.n_text_ctx
+        self.n_group = options.beam_size or options.best_of or 1
+        self.sample_len = options.sample_len or self.n_ctx // 2
+        self.sot_sequence = tok.sot_sequence_including_notimestamps if options.without_timestamps else tok.sot_sequence
+        self.initial_tokens = self._initial_tokens()
+        self.sample_begin = len(self.initial_tokens)
+        self.sot_index = self.initial_tokens.index(tok.sot)
+        self.ranker = MaximumLikelihoodRanker(options.length_penalty)
+        if options.beam_size is not None:
+            self.decoder: TokenDecoder = BeamSearchDecoder(options.beam_size, tok.eot, options.patience)
+        else:
+            self.decoder = GreedyDecoder(options.temperature, tok.eot)
+        self.logit_filters: list[LogitFilter] = []
+        if options.suppress_blank:
+            self.logit_filters.append(SuppressBlank(tok, self.sample_begin))
+        if options.suppress_tokens:
+            self.logit_filters.append(SuppressTokens(self._suppress_tokens()))
+        if not options.without_timestamps:
+            precision = CHUNK_LENGTH / model.dims.n_audio_ctx  # 0.02 s per timestamp step
+            max_index = None
+            if options.max_initial_timestamp is not None:
+                max_index = round(options.max_initial_timestamp / precision)
+            self.logit_filters.append(ApplyTimestampRules(tok, self.sample_begin, max_index))
+
+    def _encode(self, text_or_ids) -> list[int]:
+        if isinstance(text_or_ids, str):
+            return self.tokenizer.encode(" " + text_or_ids.strip())
+        return [int(t) for t in text_or_ids]
+
+    def _initial_tokens(self) -> tuple[int, ...]:
+        """[<|startofprev|> prompt...] sot_sequence [prefix...]: the prompt keeps its last n_ctx//2 - 1 ids."""
+        tokens = list(self.sot_sequence)
+        if self.options.prefix:
+            prefix = self._encode(self.options.prefix)
+            max_prefix_len = self.n_ctx // 2 - self.sample_len
+            if max_prefix_len > 0:  # at the default sample_len openai-whisper keeps the whole prefix too
+                prefix = prefix[-max_prefix_len:]
+            tokens += prefix
+        if self.options.prompt:
+            prompt = self._encode(self.options.prompt)
+            tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1):] + tokens
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"prefix: {len(tokens)} initial tokens exceed the text context of {self.n_ctx}")
+        return tuple(tokens)
+
+    def _suppress_tokens(self) -> tuple[int, ...]:
+        spec, tok = self.options.suppress_tokens, self.tokenizer
+        ids = [int(t) for t in spec.split(",")] if isinstance(spec, str) else [int(t) for t in spec]
+        if -1 in ids:
+            ids = [t for t in ids if t >= 0] + list(tok.non_speech_tokens)
+        ids += [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech]
+        return tuple(sorted(set(ids)))
+
+    @torch.no_grad()
+    def run(self, mel_or_features: torch.Tensor) -> list[DecodingResult]:
+        """mel [n_audio, n_mels, 2*n_audio_ctx] or features [n_audio, n_audio_ctx, d] -> one result per audio."""
+        tok, model, n_group = self.tokenizer, self.model, self.n_group
+        features = _features(model, mel_or_features)
+        n_audio = features.shape[0]
+        tokens = torch.full((n_audio, self.n_ctx + 1), tok.eot, dtype=torch.long)  # written by index
+        tokens[:, : self.sample_begin] = torch.tensor(self.initial_tokens)
+        languages, language_probs = [tok.language or "en"] * n_audio, [None] * n_audio
+        if self.detect:
+            lang_tokens, language_probs = detect_language(model, features, tok)
+            tokens[:, self.sot_index + 1] = lang_tokens.cpu()
+            languages = [max(p, key=p.get) for p in language_probs]
+
+        tokens = tokens.repeat_interleave(n_group, dim=0)
+        tokens, sum_logprobs, no_speech_probs = self._main_loop(features, tokens)
+        length = tokens.shape[1]
+        candidates, scores = self.decoder.finalize(tokens.reshape(n_audio, n_group, length),
+                                                   sum_logprobs.view(n_audio, n_group))
+        candidates = [[self._sampled(seq) for seq in group] for group in candidates]
+        chosen = self.ranker.rank(candidates, scores)
+        results = []
+        for i, j in enumerate(chosen):
+            ids, sum_logprob = candidates[i][j], scores[i][j]
+            text = tok.decode(ids).strip()
+            results.append(DecodingResult(
+                language=languages[i], tokens=ids, text=text, sum_logprob=sum_logprob,
+                avg_logprob=sum_logprob / (len(ids) + 1), no_speech_prob=no_speech_probs[i * n_group],
+                temperature=self.options.temperature, compression_ratio=compression_ratio(text),
+                language_probs=language_probs[i]))
+        return results
+
+    def _sampled(self, seq: list[int]) -> list[int]:
+        """The sampled part of a candidate: after the initial tokens, up to the first end-of-text."""
+        body = seq[self.sample_begin:]
+        return body[: body.index(self.tokenizer.eot)] if self.tokenizer.eot in body else body
+
+    def _main_loop(self, features: torch.Tensor, tokens: torch.Tensor):
+        """features [n_audio, n_audio_ctx, d], tokens [n_audio * n_group, n_ctx + 1] (initial tokens filled) ->
+        (tokens [n_batch, length], sum_logprobs [n_batch], no_speech_probs [n_batch])."""
+        decoder, device, n_batch = self.model.decoder, features.device, tokens.shape[0]
+        _ensure_caches(decoder, n_batch)
+        if isinstance(decoder, WhisperDecoder):  # reads cross row i for decoder row i: one copy per beam/sample
+            features = features.repeat_interleave(self.n_group, dim=0)
+        decoder.compute_cross_kv(features)  # (engine.FastDecoder reads audio i // n_group: one row per audio)
+        self.decoder.reset()
+        positions = torch.arange(self.n_ctx, device=device)
+        sum_logprobs = torch.zeros(n_batch, device=device)
+        length = self.sample_begin
+        logits = decoder(tokens[:, :length].to(device), positions[:length])  # prefill: [n_batch, n0, n_vocab]
+        probs_at_sot = logits[:, self.sot_index].float().softmax(dim=-1)
+        no_speech_probs = probs_at_sot[:, self.tokenizer.no_speech].tolist()
+        logits = logits[:, -1]
+        for step in range(self.sample_len):
+            if step > 0:
+                logits = decoder(tokens[:, length - 1: length].to(device), positions[length - 1: length])[:, -1]
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens[:, :length])
+            next_tokens, sources, completed = self.decoder.update(tokens[:, :length], logits, sum_logprobs)
+            if sources is not None:
+                tokens[:, :length] = tokens[sources, :length]
+                decoder.reorder_caches(torch.tensor(sources, device=device))
+            tokens[:, length] = next_tokens
+            length += 1
+            if completed or length > self.n_ctx:
+                break
+        return tokens[:, :length], sum_logprobs, no_speech_probs
+
+
+@torch.no_grad()
+def decode(model, mel: torch.Tensor, options: DecodingOptions = DecodingOptions(), *,
+           tokenizer: Optional[Tokenizer] = None) -> list[DecodingResult]:
+    """Decode 30 s windows: mel [n_audio, n_mels, 2*n_audio_ctx] (or encoder states
+    [n_audio, n_audio_ctx, n_audio_state]) -> one ``DecodingResult`` per audio."""
+    if not isinstance(mel, torch.Tensor) or mel.dim() != 3:
+        raise ValueError(f"mel must be a 3-D tensor [n_audio, n_mels, frames], got {tuple(getattr(mel, 'shape', ()))}")
+    return DecodingTask(model, options, tokenizer).run(mel)
