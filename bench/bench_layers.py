@@ -130,7 +130,8 @@ def bench_linears(d: int, vocab: int, ms_rows, dtype, tune: bool, tune_rows=()) 
                     y.fill_(float("nan"))
                     ops.fused_linear(x, ws[0], bias, config=cfg, pdl=True, **kw)
                     err = rel(y, ref)
-                    t = time_chain([lambda w=w, c=cfg: ops.fused_linear(x, w, bias, config=c, pdl=True, **kw) for w in ws])
+                    t = time_chain([lambda w=w, c=cfg: ops.fused_linear(x, w, bias, config=c, pdl=True, **kw)
+                                    for w in ws])
                     results.append((t, err, cfg))
                 except Exception as e:  # noqa: BLE001 - a config that fails to compile is reported and skipped
                     print(f"  {name} M={m} {cfg}: {type(e).__name__}: {str(e)[:200]}")
@@ -149,7 +150,8 @@ def bench_linears(d: int, vocab: int, ms_rows, dtype, tune: bool, tune_rows=()) 
                        fused_tb_s=gb / best_t, cublas_tb_s=gb / t_cublas, rel_err=err, config=best.__dict__,
                        all=[dict(us=t * 1e3, cfg=c.__dict__) for t, _, c in sorted(results, key=lambda r: r[0])])
             print(f"{name:9} M={m:<3} fused+pdl {best_t*1e3:7.2f} us ({gb/best_t:5.2f} TB/s)  no-pdl {t_nopdl*1e3:7.2f}"
-                  f" pdl2 {t_pdl2*1e3:6.2f}  torch-unfused {t_torch*1e3:7.2f}  cublas {t_cublas*1e3:7.2f}  err {err:.1e}  {best}", flush=True)
+                  f" pdl2 {t_pdl2*1e3:6.2f}  torch-unfused {t_torch*1e3:7.2f}  cublas {t_cublas*1e3:7.2f}"
+                  f"  err {err:.1e}  {best}", flush=True)
             rows.append(row)
     return rows
 

@@ -75,6 +75,11 @@ def check(args) -> int:
                     row["load_plus_first_transcript_s"] = load_s + row["seconds"]
                 if not same_text:
                     row.update(got=got["text"], want=want["text"])
+                elif not same_tokens:  # same text: show the first segment whose tokens differ
+                    pairs = zip(got["segments"], want["segments"])
+                    g, w = next(((g, w) for g, w in pairs if g["tokens"] != w["tokens"]), (None, None))
+                    row.update(got_tokens=g and g["tokens"], want_tokens=w and w["tokens"],
+                               segments=(len(got["segments"]), len(want["segments"])))
                 report["results"].append(row)
                 print(json.dumps(row, ensure_ascii=False), flush=True)
             del model

@@ -4,12 +4,12 @@
         --max_beam_width 5 --output_dir ENGINE_DIR [--random_weights large-v3] [--no_warmup]
 
 Writes the converted weights (Hugging Face layout: ``model.safetensors`` + ``config.json``, through
-``weights.save_hf``), the checkpoint's vocabulary files if it has any, and ``engine.json`` (dtype, max_batch_size, max_beam_width, model dims, decode
-settings). With a CUDA device (unless ``--no_warmup``) it then loads the engine once and captures the
-decode steps of every batch bucket, which compiles the Triton kernels into Triton's on-disk cache so a
-later ``engine.load_engine(ENGINE_DIR)`` starts without compiling. ``--random_weights NAME`` builds random
-weights of a published model's shapes (benchmarks) instead of loading ``--model``.
-"""
+``weights.save_hf``), the checkpoint's vocabulary files if it has any, and ``engine.json`` (dtype,
+max_batch_size, max_beam_width, model dims, decode settings). With a CUDA device (unless ``--no_warmup``) it
+then loads the engine once and captures the decode steps of every batch bucket, which compiles the Triton
+kernels into Triton's on-disk cache so a later ``engine.load_engine(ENGINE_DIR)`` starts without compiling.
+``--random_weights NAME`` builds random weights of a published model's shapes (benchmarks) instead of loading
+``--model``."""
 from __future__ import annotations
 
 import argparse

@@ -14,9 +14,10 @@ its decoder the cached-mode interface of ``WhisperDecoder`` (``setup_caches``, `
 Decoder rows: ``compute_cross_kv(xa [A, ...])`` keeps one cross row per audio; a step with B = A*G rows
 reads audio ``i // G`` for row i (G > 1: beams share their audio's K/V, read once per step).
 
-Each (row bucket, t, G) step is captured once as a CUDA graph (buckets: powers of two up to the cache
+Each (row bucket, t <= 8, G) step is captured once as a CUDA graph (buckets: powers of two up to the cache
 rows); a call copies its tokens/positions into the graph's static inputs, replays, and returns a copy of
-the logits: no host synchronisation. ``reorder_caches`` gathers the self caches of all layers in two
+the logits: no host synchronisation. Longer prompts (conditioning on previous text) run the same step
+eagerly. The encoder is captured once per batch size. ``reorder_caches`` gathers the self caches of all layers in two
 kernels (it reads the current length, one sync, as beam search syncs per step anyway). Without CUDA
 (or with ``kernels="torch"``) the same step runs through ``trtllm_ext.kernels.reference``.
 """
@@ -78,7 +79,8 @@ class FastEncoder:
         return out.clone()
 
     def _capture(self, mel: torch.Tensor) -> tuple:
-        static_mel = mel.clone()
+        with torch.inference_mode(False):  # static inputs stay writable whatever mode the caller is in
+            static_mel = mel.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -117,6 +119,10 @@ class _Step:
     """Static buffers of one decode-step shape (rows, t, group) and, on CUDA, its captured graph."""
 
     def __init__(self, dec: "FastDecoder", rows: int, t: int, group: int):
+        with torch.inference_mode(False):  # writable later whatever mode the caller is in
+            self._allocate(dec, rows, t, group)
+
+    def _allocate(self, dec: "FastDecoder", rows: int, t: int, group: int) -> None:
         d, dev, dt = dec.d, dec.device, dec.dtype
         m = rows * t
         self.rows, self.t, self.group = rows, t, group
@@ -158,12 +164,17 @@ class FastDecoder:
             raise ValueError(f"max_len must be in [1, {self.n_ctx}], got {max_len}")
         if max_batch <= self.rows:
             return
+        with torch.inference_mode(False):  # the caches are written in place later, whatever mode the caller is in
+            self._allocate(max_batch)
+
+    def _allocate(self, max_batch: int) -> None:
         attn = self.blocks[0].attn
         h, hd, n_layer = attn.local_heads, attn.head_dim, len(self.blocks)
         kw = dict(dtype=self.dtype, device=self.device)
         self._steps.clear()
         for blk in self.blocks:  # free the old storage before allocating the new
             blk.attn.kv_cache = blk.cross_attn.kv_cache = None
+        self._self_kv = self._cross_kv = None
         self._self_kv = torch.zeros(n_layer, 2, max_batch, h, self.n_ctx, hd, **kw)
         self._cross_kv = torch.zeros(n_layer, max_batch, self.n_audio_ctx, 2, h, hd, **kw)
         for i, blk in enumerate(self.blocks):

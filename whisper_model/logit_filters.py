@@ -93,6 +93,7 @@ class ApplyTimestampRules(LogitFilter):
                 logits[:, ts_begin + self.max_initial_timestamp_index + 1:] = NEG_INF
 
         logprobs = F.log_softmax(logits.float(), dim=-1)
-        for k in range(tokens.shape[0]):  # per row, as openai-whisper reduces, for bitwise-equal decisions
-            if logprobs[k, ts_begin:].logsumexp(dim=-1) > logprobs[k, :ts_begin].max():
-                logits[k, :ts_begin] = NEG_INF
+        timestamp_logprob = logprobs[:, ts_begin:].logsumexp(dim=-1)  # [n_batch]
+        max_text_logprob = logprobs[:, :ts_begin].max(dim=-1).values
+        force = (timestamp_logprob > max_text_logprob)[:, None]  # no host sync: masked in place on the device
+        logits[:, :ts_begin].masked_fill_(force, NEG_INF)

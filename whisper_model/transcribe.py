@@ -20,7 +20,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 import tqdm
 
-from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from .audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .decoding import DecodingOptions, DecodingResult, DecodingTask, detect_language, tokenizer_for
 from .encoding import Audio, WhisperEncoding
 from .tokenizer import Tokenizer

@@ -61,7 +61,7 @@ def test_fused_linear(kops, dtype, m, n, k, ln, gelu, res):
             configs.append(kops.LinearConfig(16 if m <= 16 else 32, 32, True, 2, 4, loop_k=128, num_stages=3))
     ws: dict = {}
     for cfg in configs:
-        for pdl in (0, 1, 2):
+        for pdl in ((0, 1, 2) if cfg is None else (1,)):
             y = torch.full((m, n), float("nan"), device="cuda", dtype=dtype)
             kops.fused_linear(x, w, b, ln=lnp, gelu=gelu, residual=r, out=y, pdl=pdl, config=cfg, workspace=ws)
             assert rel(y, expect) < TOL[dtype]

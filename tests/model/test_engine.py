@@ -67,6 +67,22 @@ def test_engine_torch_ops_match_model_on_cpu():
     check_engine(model, fast, 1e-5, "cpu")
 
 
+def check_modes(fast, device):
+    """Buffers first made under inference_mode must stay writable under no_grad, and the other way round."""
+    mel = torch.randn(1, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device)
+    tok = torch.zeros(1, 1, dtype=torch.long, device=device)
+    for first, second in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
+        fast.decoder.setup_caches(fast.decoder.rows + 1)  # fresh caches and steps
+        for mode in (first, second):
+            with mode():
+                fast.decoder.compute_cross_kv(fast.encoder(mel))
+                fast.decoder(tok, torch.tensor([0], device=device))[:, -1].fill_(0)
+
+
+def test_engine_inference_mode_then_no_grad_cpu():
+    check_modes(accelerate(make(), kernels="torch"), "cpu")
+
+
 def test_engine_setup_and_errors():
     model = make()
     fast = accelerate(model, max_batch_size=1, kernels="torch")
@@ -94,6 +110,7 @@ def test_engine_triton_graphs_match_model_on_gpu(pdl):
     model = make(torch.float16, "cuda")
     fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="triton", pdl=pdl)
     check_engine(model, fast, 5e-3, "cuda")
+    check_modes(fast, "cuda")
 
 
 @pytest.mark.gpu

@@ -1,17 +1,16 @@
 """Decode-time attention kernels over static caches (flash-decoding style, online softmax in fp32).
 
-Self-attention: ``qkv [B*T, 3*H*D]`` (rows b*T + t; columns q | k | v, each head-major) holds the T new
-tokens of every row; ``pos [T]`` their absolute positions (shared by all rows). One program per
-(row, head) stores the new K/V into the caches ``k_cache, v_cache [max_B, H, L, D]`` at ``pos``, then
-attends its T queries over cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``.
+Self-attention: ``qkv [B*T, 3*H*D]`` (rows b*T + t; columns q | k | v, each head-major) holds the T new tokens
+of every row; ``pos [T]`` their absolute positions (shared by all rows). One program per (row, head) stores
+the new K/V into the caches ``k_cache, v_cache [max_B, H, L, D]`` at ``pos``, then attends its T queries over
+cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``.
 
-Cross-attention: ``q [B*T, H*D]``; caches ``[A, H, S, D]`` (any strides, last dim contiguous) hold one
-row per audio, shared by ``GROUP`` consecutive decoder rows (beam search): program (a, h, c) reads
-K/V of audio ``a`` once for all ``GROUP*T`` queries of that audio, over chunk c of the S positions (one
-tile, loaded before the PDL wait), and writes a partial (max, sum, acc) to a float32 workspace; the chunks are merged either by the last
-program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset after use) or by
-``cross_attention_combine_kernel``.
-"""
+Cross-attention: ``q [B*T, H*D]``; caches ``[A, H, S, D]`` (any strides, last dim contiguous) hold one row per
+audio, shared by ``GROUP`` consecutive decoder rows (beam search): program (a, h, c) reads K/V of audio ``a``
+once for all ``GROUP*T`` queries of that audio, over chunk c of the S positions (one tile, loaded before the
+PDL wait), and writes a partial (max, sum, acc) to a float32 workspace; the chunks are merged either by the
+last program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset after use) or by
+``cross_attention_combine_kernel``."""
 from __future__ import annotations
 
 import triton

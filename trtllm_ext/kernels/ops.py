@@ -1,10 +1,10 @@
 """Launchers for the Triton kernels, with the same signatures as ``reference`` (CUDA tensors only).
 
-Every launcher takes ``pdl``: launch with programmatic dependent launch (Hopper+), for chains of these
-kernels inside a CUDA graph: 0/False off; 1/True each kernel lets the next one launch once it has passed its
-own dependency wait; 2 lets it launch at once (the next kernel's weight prefetch then overlaps the whole of
-this one; every kernel still waits for its predecessor before touching activations). ``out`` buffers are written in place (static buffers of a captured graph).
-"""
+Every launcher takes ``pdl``: launch with programmatic dependent launch (Hopper+), for chains of these kernels
+inside a CUDA graph: 0/False off; 1/True each kernel lets the next one launch once it has passed its own
+dependency wait; 2 lets it launch at once (the next kernel's weight prefetch then overlaps the whole of this
+one; every kernel still waits for its predecessor before touching activations). ``out`` buffers are written in
+place (static buffers of a captured graph)."""
 from __future__ import annotations
 
 import json
