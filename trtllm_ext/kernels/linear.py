@@ -66,6 +66,28 @@ def _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, 
 
 
 @triton.jit
+def _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
+              stride_rm, stride_ym, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr, ACT_GELU: tl.constexpr):
+    """Write the tile; with split K, store this slice's partial and let the last slice to finish reduce all."""
+    if SPLIT_K == 1:
+        _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES, ACT_GELU)
+    else:
+        mask = mask_m[:, None] & mask_n[None, :]
+        tile = offs_m[:, None] * N + offs_n[None, :]
+        tl.store(ws_ptr + pid_k * M * N + tile, acc, mask=mask)
+        tl.debug_barrier()  # every thread's partial is stored before the release below
+        counter = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
+        done = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
+        if done == SPLIT_K - 1:  # the last K slice of this tile to finish reduces all of them
+            acc = tl.zeros_like(acc)
+            for i in range(SPLIT_K):
+                acc += tl.load(ws_ptr + i * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
+            _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES,
+                    ACT_GELU)
+            tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def fused_linear_kernel(
     x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, r_ptr, y_ptr, ws_ptr, cnt_ptr,
     M, N, K, stride_xm, stride_wn, stride_rm, stride_ym, eps,
@@ -146,22 +168,8 @@ def fused_linear_kernel(
     if K3 > 0:
         acc += _mac(x3.to(w1.dtype), w3, USE_DOT)
 
-    if SPLIT_K == 1:
-        _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES, ACT_GELU)
-    else:
-        mask = mask_m[:, None] & mask_n[None, :]
-        tile = offs_m[:, None] * N + offs_n[None, :]
-        tl.store(ws_ptr + pid_k * M * N + tile, acc, mask=mask)
-        tl.debug_barrier()  # every thread's partial is stored before the release below
-        counter = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
-        done = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
-        if done == SPLIT_K - 1:  # the last K slice of this tile to finish reduces all of them
-            acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-            for i in range(SPLIT_K):
-                acc += tl.load(ws_ptr + i * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
-            _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES,
-                    ACT_GELU)
-            tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+    _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
+              stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
 
 
 @triton.jit
@@ -218,22 +226,8 @@ def fused_linear_loop_kernel(
             xn = (xt.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + c[None, :]
             xt = tl.where(mk[None, :], xn, 0.0)
         acc += tl.dot(xt.to(w.dtype), tl.trans(w))
-    if SPLIT_K == 1:
-        _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES, ACT_GELU)
-    else:
-        mask = mask_m[:, None] & mask_n[None, :]
-        tile = offs_m[:, None] * N + offs_n[None, :]
-        tl.store(ws_ptr + pid_k * M * N + tile, acc, mask=mask)
-        tl.debug_barrier()
-        counter = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
-        done = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
-        if done == SPLIT_K - 1:
-            acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-            for i in range(SPLIT_K):
-                acc += tl.load(ws_ptr + i * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
-            _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES,
-                    ACT_GELU)
-            tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+    _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
+              stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
 
 
 @triton.jit
