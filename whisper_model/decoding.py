@@ -35,10 +35,11 @@ def compression_ratio(text: str) -> float:
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """How to decode one window. ``prompt``: earlier text (str or ids) put before ``<|startofprev|>``'s context;
-    ``prefix``: forced start of this window's text; ``suppress_tokens``: ids or "1,2,3"; "-1" adds the
-    tokenizer's non-speech symbols; None or "" suppresses nothing (not even the special tokens).
-    ``max_initial_timestamp``: latest first timestamp in seconds, None for no limit."""
+    """How to decode one window. ``prompt``: earlier text (str or ids), fed after ``<|startofprev|>`` and before
+    the start-of-transcript sequence (its last n_text_ctx // 2 - 1 ids); ``prefix``: forced start of this
+    window's text; ``suppress_tokens``: ids or "1,2,3", where -1 adds the tokenizer's non-speech symbols; None or
+    "" suppresses nothing (not even the special tokens). ``max_initial_timestamp``: latest first timestamp in
+    seconds (0.0: the text starts at <|0.00|>), None for no limit."""
 
     task: str = "transcribe"
     language: Optional[str] = None  # None: detect per audio (English-only models: always "en")

@@ -15,14 +15,14 @@ from parameterized import parameterized
 from whisper_model import audio as A
 from whisper_model.decoding import DecodingOptions, DecodingTask, decode, detect_language
 from whisper_model.logit_filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
-from whisper_model.model import Whisper
 from whisper_model.tokenizer import get_tokenizer
-from whisper_model.weights import load_checkpoint, to_openai
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+    from ._reference import models
 except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+    from _reference import models
 
 whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
 
@@ -31,17 +31,6 @@ LANG = {name: row["language"] for name, row in manifest().items()}
 EN_CLIPS = [c for c in CLIPS if LANG.get(c) == "en"] or [MISSING]
 GREEDY_CASES = [(f"tiny_en_{c}", "tiny.en", c) for c in EN_CLIPS] + [(f"base_{c}", "base", c) for c in CLIPS]
 BEAM_CLIPS = ["en_jfk.wav", "en_librivox_0870.wav"]
-
-
-@functools.lru_cache(maxsize=None)
-def models(name: str):
-    """(ours, openai-whisper's) fp32 models holding the same weights."""
-    dims, sd = load_checkpoint(name)
-    ours = Whisper.from_state_dict(dims, sd)
-    ckpt = to_openai(dims, sd)
-    ref = whisper.model.Whisper(whisper.model.ModelDimensions(**ckpt["dims"]))
-    ref.load_state_dict(ckpt["model_state_dict"], strict=True)
-    return ours, ref.eval()
 
 
 @functools.lru_cache(maxsize=None)

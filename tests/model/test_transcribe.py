@@ -18,15 +18,15 @@ import torch
 from parameterized import parameterized
 
 from whisper_model import audio as A
-from whisper_model.model import Whisper
 from whisper_model.pipeline import WhisperModel
 from whisper_model.transcribe import Segment, TranscriptionInfo, result_dict, transcribe
-from whisper_model.weights import load_checkpoint, to_openai
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+    from ._reference import models
 except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
+    from _reference import models
 
 whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
 import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; the module is patched below)
@@ -43,17 +43,6 @@ DETECT_CLIPS = [c for c in ("en_jfk.mp3", "en_bobby.wav", "en_f5_ref.wav", "en_a
                              "es_asterisk_demo_instruct_8k.wav", "fr_asterisk_demo_instruct_8k.wav", "zh_sentence.wav")
                 if c in CLIPS] or [MISSING]
 FIELDS = ("id", "seek", "start", "end", "text", "tokens", "temperature", "compression_ratio")
-
-
-@functools.lru_cache(maxsize=None)
-def models(name: str):
-    """(ours, openai-whisper's) fp32 models holding the same weights."""
-    dims, sd = load_checkpoint(name)
-    ours = Whisper.from_state_dict(dims, sd)
-    ckpt = to_openai(dims, sd)
-    ref = whisper.model.Whisper(whisper.model.ModelDimensions(**ckpt["dims"]))
-    ref.load_state_dict(ckpt["model_state_dict"], strict=True)
-    return ours, ref.eval()
 
 
 @functools.lru_cache(maxsize=None)
