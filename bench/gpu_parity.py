@@ -6,7 +6,9 @@ Step 1, on any machine with the weights and PyAV (writes the reference):
 Step 2, on the GPU machine (no network, no PyAV: the decoded samples travel as int16, which is exactly
 what ``audio.load_audio`` returns times 32768; engines built with ``python -m whisper_model.build``):
     python bench/gpu_parity.py check --engines tiny.en=DIR base=DIR --samples SAMPLES.npz \\
-        --expected EXPECTED.json --json OUT.json
+        --expected EXPECTED.json --json OUT.json [--kinds engine plain-fp16 engine-batched --batch_size 16]
+Kinds: ``engine`` (``WhisperModel.from_engine``, one clip at a time), ``plain-fp16`` (the eager model in fp16),
+``engine-batched`` (the engine, all clips through ``transcribe_batch``: their windows decoded together).
 Transcription is greedy at temperature 0 only (no sampling fallback), so both sides are deterministic.
 """
 from __future__ import annotations
@@ -30,6 +32,11 @@ def _transcribe(model: WhisperModel, samples: np.ndarray) -> dict:
     r = model.transcribe_dict(samples.astype(np.float32) / 32768.0, **OPTIONS)
     return dict(text=r["text"], language=r.get("language"),
                 segments=[dict(text=s["text"], tokens=list(s["tokens"])) for s in r["segments"]])
+
+
+def _segments_dict(segments, info) -> dict:
+    return dict(text="".join(s.text for s in segments), language=info.language,
+                segments=[dict(text=s.text, tokens=list(s.tokens)) for s in segments])
 
 
 def make(args) -> int:
@@ -56,14 +63,26 @@ def check(args) -> int:
     report, ok_all = dict(device=torch.cuda.get_device_name(), results=[]), True
     for spec in args.engines:
         name, engine_dir = spec.split("=", 1)
-        for kind in ("engine", "plain-fp16"):
+        for kind in args.kinds:
             t0 = time.perf_counter()
-            model = (WhisperModel.from_engine(engine_dir) if kind == "engine"
-                     else WhisperModel(engine_dir, device="cuda", dtype=torch.float16))
+            model = (WhisperModel(engine_dir, device="cuda", dtype=torch.float16) if kind == "plain-fp16"
+                     else WhisperModel.from_engine(engine_dir))
             load_s = time.perf_counter() - t0
+            batched = {}
+            if kind == "engine-batched":
+                clips = sorted(samples)
+                for run in ("first", "second"):  # the first run also captures the graphs of new batch shapes
+                    t1 = time.perf_counter()
+                    out = model.transcribe_batch([samples[c].astype(np.float32) / 32768.0 for c in clips],
+                                                 batch_size=args.batch_size, **OPTIONS)
+                    torch.cuda.synchronize()
+                    seconds = time.perf_counter() - t1
+                    report.setdefault("batched_seconds", {}).setdefault(name, {})[run] = seconds
+                    print(f"{name} batched ({run} run): {len(clips)} clips in {seconds:.2f} s", flush=True)
+                batched = {c: _segments_dict(*r) for c, r in zip(clips, out)}
             for i, (clip, s) in enumerate(sorted(samples.items())):
                 t1 = time.perf_counter()
-                got = _transcribe(model, s)
+                got = batched[clip] if batched else _transcribe(model, s)
                 torch.cuda.synchronize()
                 want = expected[name][clip]
                 same_text = got["text"] == want["text"]
@@ -85,7 +104,7 @@ def check(args) -> int:
             del model
             torch.cuda.empty_cache()
     for name in {r["model"] for r in report["results"]}:
-        for kind in ("engine", "plain-fp16"):
+        for kind in args.kinds:
             rows = [r for r in report["results"] if r["model"] == name and r["kind"] == kind]
             print(f"{name:8} {kind:10} text equal {sum(r['same_text'] for r in rows)}/{len(rows)}, "
                   f"tokens equal {sum(r['same_tokens'] for r in rows)}/{len(rows)}")
@@ -107,6 +126,9 @@ def main(argv=None) -> int:
     c.add_argument("--samples", required=True)
     c.add_argument("--expected", required=True)
     c.add_argument("--json")
+    c.add_argument("--kinds", nargs="+", default=["engine", "plain-fp16"],
+                   choices=["engine", "plain-fp16", "engine-batched"])
+    c.add_argument("--batch_size", type=int, default=16, help="for engine-batched")
     args = ap.parse_args(argv)
     return make(args) if args.cmd == "make" else check(args)
 

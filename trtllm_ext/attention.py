@@ -17,9 +17,28 @@ from .linear import ColumnLinear, RowLinear, tp_shard
 from .module import ArrayLike, Module, check_input, positive, to_tensor
 
 
+def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
+    """Raise ValueError unless ``input_pos`` is an int64 tensor of shape ``[t]`` (shared by all ``b`` rows) or
+    ``[b, t]`` (row i's token j at ``input_pos[i, j]``)."""
+    if not isinstance(input_pos, torch.Tensor) or input_pos.dtype != torch.long:
+        got = input_pos.dtype if isinstance(input_pos, torch.Tensor) else type(input_pos).__name__
+        raise ValueError(f"{owner}: input_pos must be int64, got {got}")
+    if tuple(input_pos.shape) not in ((t,), (b, t)):
+        raise ValueError(f"{owner}: input_pos must have shape [{t}] or [{b}, {t}], got {tuple(input_pos.shape)}")
+
+
 def causal_mask(input_pos: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean mask [t, max_len]: query at position ``input_pos[i]`` may see cache positions <= it."""
-    return torch.arange(max_len, device=input_pos.device)[None, :] <= input_pos[:, None]
+    """Boolean mask: a query at position p may see cache positions <= p.
+
+    ``input_pos [t]`` -> ``[t, max_len]``; ``input_pos [b, t]`` (per row) -> ``[b, 1, t, max_len]`` (broadcasts
+    over the heads of attention scores ``[b, heads, t, max_len]``).
+    """
+    if input_pos.dim() not in (1, 2):
+        raise ValueError(f"causal_mask: input_pos must have shape [t] or [b, t], got {tuple(input_pos.shape)}")
+    keys = torch.arange(max_len, device=input_pos.device)
+    if input_pos.dim() == 1:
+        return keys[None, :] <= input_pos[:, None]
+    return keys <= input_pos[:, None, :, None]
 
 
 def _shard_fused(value: torch.Tensor, parts: int, rank: int, world: int) -> torch.Tensor:
@@ -76,8 +95,10 @@ class Attention(_AttentionBase):
     """Multi-head self-attention. ``x [b, t, hidden] -> [b, t, hidden]``.
 
     Without a cache it attends over ``x`` itself (``causal`` masks the future). After ``setup_cache`` a call
-    with ``input_pos [t]`` (absolute positions of the ``t`` new tokens, shared by all rows) writes their K/V
-    into the cache and attends over every cached position <= its own.
+    with ``input_pos`` int64 ``[t]`` (absolute positions of the ``t`` new tokens, shared by all rows) or
+    ``[b, t]`` (row i's token j at ``input_pos[i, j]``; positions distinct within a row, in any order) first
+    writes every new K/V into the cache, then each query attends over every cache position <= its own.
+    ``mask`` (optional, with ``input_pos``) replaces ``causal_mask(input_pos, max_len)``.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, *, bias: bool = True, causal: bool = False,
@@ -108,10 +129,7 @@ class Attention(_AttentionBase):
             return self._merge(o)
         if self.kv_cache is None:
             raise ValueError("Attention: input_pos given but no cache; call setup_cache first")
-        if input_pos.dtype != torch.long:
-            raise ValueError(f"Attention: input_pos must be int64, got {input_pos.dtype}")
-        if input_pos.dim() != 1 or input_pos.shape[0] != x.shape[1]:
-            raise ValueError(f"Attention: input_pos must have shape [{x.shape[1]}], got {tuple(input_pos.shape)}")
+        check_input_pos("Attention", input_pos, x.shape[0], x.shape[1])
         k, v = self.kv_cache.update(input_pos, k, v)
         if mask is None:
             mask = causal_mask(input_pos, self.kv_cache.max_len)
@@ -119,10 +137,15 @@ class Attention(_AttentionBase):
 
 
 class CrossAttention(_AttentionBase):
-    """Attention from ``x [b, t, hidden]`` to encoder states ``xa [b, s, kv_hidden]``.
+    """Attention from ``x [b, t, hidden]`` to encoder states ``xa [a, s, kv_hidden]``.
 
     ``compute_kv(xa)`` projects K/V once per audio into the cross cache; every later ``forward(x)`` reuses
     them. ``forward(x, xa)`` recomputes them instead (reference path). ``reset_cache`` forgets the audio.
+
+    Groups: with ``b = a * g`` decoder rows (g >= 1, e.g. beams or samples of one audio on consecutive rows),
+    row i reads audio ``i // g``; each audio's g rows are folded into its query length (``[a, heads, g*t, Dh]``,
+    cross-attention has no mask), so K/V are never copied per row. A cached call with fewer rows than cached
+    audios (``b < a``) reads audios ``0..b-1``. Any other ``b`` raises ValueError.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, kv_hidden_size: int | None = None, *, bias: bool = True,
@@ -171,13 +194,28 @@ class CrossAttention(_AttentionBase):
     def forward(self, x: torch.Tensor, xa: torch.Tensor | None = None) -> torch.Tensor:
         check_input("CrossAttention", x, ndim=3, last=self.hidden_size, dtype=self.query.weight.dtype)
         (q,) = self._heads(self.query(x), 1)
+        b = x.shape[0]
         if xa is not None:
             k, v = self._project_kv(xa)
+            rows = xa.shape[0]
         else:
             if self.kv_len == 0:
                 raise RuntimeError("CrossAttention: no encoder K/V cached; call compute_kv(xa) or pass xa")
-            if x.shape[0] > self.kv_rows:
-                raise ValueError(f"CrossAttention: batch {x.shape[0]} exceeds the {self.kv_rows} cached rows")
-            k = self.kv_cache.k[: x.shape[0], :, : self.kv_len]
-            v = self.kv_cache.v[: x.shape[0], :, : self.kv_len]
-        return self._merge(F.scaled_dot_product_attention(q, k, v))
+            rows = min(b, self.kv_rows)
+            k = self.kv_cache.k[:rows, :, : self.kv_len]
+            v = self.kv_cache.v[:rows, :, : self.kv_len]
+        if b % rows:
+            raise ValueError(f"CrossAttention: {b} decoder rows are not a multiple of the {rows} audio rows "
+                             f"(row i reads audio i // group)")
+        return self._merge(self._grouped_attention(q, k, v))
+
+    @staticmethod
+    def _grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [a*g, H, t, Dh] over k, v [a, H, s, Dh] -> [a*g, H, t, Dh]: query row i reads K/V row i // g."""
+        a, g = k.shape[0], q.shape[0] // k.shape[0]
+        if g == 1:
+            return F.scaled_dot_product_attention(q, k, v)
+        _, h, t, dh = q.shape
+        q = q.reshape(a, g, h, t, dh).transpose(1, 2).reshape(a, h, g * t, dh)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return o.reshape(a, h, g, t, dh).transpose(1, 2).reshape(a * g, h, t, dh)

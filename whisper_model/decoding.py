@@ -1,29 +1,33 @@
 """Decoding of 30 s windows: options, language detection, greedy / sampling / beam search, ranking.
 
 Same algorithm as openai-whisper's ``whisper/decoding.py`` (greedy results are token-identical in fp32), on the
-decoder's cached mode: caches preallocated once for ``n_audio * n_group`` rows, the audio's cross K/V computed once,
-the initial tokens prefilled at positions ``0..n0-1``, then one token per step; beam search reorders cache rows.
+decoder's cached mode: caches preallocated once for ``n_audio * n_group`` rows, the cross K/V computed once per
+audio (decoder row i reads audio ``i // n_group``), the initial tokens prefilled at positions ``0..n0-1``, then
+one token per step; beam search reorders cache rows. Audios of one batch may have their own prompts and
+languages (``DecodingTask(prompts=..., languages=...)``): rows with different numbers of initial tokens are
+right-aligned with per-row positions (``row_layout.py``), and each row gives the tokens it gives when decoded alone.
 
 Parts with one job each, wired by ``DecodingTask``:
 
 * ``LogitFilter`` (``logit_filters.py``): masks the step's logits;
-* ``TokenDecoder``: ``GreedyDecoder`` (argmax, or sampling at temperature > 0) or ``BeamSearchDecoder``;
-* ``SequenceRanker``: ``MaximumLikelihoodRanker`` picks one of each audio's candidates.
+* ``TokenDecoder`` (``token_decoders.py``): ``GreedyDecoder`` (argmax, or sampling at temperature > 0) or
+  ``BeamSearchDecoder``;
+* ``SequenceRanker`` (``token_decoders.py``): ``MaximumLikelihoodRanker`` picks one of each audio's candidates.
 """
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.distributions import Categorical
 
 from .audio import CHUNK_LENGTH
 from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
-from .model import WhisperDecoder
+from .row_layout import RowLayout
+from .token_decoders import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker, TokenDecoder
 from .tokenizer import LANGUAGES, TASKS, Tokenizer, get_tokenizer, normalize_language
 
 
@@ -97,11 +101,9 @@ class DecodingResult:
     language_probs: Optional[dict[str, float]] = None  # set when the language was detected
 
 
-def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
-    """The tokenizer for ``model`` with this language and task; ``base`` (if given) supplies the vocabulary.
-
-    Raises ValueError naming ``language`` or ``task`` for what the model cannot do.
-    """
+def resolve_language(model, language: Optional[str], task: str) -> Optional[str]:
+    """The language code ``model`` decodes ``language`` (a code or name; None: "en" on a multilingual model) in,
+    None on an English-only model. Raises ValueError naming ``language`` or ``task`` for what it cannot do."""
     try:
         language = normalize_language(language)
     except ValueError as e:
@@ -113,11 +115,21 @@ def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Toke
             raise ValueError(f"task={task!r} needs a multilingual model; this one is English-only")
         if language not in (None, "en"):
             raise ValueError(f"language={language!r}: this model is English-only (use 'en' or None)")
-        language = task = None
-    else:
-        language = language or "en"
-        if language not in list(LANGUAGES)[: model.num_languages]:
-            raise ValueError(f"language={language!r} is not one of this model's {model.num_languages} languages")
+        return None
+    language = language or "en"
+    if language not in list(LANGUAGES)[: model.num_languages]:
+        raise ValueError(f"language={language!r} is not one of this model's {model.num_languages} languages")
+    return language
+
+
+def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
+    """The tokenizer for ``model`` with this language and task; ``base`` (if given) supplies the vocabulary.
+
+    Raises ValueError naming ``language`` or ``task`` for what the model cannot do.
+    """
+    language = resolve_language(model, language, task)
+    if language is None:
+        task = None
     if base is None:
         return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=language, task=task)
     expected = "multilingual" if model.is_multilingual else "gpt2"
@@ -125,6 +137,12 @@ def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Toke
         raise ValueError(f"tokenizer {base!r} does not fit this model ({expected}, n_vocab={model.dims.n_vocab})")
     if base.language == language and base.task == task:
         return base
+    return _variant(base, language, task)
+
+
+@functools.lru_cache(maxsize=256)
+def _variant(base: Tokenizer, language: Optional[str], task: Optional[str]) -> Tokenizer:
+    """``base``'s vocabulary with another language / task, made once (its cached properties are then reused)."""
     return Tokenizer(base.encoding, num_languages=base.num_languages, language=language, task=task)
 
 
@@ -158,129 +176,6 @@ def detect_language(model, mel_or_features: torch.Tensor, tokenizer: Optional[To
     return language_tokens, [dict(zip(codes, row)) for row in probs]
 
 
-class SequenceRanker:
-    def rank(self, tokens: list[list[list[int]]], sum_logprobs: list[list[float]]) -> list[int]:
-        """Per audio, the index of the chosen candidate (tokens: [n_audio][n_candidates][length])."""
-        raise NotImplementedError
-
-
-class MaximumLikelihoodRanker(SequenceRanker):
-    """Highest ``logprob / penalty``: penalty = length, or ((5 + length) / 6) ** length_penalty (Google NMT)."""
-
-    def __init__(self, length_penalty: Optional[float]):
-        self.length_penalty = length_penalty
-
-    def _score(self, logprob: float, length: int) -> float:
-        if self.length_penalty is None:
-            return logprob / length if length else logprob  # an empty candidate is not divided by zero
-        return logprob / ((5 + length) / 6) ** self.length_penalty
-
-    def rank(self, tokens, sum_logprobs):
-        return [int(np.argmax([self._score(lp, len(t)) for t, lp in zip(ts, lps)]))
-                for ts, lps in zip(tokens, sum_logprobs)]
-
-
-class TokenDecoder:
-    """Chooses the next tokens. ``update`` gets tokens [n_batch, length] (CPU), the step's filtered logits
-    [n_batch, n_vocab] and the running sum_logprobs [n_batch] (updated in place) and returns
-    ``(next_tokens [n_batch] (CPU), source rows or None, completed)``: when source rows are given, row i
-    continues old row source[i] (the caller reorders its tokens and caches before appending)."""
-
-    def reset(self) -> None:
-        pass
-
-    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor):
-        raise NotImplementedError
-
-    def finalize(self, tokens: torch.Tensor, sum_logprobs: torch.Tensor):
-        """tokens [n_audio, n_group, length], sum_logprobs [n_audio, n_group] -> per audio, candidate
-        sequences (each ending in end-of-text) and their sum_logprobs."""
-        raise NotImplementedError
-
-
-class GreedyDecoder(TokenDecoder):
-    """Argmax at temperature 0, else one sample from softmax(logits / temperature); finished rows repeat eot."""
-
-    def __init__(self, temperature: float, eot: int):
-        self.temperature, self.eot = temperature, eot
-
-    def update(self, tokens, logits, sum_logprobs):
-        if self.temperature == 0:
-            next_tokens = logits.argmax(dim=-1)
-        else:
-            next_tokens = Categorical(logits=logits / self.temperature).sample()
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        current = logprobs[torch.arange(logprobs.shape[0], device=logprobs.device), next_tokens]
-        finished = (tokens[:, -1] == self.eot).to(logits.device)
-        sum_logprobs += current * ~finished
-        next_tokens[finished] = self.eot
-        next_tokens = next_tokens.cpu()
-        return next_tokens, None, bool((next_tokens == self.eot).all())
-
-    def finalize(self, tokens, sum_logprobs):
-        sequences = [[row + [self.eot] for row in group] for group in tokens.tolist()]
-        return sequences, sum_logprobs.tolist()
-
-
-class BeamSearchDecoder(TokenDecoder):
-    """Beam search: each step keeps the ``beam_size`` best unfinished continuations per audio out of every
-    beam's top ``beam_size + 1`` tokens; stops once every audio has ``round(beam_size * patience)`` finished."""
-
-    def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
-        self.beam_size, self.eot = beam_size, eot
-        self.max_candidates = round(beam_size * (patience or 1.0))
-        self.finished: Optional[list[dict[tuple, float]]] = None
-
-    def reset(self) -> None:
-        self.finished = None
-
-    def update(self, tokens, logits, sum_logprobs):
-        beam, n_audio = self.beam_size, tokens.shape[0] // self.beam_size
-        if self.finished is None:
-            self.finished = [{} for _ in range(n_audio)]
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        top_logprobs, top_tokens = logprobs.topk(beam + 1)  # [n_batch, beam + 1]
-        new_scores = (sum_logprobs[:, None] + top_logprobs).tolist()  # float32 sums, as one step adds them
-        top_tokens = top_tokens.tolist()
-        prefixes = [tuple(row) for row in tokens.tolist()]
-        next_tokens, sources, new_sums = [], [], []
-        for i in range(n_audio):
-            # candidates keyed by sequence: identical beams (the first step) collapse, keeping the first position
-            candidates: dict[tuple, tuple[float, int]] = {}
-            for idx in range(i * beam, (i + 1) * beam):
-                for score, token in zip(new_scores[idx], top_tokens[idx]):
-                    candidates[prefixes[idx] + (token,)] = (score, idx)
-            newly_finished = {}
-            for seq in sorted(candidates, key=lambda s: candidates[s][0], reverse=True):  # stable for ties
-                score, idx = candidates[seq]
-                if seq[-1] == self.eot:
-                    newly_finished[seq] = score
-                    continue
-                new_sums.append(score)
-                next_tokens.append(seq[-1])
-                sources.append(idx)
-                if len(next_tokens) == (i + 1) * beam:
-                    break
-            done = self.finished[i]
-            for seq in sorted(newly_finished, key=newly_finished.get, reverse=True):
-                if len(done) >= self.max_candidates:
-                    break
-                done[seq] = newly_finished[seq]
-        sum_logprobs.copy_(torch.tensor(new_sums, dtype=sum_logprobs.dtype))
-        completed = all(len(done) >= self.max_candidates for done in self.finished)
-        return torch.tensor(next_tokens, dtype=torch.long), sources, completed
-
-    def finalize(self, tokens, sum_logprobs):
-        sum_logprobs = sum_logprobs.cpu()
-        for i, done in enumerate(self.finished):
-            if len(done) < self.beam_size:  # too few finished: add the best unfinished beams
-                for j in list(np.argsort(sum_logprobs[i].numpy()))[::-1]:
-                    done[tuple(tokens[i, j].tolist()) + (self.eot,)] = sum_logprobs[i][j].item()
-                    if len(done) >= self.beam_size:
-                        break
-        return [[list(seq) for seq in done] for done in self.finished], [list(d.values()) for d in self.finished]
-
-
 def _ensure_caches(decoder, n_batch: int) -> None:
     """Reuse the decoder's caches when they hold ``n_batch`` rows of the full text context, else allocate."""
     cache = decoder.blocks[0].attn.kv_cache if decoder.has_caches else None
@@ -291,25 +186,34 @@ def _ensure_caches(decoder, n_batch: int) -> None:
 class DecodingTask:
     """Wires tokenizer, initial tokens, logit filters, token decoder and ranker for one ``DecodingOptions``.
 
-    ``tokenizer`` (optional) supplies the vocabulary; language and task always come from the options.
+    ``tokenizer`` (optional) supplies the vocabulary; language and task come from the options. Per audio
+    (one entry each, for exactly that many audios in ``run``): ``prompts`` (str, ids, or None/empty for none)
+    in place of ``options.prompt``, and ``languages`` in place of ``options.language`` (which must then be None).
     """
 
-    def __init__(self, model, options: DecodingOptions, tokenizer: Optional[Tokenizer] = None):
+    def __init__(self, model, options: DecodingOptions, tokenizer: Optional[Tokenizer] = None, *,
+                 prompts: Optional[Sequence[Union[str, Sequence[int], None]]] = None,
+                 languages: Optional[Sequence[str]] = None):
         self.model, self.options = model, options
         self.tokenizer = tok = tokenizer_for(model, options.language, options.task, tokenizer)
-        self.detect = model.is_multilingual and options.language is None
+        self.n_rows = self._check_per_audio(prompts, languages)
+        self.languages, self.language_tokens = None, None
+        if languages is not None:
+            codes = [resolve_language(model, lang, options.task) for lang in languages]
+            self.languages = [code or "en" for code in codes]
+            self.language_tokens = [tok.to_language_token(c) for c in codes] if model.is_multilingual else None
+        self.detect = model.is_multilingual and options.language is None and languages is None
         self.n_ctx = model.dims.n_text_ctx
         self.n_group = options.beam_size or options.best_of or 1
         self.sample_len = options.sample_len or self.n_ctx // 2
         self.sot_sequence = tok.sot_sequence_including_notimestamps if options.without_timestamps else tok.sot_sequence
-        self.initial_tokens = self._initial_tokens()
-        self.sample_begin = len(self.initial_tokens)
-        self.sot_index = self.initial_tokens.index(tok.sot)
+        self.initial_tokens = [self._initial_tokens(p) for p in (prompts if prompts is not None else [options.prompt])]
+        self.sample_begin = max(len(t) for t in self.initial_tokens)
         self.ranker = MaximumLikelihoodRanker(options.length_penalty)
         if options.beam_size is not None:
             self.decoder: TokenDecoder = BeamSearchDecoder(options.beam_size, tok.eot, options.patience)
         else:
-            self.decoder = GreedyDecoder(options.temperature, tok.eot)
+            self.decoder = GreedyDecoder(options.temperature, tok.eot, self.n_group)
         self.logit_filters: list[LogitFilter] = []
         if options.suppress_blank:
             self.logit_filters.append(SuppressBlank(tok, self.sample_begin))
@@ -322,12 +226,25 @@ class DecodingTask:
                 max_index = round(options.max_initial_timestamp / precision)
             self.logit_filters.append(ApplyTimestampRules(tok, self.sample_begin, max_index))
 
+    def _check_per_audio(self, prompts, languages) -> Optional[int]:
+        """The number of audios that per-audio ``prompts`` / ``languages`` fix (None when neither is given)."""
+        if prompts is not None and self.options.prompt is not None:
+            raise ValueError("prompts: give per-audio prompts or DecodingOptions.prompt, not both")
+        if languages is not None and self.options.language is not None:
+            raise ValueError("languages: give per-audio languages or DecodingOptions.language, not both")
+        counts = {name: len(v) for name, v in (("prompts", prompts), ("languages", languages)) if v is not None}
+        if any(n == 0 for n in counts.values()):
+            raise ValueError(f"{', '.join(counts)}: need one entry per audio, got an empty sequence")
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"prompts and languages need one entry per audio each, got {counts}")
+        return next(iter(counts.values()), None)
+
     def _encode(self, text_or_ids) -> list[int]:
         if isinstance(text_or_ids, str):
             return self.tokenizer.encode(" " + text_or_ids.strip())
         return [int(t) for t in text_or_ids]
 
-    def _initial_tokens(self) -> tuple[int, ...]:
+    def _initial_tokens(self, prompt) -> tuple[int, ...]:
         """[<|startofprev|> prompt...] sot_sequence [prefix...]: the prompt keeps its last n_ctx//2 - 1 ids."""
         tokens = list(self.sot_sequence)
         if self.options.prefix:
@@ -336,8 +253,8 @@ class DecodingTask:
             if max_prefix_len > 0:  # at the default sample_len openai-whisper keeps the whole prefix too
                 prefix = prefix[-max_prefix_len:]
             tokens += prefix
-        if self.options.prompt:
-            prompt = self._encode(self.options.prompt)
+        if prompt:
+            prompt = self._encode(prompt)
             tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1):] + tokens
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prefix: {len(tokens)} initial tokens exceed the text context of {self.n_ctx}")
@@ -357,16 +274,29 @@ class DecodingTask:
         tok, model, n_group = self.tokenizer, self.model, self.n_group
         features = _features(model, mel_or_features)
         n_audio = features.shape[0]
-        tokens = torch.full((n_audio, self.n_ctx + 1), tok.eot, dtype=torch.long)  # written by index
-        tokens[:, : self.sample_begin] = torch.tensor(self.initial_tokens)
+        if self.n_rows is not None and n_audio != self.n_rows:
+            raise ValueError(f"prompts/languages: {self.n_rows} per-audio entries for {n_audio} audios")
+        shared = len(self.initial_tokens) == 1  # no per-audio prompts (or one audio)
+        layout = RowLayout(self.initial_tokens * n_audio if shared else self.initial_tokens)
+        n_cols = self.n_ctx + 1 + max(layout.pads)
+        tokens = layout.tokens(n_cols, fill=tok.eot)  # written by index
+        sot_columns = layout.columns_of(tok.sot)
+        rows = torch.arange(n_audio)
+        language_columns = torch.tensor(sot_columns) + 1
         languages, language_probs = [tok.language or "en"] * n_audio, [None] * n_audio
-        if self.detect:
+        if self.languages is not None:
+            languages = self.languages
+            if self.language_tokens is not None:
+                tokens[rows, language_columns] = torch.tensor(self.language_tokens)
+        elif self.detect:
             lang_tokens, language_probs = detect_language(model, features, tok)
-            tokens[:, self.sot_index + 1] = lang_tokens.cpu()
+            tokens[rows, language_columns] = lang_tokens.cpu()
             languages = [max(p, key=p.get) for p in language_probs]
 
         tokens = tokens.repeat_interleave(n_group, dim=0)
-        tokens, sum_logprobs, no_speech_probs = self._main_loop(features, tokens)
+        positions = layout.positions(n_cols, self.n_ctx, group=n_group, device=features.device)
+        tokens, sum_logprobs, no_speech_probs = self._main_loop(features, tokens, positions, sot_columns,
+                                                                layout.limits(self.n_ctx))
         length = tokens.shape[1]
         candidates, scores = self.decoder.finalize(tokens.reshape(n_audio, n_group, length),
                                                    sum_logprobs.view(n_audio, n_group))
@@ -388,25 +318,28 @@ class DecodingTask:
         body = seq[self.sample_begin:]
         return body[: body.index(self.tokenizer.eot)] if self.tokenizer.eot in body else body
 
-    def _main_loop(self, features: torch.Tensor, tokens: torch.Tensor):
-        """features [n_audio, n_audio_ctx, d], tokens [n_audio * n_group, n_ctx + 1] (initial tokens filled) ->
+    def _main_loop(self, features: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
+                   sot_columns: list[int], limits: list[int]):
+        """features [n_audio, n_audio_ctx, d]; tokens [n_batch, n_cols] (n_batch = n_audio * n_group, initial
+        tokens filled, right-aligned); positions [n_cols] or [n_batch, n_cols] (``RowLayout.positions``);
+        per audio: its sot column and its length limit (``RowLayout.limits``) ->
         (tokens [n_batch, length], sum_logprobs [n_batch], no_speech_probs [n_batch])."""
         decoder, device, n_batch = self.model.decoder, features.device, tokens.shape[0]
+        n_audio, n_group = features.shape[0], self.n_group
         _ensure_caches(decoder, n_batch)
-        if isinstance(decoder, WhisperDecoder):  # reads cross row i for decoder row i: one copy per beam/sample
-            features = features.repeat_interleave(self.n_group, dim=0)
-        decoder.compute_cross_kv(features)  # (engine.FastDecoder reads audio i // n_group: one row per audio)
+        decoder.compute_cross_kv(features)  # one cross row per audio; decoder row i reads audio i // n_group
         self.decoder.reset()
-        positions = torch.arange(self.n_ctx, device=device)
         sum_logprobs = torch.zeros(n_batch, device=device)
         length = self.sample_begin
-        logits = decoder(tokens[:, :length].to(device), positions[:length])  # prefill: [n_batch, n0, n_vocab]
-        probs_at_sot = logits[:, self.sot_index].float().softmax(dim=-1)
+        logits = decoder(tokens[:, :length].to(device), positions[..., :length])  # prefill: [n_batch, n0, n_vocab]
+        sot = torch.tensor(sot_columns, device=device).repeat_interleave(n_group)
+        probs_at_sot = logits[torch.arange(n_batch, device=device), sot].float().softmax(dim=-1)
         no_speech_probs = probs_at_sot[:, self.tokenizer.no_speech].tolist()
         logits = logits[:, -1]
+        stopped: set[int] = set()  # audios past their text context (rows with shorter prompts go on longer)
         for step in range(self.sample_len):
             if step > 0:
-                logits = decoder(tokens[:, length - 1: length].to(device), positions[length - 1: length])[:, -1]
+                logits = decoder(tokens[:, length - 1: length].to(device), positions[..., length - 1: length])[:, -1]
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens[:, :length])
             next_tokens, sources, completed = self.decoder.update(tokens[:, :length], logits, sum_logprobs)
@@ -415,8 +348,14 @@ class DecodingTask:
                 decoder.reorder_caches(torch.tensor(sources, device=device))
             tokens[:, length] = next_tokens
             length += 1
-            if completed or length > self.n_ctx:
+            if completed:
                 break
+            ended = [a for a in range(n_audio) if a not in stopped and length > limits[a]]
+            if ended:
+                stopped.update(ended)
+                if len(stopped) == n_audio:
+                    break
+                self.decoder.close(ended, tokens[:, :length], sum_logprobs)
         return tokens[:, :length], sum_logprobs, no_speech_probs
 
 

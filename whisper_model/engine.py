@@ -5,7 +5,7 @@ graphs and fused Triton kernels (``trtllm_ext.kernels``) where the device has th
     fast = accelerate(model, max_batch_size=16, max_beam_width=5)
     xa = fast.encoder(mel)                              # mel [b, n_mels, 3000] -> [b, 1500, d]
     fast.decoder.compute_cross_kv(xa)                   # cross K/V of every layer, once per audio
-    logits = fast.decoder(tokens, input_pos)            # tokens [B, t], positions [t] -> [B, t, n_vocab] fp32
+    logits = fast.decoder(tokens, input_pos)            # tokens [B, t], positions [t] or [B, t] -> [B, t, n_vocab]
 
 ``fast`` has ``Whisper``'s interface (``dims``, ``dtype``, ``device``, ``embed_audio``, ``logits``...) and
 its decoder the cached-mode interface of ``WhisperDecoder`` (``setup_caches``, ``compute_cross_kv``,
@@ -127,7 +127,7 @@ class _Step:
         m = rows * t
         self.rows, self.t, self.group = rows, t, group
         self.tokens = torch.zeros(rows, t, dtype=torch.long, device=dev)
-        self.pos = torch.arange(t, dtype=torch.long, device=dev)
+        self.pos = torch.arange(t, dtype=torch.long, device=dev).repeat(rows, 1)  # [rows, t], per row
         self.x = torch.empty(m, d, dtype=dt, device=dev)
         self.qkv = torch.empty(m, 3 * d, dtype=dt, device=dev)
         self.o = torch.empty(m, d, dtype=dt, device=dev)
@@ -285,8 +285,9 @@ class FastDecoder:
             raise RuntimeError("decoder: no cross K/V; call compute_cross_kv(xa) first")
         if b > self.rows:
             raise ValueError(f"decoder: batch {b} exceeds the {self.rows} cache rows; call setup_caches({b})")
-        if input_pos.dim() != 1 or input_pos.shape[0] != t:
-            raise ValueError(f"decoder: input_pos must have shape [{t}], got {tuple(input_pos.shape)}")
+        if input_pos.dtype != torch.long or tuple(input_pos.shape) not in ((t,), (b, t)):
+            raise ValueError(f"decoder: input_pos must be int64 of shape [{t}] (shared) or [{b}, {t}] (per row), "
+                             f"got {input_pos.dtype} {tuple(input_pos.shape)}")
         group = b // self.kv_rows if b % self.kv_rows == 0 else 1
         if group == 1 and b > self.kv_rows:
             raise ValueError(f"decoder: {b} rows do not divide among {self.kv_rows} audio rows")
@@ -296,7 +297,10 @@ class FastDecoder:
         rows = self._bucket(b) if use_graph else b
         st = self._step(rows, t, group) if t <= self.max_graph_tokens else _Step(self, rows, t, group)
         st.tokens[:b].copy_(tokens, non_blocking=True)
-        st.pos.copy_(input_pos, non_blocking=True)
+        if input_pos.dim() == 1:
+            st.pos.copy_(input_pos.expand(st.rows, t), non_blocking=True)
+        else:
+            st.pos[:b].copy_(input_pos, non_blocking=True)
         self._last_pos = st.pos
         if not use_graph:
             self._run(st)

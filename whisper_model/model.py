@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtllm_ext import MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module, causal_mask
+from trtllm_ext import (MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module, causal_mask,
+                        check_input_pos)
 from trtllm_ext.module import declare
 
 from .config import ModelDimensions
@@ -81,8 +82,11 @@ class WhisperDecoder(Module):
     """tokens [b, t] -> logits [b, t, n_vocab] (float32), attending to the audio states.
 
     Reference mode: ``forward(tokens, xa=xa)`` runs causal attention over the whole prefix.
-    Cached mode: ``setup_caches``, ``compute_cross_kv(xa)`` once per audio, then ``forward(tokens, input_pos)``
-    with the absolute positions [t] of the new tokens; caches are written in place by position.
+    Cached mode: ``setup_caches``, ``compute_cross_kv(xa [a, n_audio_ctx, d])`` once per audio, then
+    ``forward(tokens [b, t], input_pos)`` with the absolute positions of the new tokens, int64 ``[t]`` (shared by
+    all rows) or ``[b, t]`` (per row, distinct within a row, any order); every new K/V is written into the caches
+    by position before attention, and a token at position p attends to cache positions <= p. ``b = a * g``:
+    decoder row i reads audio ``i // g`` (beams / samples of an audio on consecutive rows).
     """
 
     def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None):
@@ -140,7 +144,8 @@ class WhisperDecoder(Module):
         else:
             if not self.has_caches:
                 raise ValueError("WhisperDecoder: input_pos given but no caches; call setup_caches first")
-            positions = self.positional_embedding[input_pos]
+            check_input_pos("WhisperDecoder", input_pos, tokens.shape[0], tokens.shape[1])
+            positions = self.positional_embedding[input_pos]  # [t, d] or [b, t, d]
             mask = causal_mask(input_pos, self.blocks[0].attn.kv_cache.max_len)
         x = self.token_embedding(tokens) + positions
         for block in self.blocks:

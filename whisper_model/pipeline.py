@@ -3,17 +3,19 @@
     model = WhisperModel("base")                            # or "tiny.en", or a checkpoint path
     segments, info = model.transcribe("clip.wav", beam_size=5)
     print(info.language, [s.text for s in segments])        # segments is a lazy generator
+    results = model.transcribe_batch(["a.wav", "b.mp3"], batch_size=8)   # [(segments, info)] in input order
     model.transcribe_dict("clip.wav")                       # openai-whisper's result dict
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
 from . import weights
+from .batch import BatchItem, iter_transcribe_batch, transcribe_batch
 from .decoding import detect_language
 from .encoding import Audio, WhisperEncoding
 from .model import Whisper
@@ -77,6 +79,20 @@ class WhisperModel:
         """``(segments, info)``: see ``transcribe.transcribe`` for the options; segments is a lazy generator."""
         return transcribe(self.model, audio, tokenizer=self.tokenizer, **options)
 
+    def transcribe_batch(self, audios: Sequence[Audio], *, batch_size: int = 8, progress: bool = False,
+                         **options) -> list[tuple[list[Segment], TranscriptionInfo]]:
+        """``(segments, info)`` per audio, in input order: ``batch_size`` audios of any length decoded together
+        (see ``batch.transcribe_batch``; the options are ``transcribe``'s)."""
+        return transcribe_batch(self.model, audios, batch_size=batch_size, tokenizer=self.tokenizer,
+                                progress=progress, **options)
+
+    def iter_transcribe_batch(self, audios: Sequence[Audio], *, batch_size: int = 8, progress: bool = False,
+                              **options) -> Iterator[BatchItem]:
+        """One ``BatchItem`` per audio as each completes; an audio that fails to load gives its error and the
+        others go on (see ``batch.iter_transcribe_batch``)."""
+        return iter_transcribe_batch(self.model, audios, batch_size=batch_size, tokenizer=self.tokenizer,
+                                     progress=progress, **options)
+
     def transcribe_dict(self, audio: Audio, **options) -> dict:
         """openai-whisper's result dict: {"text", "segments", "language"}."""
         segments, info = self.transcribe(audio, **options)
@@ -95,4 +111,4 @@ class WhisperModel:
         return language, probs[language], probs
 
 
-__all__ = ["Segment", "TranscriptionInfo", "WhisperModel"]
+__all__ = ["BatchItem", "Segment", "TranscriptionInfo", "WhisperModel"]

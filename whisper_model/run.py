@@ -4,6 +4,9 @@
 
 Transcription options keep openai-whisper's names and defaults. Each file is fully transcribed before any
 output for it is written, and every output file is written atomically: a failure leaves no partial output.
+``--batch_size N`` (N > 1) transcribes up to N files at once (their windows encoded and decoded together);
+each file's outputs are written as soon as that file is complete, and a file that fails to load is reported
+while the others go on.
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logprob_threshold", type=_optional_float, default=-1.0)
     p.add_argument("--no_speech_threshold", type=_optional_float, default=0.6)
     p.add_argument("--without_timestamps", action="store_true", help="decode text only (no timestamp tokens)")
+    p.add_argument("--batch_size", type=int, default=1,
+                   help="files transcribed together (1: one file after the other)")
     return p
 
 
@@ -103,11 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: input file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch_size must be a positive integer, got {args.batch_size}")
         options = transcribe_options(args)
         model = load(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.batch_size > 1:
+        return _main_batched(model, args, options)
     failures = 0
     for path in args.input_file:
         start = time.perf_counter()
@@ -117,17 +126,56 @@ def main(argv: list[str] | None = None) -> int:
             for seg in segments:
                 collected.append(seg)
                 if args.verbose:
-                    print(f"[{seg.start:7.2f} --> {seg.end:7.2f}] {seg.text.strip()}", flush=True)
-            result = model.result_dict(collected, info)
-            written = write_result(result, path, args.output_dir, args.output_format)
+                    _print_segment(seg)
+            written = _write(model, args, path, collected, info)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             failures += 1
             print(f"error: {path}: {e}", file=sys.stderr)
             continue
-        seconds = time.perf_counter() - start
-        print(f"{path}: language={info.language} duration={info.duration:.1f}s time={seconds:.1f}s "
-              f"-> {', '.join(str(w) for w in written)}", file=sys.stderr)
+        _report(path, info, time.perf_counter() - start, written)
     return 1 if failures else 0
+
+
+def _main_batched(model, args: argparse.Namespace, options: dict) -> int:
+    """--batch_size > 1: files decoded together; each file's outputs written once it is complete."""
+    paths, start, failures, done = args.input_file, time.perf_counter(), 0, set()
+    try:
+        items = model.iter_transcribe_batch(paths, batch_size=args.batch_size, progress=False, **options)
+        for item in items:
+            path = paths[item.index]
+            done.add(item.index)
+            try:
+                if item.error is not None:
+                    raise item.error
+                if args.verbose:
+                    print(f"{path}:", flush=True)
+                    for seg in item.segments:
+                        _print_segment(seg)
+                written = _write(model, args, path, item.segments, item.info)
+            except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+                failures += 1
+                print(f"error: {path}: {e}", file=sys.stderr)
+                continue
+            _report(path, item.info, time.perf_counter() - start, written)
+    except (ValueError, RuntimeError) as e:  # decoding failed: every file not yet written fails with it
+        for i, path in enumerate(paths):
+            if i not in done:
+                failures += 1
+                print(f"error: {path}: {e}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _print_segment(seg) -> None:
+    print(f"[{seg.start:7.2f} --> {seg.end:7.2f}] {seg.text.strip()}", flush=True)
+
+
+def _write(model, args: argparse.Namespace, path: str, segments, info) -> list:
+    return write_result(model.result_dict(segments, info), path, args.output_dir, args.output_format)
+
+
+def _report(path: str, info, seconds: float, written) -> None:
+    print(f"{path}: language={info.language} duration={info.duration:.1f}s time={seconds:.1f}s "
+          f"-> {', '.join(str(w) for w in written)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,89 @@ def test_cache_with_fewer_rows_than_max_batch():
     attn.setup_cache(4, 6)
     x = randn(2, 6, 8, seed=32).float()
     assert_rel_close(_decode(attn, x, [2, 1, 1, 1, 1]), attn(x))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# per-row positions: input_pos [b, t]
+def test_causal_mask_per_row_values():
+    m = causal_mask(torch.tensor([[2, 0], [1, 3]]), 4)
+    assert m.shape == (2, 1, 2, 4) and m.dtype == torch.bool
+    assert m[:, 0].tolist() == [[[True, True, True, False], [True, False, False, False]],
+                                [[True, True, False, False], [True, True, True, True]]]
+
+
+def _row_permutations(b, t, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(t, generator=g) for _ in range(b)])
+
+
+def test_per_row_positions_equal_each_row_alone_and_the_float64_reference():
+    """Each row's t tokens at its own permutation of 0..t-1, in one call: == that row alone with 1-D positions,
+    and == causal attention over the row's tokens sorted by position (float64)."""
+    hidden, heads, b, t = 20, 4, 3, 6
+    attn = Attention(hidden, heads, causal=True)
+    w = load_random(attn, 101)
+    x = randn(b, t, hidden, seed=102)
+    pos = _row_permutations(b, t, 103)
+    attn.setup_cache(b, t + 2)
+    out = attn(x.float(), input_pos=pos)
+    for i in range(b):
+        alone = Attention(hidden, heads, causal=True)
+        alone.load_weights(w)
+        alone.setup_cache(1, t + 2)
+        assert_rel_close(out[i:i + 1], alone(x[i:i + 1].float(), input_pos=pos[i]))
+        order = pos[i].argsort()  # column holding position 0, 1, ...
+        ref = ref_attention(x[i:i + 1, order], w, heads, causal=True)
+        assert_rel_close(out[i:i + 1], ref[:, pos[i]])
+
+
+def test_right_aligned_rows_then_steps_equal_each_row_alone():
+    """Rows with n_i = 2, 5, 3 real tokens in a call of 5 columns: pads first, at positions n_i..4 (beyond the
+    row's tokens), then single steps at each row's next positions overwrite the pads' cache slots."""
+    hidden, heads, t, steps = 16, 2, 5, 3
+    lengths = [2, 5, 3]
+    b = len(lengths)
+    attn = Attention(hidden, heads, causal=True)
+    w = load_random(attn, 111)
+    x = randn(b, t + steps, hidden, seed=112).float()
+    pads = torch.tensor([t - n for n in lengths])[:, None]
+    cols = torch.arange(t + steps)[None, :] - pads
+    pos = torch.where(cols < 0, cols + t, cols)  # pad columns at n_i .. t-1
+    attn.setup_cache(b, t + steps)
+    outs = [attn(x[:, :t], input_pos=pos[:, :t])]
+    outs += [attn(x[:, c:c + 1], input_pos=pos[:, c:c + 1]) for c in range(t, t + steps)]
+    out = torch.cat(outs, dim=1)
+    for i, n in enumerate(lengths):
+        alone = Attention(hidden, heads, causal=True)
+        alone.load_weights(w)
+        alone.setup_cache(1, t + steps)
+        real = x[i:i + 1, t - n:]  # the row's real tokens, then its steps
+        expect = _decode(alone, real, [n] + [1] * steps)
+        assert_rel_close(out[i:i + 1, t - n:], expect)
+        assert_rel_close(out[i:i + 1, t - n:], ref_attention(real.double(), w, heads, causal=True))
+
+
+def test_permuted_columns_give_the_same_result():
+    hidden, heads, b, t = 12, 3, 2, 5
+    attn = init_random_(Attention(hidden, heads, causal=True), seed=121)
+    x = randn(b, t, hidden, seed=122).float()
+    pos = torch.arange(t).repeat(b, 1)
+    attn.setup_cache(b, t)
+    ordered = attn(x, input_pos=pos)
+    perm = _row_permutations(b, t, 123)
+    rows = torch.arange(b)[:, None]
+    attn.reset_cache()
+    shuffled = attn(x[rows, perm], input_pos=pos[rows, perm])
+    assert_rel_close(shuffled, ordered[rows, perm])
+    assert_rel_close(ordered, attn(x))  # per-row positions 0..t-1 == full causal attention
+
+
+def test_per_row_positions_with_an_explicit_mask():
+    attn = init_random_(Attention(8, 2, causal=True), seed=131)
+    x = randn(2, 3, 8, seed=132).float()
+    pos = torch.tensor([[2, 0, 1], [0, 1, 2]])
+    attn.setup_cache(2, 4)
+    a = attn(x, input_pos=pos)
+    attn.reset_cache()
+    b = attn(x, input_pos=pos, mask=causal_mask(pos, 4))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

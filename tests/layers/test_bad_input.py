@@ -261,10 +261,14 @@ def test_conv1d_input_too_short():
 def test_attention_cache_misuse(layers):
     attn = layers["attn"]
     attn.setup_cache(2, 4)
-    with pytest.raises(ValueError, match=r"input_pos must have shape \[3\], got \(2,\)"):
+    with pytest.raises(ValueError, match=r"input_pos must have shape \[3\] or \[1, 3\], got \(2,\)"):
         attn(torch.zeros(1, 3, 8), input_pos=torch.arange(2))
-    with pytest.raises(ValueError, match=r"input_pos must have shape \[1\], got \(1, 1\)"):
-        attn(torch.zeros(1, 1, 8), input_pos=torch.zeros(1, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"input_pos must have shape \[1\] or \[1, 1\], got \(2, 1\)"):
+        attn(torch.zeros(1, 1, 8), input_pos=torch.zeros(2, 1, dtype=torch.long))  # rows != batch
+    with pytest.raises(ValueError, match=r"input_pos must have shape \[2\] or \[2, 2\], got \(2, 2, 1\)"):
+        attn(torch.zeros(2, 2, 8), input_pos=torch.zeros(2, 2, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"input_pos must be int64, got torch.float32"):
+        attn(torch.zeros(2, 2, 8), input_pos=torch.zeros(2, 2))
     with pytest.raises(ValueError, match=r"KVCache: batch 3 exceeds the cache's max_batch 2"):
         attn(torch.zeros(3, 1, 8), input_pos=torch.tensor([0]))
 
@@ -282,13 +286,19 @@ def test_cross_attention_cache_misuse(layers):
         ca.compute_kv(torch.zeros(1, 4, 8))
     with pytest.raises(RuntimeError, match=r"no encoder K/V cached"):
         ca(torch.zeros(1, 1, 8))
-    ca.compute_kv(torch.zeros(1, 4, 6))
-    with pytest.raises(ValueError, match=r"batch 2 exceeds the 1 cached rows"):
-        ca(torch.zeros(2, 1, 8))
+    ca.compute_kv(torch.zeros(2, 4, 6))
+    with pytest.raises(ValueError, match=r"3 decoder rows are not a multiple of the 2 audio rows"):
+        ca(torch.zeros(3, 1, 8))  # rows are read in groups: 2 audios x g rows
+    with pytest.raises(ValueError, match=r"3 decoder rows are not a multiple of the 2 audio rows"):
+        ca(torch.zeros(3, 1, 8), torch.zeros(2, 4, 6))  # the same rule when K/V are recomputed
 
 
 def test_kv_cache_bad_updates():
     c = KVCache(2, 2, 4, 3)
+    with pytest.raises(ValueError, match=r"KVCache: input_pos must have shape \[1\] or \[2, 1\], got \(1, 1\)"):
+        c.update(torch.zeros(1, 1, dtype=torch.long), torch.zeros(2, 2, 1, 3), torch.zeros(2, 2, 1, 3))
+    with pytest.raises(ValueError, match=r"KVCache: input_pos must be int64, got torch.int32"):
+        c.update(torch.zeros(2, 1, dtype=torch.int32), torch.zeros(2, 2, 1, 3), torch.zeros(2, 2, 1, 3))
     with pytest.raises(ValueError, match=r"KVCache: batch 3 exceeds the cache's max_batch 2"):
         c.update(torch.tensor([0]), torch.zeros(3, 2, 1, 3), torch.zeros(3, 2, 1, 3))
     with pytest.raises(ValueError, match=r"do not fit cache \(2, 2, 4, 3\)"):

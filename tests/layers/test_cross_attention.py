@@ -102,3 +102,29 @@ def test_cross_attention_kv_hidden_differs():
     x = randn(2, 3, 12, seed=93).float()
     w = {k: v.double() for k, v in ca.state_dict().items()}
     assert_rel_close(ca(x), ref_cross_attention(x, xa, w, 3))
+
+
+@parameterized.expand([("g2_t1", 2, 2, 1), ("g3_t4", 3, 3, 4), ("g5_a1", 1, 5, 2)])
+def test_grouped_rows_read_their_audio(_, a, g, t):
+    """b = a * g decoder rows: row i reads audio i // g; == K/V repeated per row, cached and recomputed."""
+    ca = _layer(201 + g, kv_hidden=12)
+    xa = randn(a, 7, 12, seed=202).float()
+    x = randn(a * g, t, 16, seed=203).float()
+    expect = ca(x, xa.repeat_interleave(g, dim=0))
+    assert_rel_close(ca(x, xa), expect)
+    ca.setup_cache(a * g, 7)
+    ca.compute_kv(xa)
+    assert ca.kv_rows == a
+    assert_rel_close(ca(x), expect)
+    w = {k: v.double() for k, v in ca.state_dict().items()}
+    assert_rel_close(ca(x), ref_cross_attention(x, xa.repeat_interleave(g, dim=0), w, 4))
+
+
+def test_rows_not_a_multiple_of_the_audios_raise():
+    ca = _layer(211)
+    ca.setup_cache(6, 5)
+    ca.compute_kv(randn(2, 5, 16, seed=212).float())
+    with pytest.raises(ValueError, match="5 decoder rows are not a multiple of the 2 audio rows"):
+        ca(randn(5, 1, 16, seed=213).float())
+    with pytest.raises(ValueError, match="3 decoder rows are not a multiple of the 2 audio rows"):
+        ca(randn(3, 1, 16, seed=214).float(), randn(2, 5, 16, seed=215).float())

@@ -123,6 +123,29 @@ def test_self_attention(kops, dtype, b, t, pos0):
     assert torch.equal(kc.float(), kc_ref) and torch.equal(vc.float(), vc_ref)  # same K/V written, nothing else
 
 
+def test_embed_and_self_attention_per_row_positions(kops):
+    """pos [B, T]: row i's tokens at its own positions (unsorted within a row) equal that row run alone."""
+    torch.manual_seed(3)
+    b, t, h, d, max_len = 3, 4, 6, 64, 448
+    pos = torch.tensor([[0, 1, 2, 3], [7, 4, 6, 5], [300, 301, 302, 303]], device="cuda")
+    tokens = torch.randint(0, 500, (b, t), device="cuda")
+    emb, pemb = torch.randn(500, 384, device="cuda").half(), torch.randn(max_len, 384, device="cuda").half()
+    got = kops.embed(tokens, pos, emb, pemb).view(b, t, -1)
+    for i in range(b):
+        assert torch.equal(got[i], ref().embed(tokens[i:i + 1], pos[i], emb, pemb))
+    kc = torch.randn(b, h, max_len, d, device="cuda").half()
+    vc = torch.randn_like(kc)
+    kc_ref, vc_ref = kc.float().clone(), vc.float().clone()
+    qkv = torch.randn(b * t, 3 * h * d, device="cuda").half()
+    o = kops.self_attention(qkv, kc, vc, pos, t, pdl=1).view(b, t, -1)
+    for i in range(b):
+        expect = ref().self_attention(qkv[i * t:(i + 1) * t].float(), kc_ref[i:i + 1], vc_ref[i:i + 1], pos[i], t)
+        assert rel(o[i], expect) < TOL[torch.float16]
+    assert torch.equal(kc.float(), kc_ref) and torch.equal(vc.float(), vc_ref)
+    with pytest.raises(ValueError):
+        kops.self_attention(qkv, kc, vc, pos[:, :3], t)
+
+
 @pytest.mark.parametrize("dtype", DT)
 @pytest.mark.parametrize("a,group,t,s,chunk,inline", [(1, 1, 1, 1500, 256, True), (2, 1, 1, 1500, 128, False),
                                                       (2, 5, 1, 1500, 256, True), (3, 2, 4, 1500, 512, True),

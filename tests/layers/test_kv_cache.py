@@ -78,3 +78,24 @@ def test_kv_cache_reset_zeroes_everything():
     c.reset()
     assert not c.k.any() and not c.v.any()
     assert c.k.shape == (2, 2, 4, 3)
+
+
+def test_kv_cache_update_per_row_positions():
+    """input_pos [b, t]: row i's token j lands at position input_pos[i, j] of row i only."""
+    c = KVCache(3, 2, 6, 4)
+    k, v = _kv(2, 2, 3, 4, 21)
+    pos = torch.tensor([[4, 0, 2], [1, 5, 3]])
+    kr, vr = c.update(pos, k, v)
+    assert kr.shape == vr.shape == (2, 2, 6, 4) and kr.data_ptr() == c.k.data_ptr()
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(kr[i, :, pos[i, j]], k[i, :, j], rtol=0, atol=0)
+            torch.testing.assert_close(vr[i, :, pos[i, j]], v[i, :, j], rtol=0, atol=0)
+        others = [p for p in range(6) if p not in pos[i].tolist()]
+        assert not kr[i][:, others].any() and not vr[i][:, others].any()
+    assert not c.k[2].any()
+    # shared positions [t] still write the same positions in every row
+    k2, v2 = _kv(2, 2, 1, 4, 23)
+    kr, _ = c.update(torch.tensor([1]), k2, v2)
+    torch.testing.assert_close(kr[:, :, [1]], k2, rtol=0, atol=0)
+    torch.testing.assert_close(kr[0, :, 4], k[0, :, 0], rtol=0, atol=0)  # the rest kept

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import fractions
-import io
 import wave
 from math import gcd
 from pathlib import Path

@@ -67,6 +67,41 @@ def test_engine_torch_ops_match_model_on_cpu():
     check_engine(model, fast, 1e-5, "cpu")
 
 
+def check_per_row_positions(model, fast, tol, device):
+    """input_pos [B, T]: rows at different positions (a prefill whose rows are permutations, then steps) give
+    each row what the reference decoder gives it alone."""
+    torch.manual_seed(11)
+    xa = model.encoder(torch.randn(3, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device).to(model.dtype))
+    tokens = torch.randint(0, DIMS.n_vocab, (3, 9), device=device)
+    with torch.no_grad():
+        expect = model.decoder(tokens, xa=xa)  # [3, 9, V]
+        fast.decoder.compute_cross_kv(xa)
+        # row i has n0 = 2, 4, 3 real tokens; the prefill is 4 wide: pad columns go after the real positions
+        n0 = [2, 4, 3]
+        pre_tok = torch.zeros(3, 4, dtype=torch.long, device=device)
+        pre_pos = torch.zeros(3, 4, dtype=torch.long, device=device)
+        for i, n in enumerate(n0):
+            pad = 4 - n
+            pre_tok[i, pad:] = tokens[i, :n]
+            pre_pos[i] = torch.tensor(list(range(n, 4)) + list(range(n)))
+        got = fast.decoder(pre_tok, pre_pos)
+        for i, n in enumerate(n0):
+            assert rel(got[i, 4 - n:], expect[i, :n]) < tol
+        for k in range(3):  # one token per row per step, each at its own next position
+            step_tok = torch.stack([tokens[i, n + k] for i, n in enumerate(n0)])[:, None]
+            step_pos = torch.tensor([[n + k] for n in n0], device=device)
+            got = fast.decoder(step_tok, step_pos)
+            for i, n in enumerate(n0):
+                assert rel(got[i, 0], expect[i, n + k]) < tol
+        with pytest.raises(ValueError):
+            fast.decoder(step_tok, step_pos[:2])
+
+
+def test_engine_per_row_positions_cpu():
+    model = make()
+    check_per_row_positions(model, accelerate(model, max_batch_size=4, kernels="torch"), 1e-5, "cpu")
+
+
 def check_modes(fast, device):
     """Buffers first made under inference_mode must stay writable under no_grad, and the other way round."""
     mel = torch.randn(1, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device)
@@ -110,6 +145,7 @@ def test_engine_triton_graphs_match_model_on_gpu(pdl):
     model = make(torch.float16, "cuda")
     fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="triton", pdl=pdl)
     check_engine(model, fast, 5e-3, "cuda")
+    check_per_row_positions(model, fast, 5e-3, "cuda")
     check_modes(fast, "cuda")
 
 

@@ -6,7 +6,6 @@ temperatures must be identical.
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import sys
@@ -18,15 +17,14 @@ import torch
 from parameterized import parameterized
 
 from whisper_model import audio as A
-from whisper_model.pipeline import WhisperModel
 from whisper_model.transcribe import Segment, TranscriptionInfo, result_dict, transcribe
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
-    from ._reference import models
+    from ._reference import clear, models, pipeline, samples
 except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
-    from _reference import models
+    from _reference import clear, models, pipeline, samples
 
 whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
 import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; the module is patched below)
@@ -45,21 +43,8 @@ DETECT_CLIPS = [c for c in ("en_jfk.mp3", "en_bobby.wav", "en_f5_ref.wav", "en_a
 FIELDS = ("id", "seek", "start", "end", "text", "tokens", "temperature", "compression_ratio")
 
 
-@functools.lru_cache(maxsize=None)
-def samples(clip: str) -> np.ndarray:
-    if clip == MISSING or not (AUDIO_DIR / clip).is_file():
-        pytest.skip(NO_SHARED)
-    return A.load_audio(AUDIO_DIR / clip)
-
-
-@functools.lru_cache(maxsize=None)
-def pipeline(name: str) -> WhisperModel:
-    return WhisperModel(name, device="cpu")
-
-
 def teardown_module():
-    for cached in (models, samples, pipeline):
-        cached.cache_clear()
+    clear()
 
 
 def reference(ref, audio: np.ndarray, **options) -> dict:

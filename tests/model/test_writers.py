@@ -1,6 +1,5 @@
 """Output writers: formats, timestamps, atomic writes."""
 import json
-from pathlib import Path
 
 import pytest
 from parameterized import parameterized

@@ -1,9 +1,9 @@
 """Decode-time attention kernels over static caches (flash-decoding style, online softmax in fp32).
 
 Self-attention: ``qkv [B*T, 3*H*D]`` (rows b*T + t; columns q | k | v, each head-major) holds the T new tokens
-of every row; ``pos [T]`` their absolute positions (shared by all rows). One program per (row, head) stores
-the new K/V into the caches ``k_cache, v_cache [max_B, H, L, D]`` at ``pos``, then attends its T queries over
-cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``.
+of every row; ``pos`` their absolute positions ([T] shared by all rows, or [B, T] per row: ``stride_pb``).
+One program per (row, head) stores the new K/V into the caches ``k_cache, v_cache [max_B, H, L, D]`` at
+``pos``, then attends its T queries over cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``.
 
 Cross-attention: ``q [B*T, H*D]``; caches ``[A, H, S, D]`` (any strides, last dim contiguous) hold one row per
 audio, shared by ``GROUP`` consecutive decoder rows (beam search): program (a, h, c) reads K/V of audio ``a``
@@ -22,7 +22,7 @@ from .linear import _pdl_trigger, _pdl_wait
 @triton.jit
 def self_attention_kernel(
     qkv_ptr, kc_ptr, vc_ptr, pos_ptr, o_ptr,
-    T, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_o, scale,
+    T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_o, scale,
     H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr,
 ):
     _pdl_trigger(PDL)
@@ -34,7 +34,7 @@ def self_attention_kernel(
     offs_s = tl.arange(0, BLOCK_S)
     mask_t = offs_t < T
     _pdl_wait(PDL)
-    pos = tl.load(pos_ptr + offs_t, mask=mask_t, other=0)
+    pos = tl.load(pos_ptr + b * stride_pb + offs_t, mask=mask_t, other=0)
     rows = (b * T + offs_t)[:, None] * stride_qkv
     k_new = tl.load(qkv_ptr + rows + (H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
     v_new = tl.load(qkv_ptr + rows + (2 * H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)

@@ -261,15 +261,16 @@ def layer_norm_kernel(
 
 @triton.jit
 def embed_kernel(
-    tok_ptr, pos_ptr, emb_ptr, pemb_ptr, y_ptr, T, N, stride_y,
+    tok_ptr, pos_ptr, emb_ptr, pemb_ptr, y_ptr, T, N, stride_y, stride_pb,
     BLOCK_N: tl.constexpr, PDL: tl.constexpr,
 ):
-    """Row m of ``tokens [B, T]`` (flattened): ``y[m] = emb[tokens[m]] + pemb[pos[m % T]]`` (summed in fp32)."""
+    """Row m of ``tokens [B, T]`` (flattened): ``y[m] = emb[tokens[m]] + pemb[pos[m // T, m % T]]`` (summed in
+    fp32); ``stride_pb`` = 0 when all rows share the positions."""
     _pdl_trigger(PDL)
     m = tl.program_id(0)
     _pdl_wait(PDL)
     tok = tl.load(tok_ptr + m)
-    pos = tl.load(pos_ptr + m % T)
+    pos = tl.load(pos_ptr + (m // T) * stride_pb + m % T)
     offs = tl.arange(0, BLOCK_N)
     mask = offs < N
     e = tl.load(emb_ptr + tok * N + offs, mask=mask, other=0.0).to(tl.float32)

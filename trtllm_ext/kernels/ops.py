@@ -99,6 +99,18 @@ def _check_rows(name: str, t: torch.Tensor) -> None:
                          f"strides {t.stride()}")
 
 
+def _check_pos(pos, b: int, t: int) -> None:
+    if pos.dtype != torch.long or not (pos.shape == (t,) or (pos.dim() == 2 and pos.shape[0] >= b
+                                                              and pos.shape[1] == t and pos.stride(1) == 1)):
+        raise ValueError(f"positions must be int64 of shape [{t}] or [{b}, {t}] (rows contiguous), got "
+                         f"{pos.dtype} {tuple(pos.shape)}")
+
+
+def _pos_row_stride(pos) -> int:
+    """0 when all rows share the positions [T], else the row stride of [B, T]."""
+    return 0 if pos.dim() == 1 else pos.stride(0)
+
+
 def fused_linear(x, weight, bias=None, *, ln=None, gelu=False, residual=None, out=None, out_dtype=None,
                  pdl=False, config: LinearConfig | None = None, workspace: dict | None = None):
     """x [M, K] (M <= 32) -> act(LN?(x) @ weight[N, K]^T + bias) (+ residual [M, N]) -> [M, N].
@@ -161,27 +173,30 @@ def layer_norm(x, weight, bias, eps, *, residual=None, x_out=None, out=None, pdl
 
 
 def embed(tokens, pos, emb, pemb, *, out=None, pdl=False):
-    """tokens [B, T], pos [T] -> emb[tokens] + pemb[pos] as [B*T, N]."""
+    """tokens [B, T], pos [T] (shared) or [B, T] (per row) -> emb[tokens] + pemb[pos] as [B*T, N]."""
     b, t = tokens.shape
+    _check_pos(pos, b, t)
     n = emb.shape[1]
     if out is None:
         out = torch.empty((b * t, n), device=emb.device, dtype=emb.dtype)
     tokens = tokens.contiguous()
-    embed_kernel[(b * t,)](tokens, pos, emb, pemb, out, t, n, out.stride(0), BLOCK_N=triton.next_power_of_2(n),
+    embed_kernel[(b * t,)](tokens, pos, emb, pemb, out, t, n, out.stride(0), _pos_row_stride(pos), BLOCK_N=triton.next_power_of_2(n),
                            PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
     return out
 
 
 def self_attention(qkv, k_cache, v_cache, pos, t, *, out=None, pdl=False):
-    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] -> o [B*T, H*D]; writes K/V at ``pos``."""
+    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] (shared) or [B, T] (per row) -> o [B*T, H*D];
+    writes the new K/V at ``pos`` first, then each query attends the positions <= its own."""
     _check_rows("self_attention qkv", qkv)
     h, d = k_cache.shape[1], k_cache.shape[3]
     m = qkv.shape[0]
     b = m // t
+    _check_pos(pos, b, t)
     if out is None:
         out = torch.empty((m, h * d), device=qkv.device, dtype=qkv.dtype)
     self_attention_kernel[(b * h,)](
-        qkv, k_cache, v_cache, pos, out, t, qkv.stride(0), *k_cache.stride()[:3], *v_cache.stride()[:3],
+        qkv, k_cache, v_cache, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3], *v_cache.stride()[:3],
         out.stride(0), d ** -0.5, H=h, D=d, BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_S=64, PDL=int(pdl),
         num_warps=4, launch_pdl=bool(pdl))
     return out

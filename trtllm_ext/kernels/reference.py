@@ -49,7 +49,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
 
 def embed(tokens: torch.Tensor, pos: torch.Tensor, emb: torch.Tensor, pemb: torch.Tensor, *,
           out: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
-    """tokens [B, T], pos [T] -> emb[tokens] + pemb[pos], flattened to [B*T, N]."""
+    """tokens [B, T], pos [T] (shared) or [B, T] (per row) -> emb[tokens] + pemb[pos], flattened to [B*T, N]."""
     y = (F.embedding(tokens, emb) + pemb[pos]).reshape(-1, emb.shape[1])
     return _finish(y, out)
 
@@ -61,15 +61,18 @@ def _heads(x: torch.Tensor, b: int, t: int, h: int) -> torch.Tensor:
 
 def self_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, t: int, *,
                    out: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
-    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] -> o [B*T, H*D]; writes K/V at ``pos``."""
+    """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] (shared) or [B, T] (per row) -> o [B*T, H*D].
+
+    Writes every new K/V at its position first; a query then sees the cache positions <= its own."""
     h, d = k_cache.shape[1], k_cache.shape[3]
     b = qkv.shape[0] // t
     q, k, v = (_heads(p, b, t, h) for p in qkv.split(h * d, dim=1))
-    k_rows, v_rows = k_cache[:b], v_cache[:b]
-    k_rows.index_copy_(2, pos, k.to(k_cache.dtype))
-    v_rows.index_copy_(2, pos, v.to(v_cache.dtype))
-    mask = torch.arange(k_cache.shape[2], device=pos.device)[None, :] <= pos[:, None]
-    o = F.scaled_dot_product_attention(q, k_rows, v_rows, attn_mask=mask)
+    pos = pos.expand(b, t) if pos.dim() == 1 else pos[:b]
+    rows = torch.arange(b, device=pos.device)[:, None]
+    k_cache[rows, :, pos] = k.transpose(1, 2).to(k_cache.dtype)  # [b, t, H, D] at (row, position)
+    v_cache[rows, :, pos] = v.transpose(1, 2).to(v_cache.dtype)
+    mask = torch.arange(k_cache.shape[2], device=pos.device) <= pos[:, :, None]  # [b, t, L]
+    o = F.scaled_dot_product_attention(q, k_cache[:b], v_cache[:b], attn_mask=mask[:, None])
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
 
 
