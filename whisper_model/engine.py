@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from trtllm_ext import KVCache
+from trtllm_ext import KVCache, check_input_pos
 from trtllm_ext import kernels as _kernels
 from trtllm_ext.kernels import reference
 
@@ -285,9 +285,7 @@ class FastDecoder:
             raise RuntimeError("decoder: no cross K/V; call compute_cross_kv(xa) first")
         if b > self.rows:
             raise ValueError(f"decoder: batch {b} exceeds the {self.rows} cache rows; call setup_caches({b})")
-        if input_pos.dtype != torch.long or tuple(input_pos.shape) not in ((t,), (b, t)):
-            raise ValueError(f"decoder: input_pos must be int64 of shape [{t}] (shared) or [{b}, {t}] (per row), "
-                             f"got {input_pos.dtype} {tuple(input_pos.shape)}")
+        check_input_pos("decoder", input_pos, b, t)
         group = b // self.kv_rows if b % self.kv_rows == 0 else 1
         if group == 1 and b > self.kv_rows:
             raise ValueError(f"decoder: {b} rows do not divide among {self.kv_rows} audio rows")
