@@ -175,31 +175,31 @@ class OursRun(SystemRun):
 
     @torch.inference_mode()
     def decode(self, mel, n):
-        dec = self.fast.decoder
+        dec = self.fast.text_decoder
         suppress = self._suppress_mask(mel.device)
         prompt = torch.tensor(self.ids["prompt"], device=mel.device).expand(mel.shape[0], -1)
         k = prompt.shape[1]
-        dec.compute_cross_kv(self.fast.encoder(mel))
-        logits = dec(prompt, self.positions[:k])[:, -1]
+        dec.set_audio(self.fast.encoder(mel))
+        logits = dec.step(prompt, self.positions[:k])[:, -1]
         out = torch.empty(mel.shape[0], n, dtype=torch.long, device=mel.device)
         for i in range(n):
             out[:, i] = logits.masked_fill_(suppress, float("-inf")).argmax(-1)
             if i + 1 < n:
-                logits = dec(out[:, i: i + 1], self.positions[k + i: k + i + 1])[:, -1]
+                logits = dec.step(out[:, i: i + 1], self.positions[k + i: k + i + 1])[:, -1]
         return out
 
     @torch.inference_mode()
     def step_ms(self, b, steps: int = 50):
         if self.positions.device.type != "cuda":
             return None
-        dec = self.fast.decoder
+        dec = self.fast.text_decoder
         tok = torch.zeros(b, 1, dtype=torch.long, device=self.positions.device)
         for i in range(5):
-            dec(tok, self.positions[10 + i: 11 + i])
+            dec.step(tok, self.positions[10 + i: 11 + i])
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for i in range(steps):
-            dec(tok, self.positions[20 + i: 21 + i])
+            dec.step(tok, self.positions[20 + i: 21 + i])
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / steps
@@ -207,7 +207,7 @@ class OursRun(SystemRun):
     @torch.inference_mode()
     def breakdown_ms(self, mel, n: int = 50) -> dict:
         """Where a segment's time goes: encoder, cross K/V, prompt pass, n steps with and without selection."""
-        dec, dev = self.fast.decoder, mel.device
+        dec, dev = self.fast.text_decoder, mel.device
         prompt = torch.tensor(self.ids["prompt"], device=dev).expand(mel.shape[0], -1)
         k = prompt.shape[1]
         tok = torch.zeros(mel.shape[0], 1, dtype=torch.long, device=dev)
@@ -216,15 +216,15 @@ class OursRun(SystemRun):
         events[0].record()
         xa = self.fast.encoder(mel)
         events[1].record()
-        dec.compute_cross_kv(xa)
+        dec.set_audio(xa)
         events[2].record()
-        dec(prompt, self.positions[:k])
+        dec.step(prompt, self.positions[:k])
         events[3].record()
         for i in range(n):
-            dec(tok, self.positions[k + i: k + i + 1])
+            dec.step(tok, self.positions[k + i: k + i + 1])
         events[4].record()
         for i in range(n):
-            logits = dec(tok, self.positions[k + i: k + i + 1])[:, -1]
+            logits = dec.step(tok, self.positions[k + i: k + i + 1])[:, -1]
             tok[:, 0] = logits.masked_fill_(suppress, float("-inf")).argmax(-1)
         events[5].record()
         torch.cuda.synchronize()
@@ -232,8 +232,6 @@ class OursRun(SystemRun):
         return {name: events[i].elapsed_time(events[i + 1]) / (n if i >= 3 else 1) for i, name in enumerate(names)}
 
     def close(self):
-        for blk in self.model.decoder.blocks:
-            blk.attn.kv_cache = blk.cross_attn.kv_cache = None
         del self.fast
 
 

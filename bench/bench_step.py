@@ -55,13 +55,13 @@ def main() -> None:
     print(f"model built in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     dims = model.dims
     fast = accelerate(model, max_batch_size=max(args.batch))
-    dec = fast.decoder
+    dec = fast.text_decoder
     torch.manual_seed(0)
     xa = torch.randn(max(args.batch), dims.n_audio_ctx, dims.n_audio_state, device="cuda", dtype=torch.float16)
     rows = []
     print(f"{'batch':>5} {'pdl':>3} {'cross_chunk':>11} {'step ms':>8} {'max_abs_diff':>12}")
     for b in args.batch:
-        dec.compute_cross_kv(xa[:b])
+        dec.set_audio(xa[:b])
         tok = torch.randint(0, dims.n_vocab, (b, 1), device="cuda")
         pos = torch.tensor([args.position], device="cuda")
         first = None
@@ -69,7 +69,7 @@ def main() -> None:
             dec.pdl, dec.cross_chunk = pdl, chunk
             dec._steps.clear()  # recapture with this setting
             t0 = time.perf_counter()
-            logits = dec(tok, pos)
+            logits = dec.step(tok, pos)
             torch.cuda.synchronize()
             print(f"  captured b={b} pdl={pdl} cross_chunk={chunk} in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)

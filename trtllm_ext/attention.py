@@ -41,6 +41,19 @@ def causal_mask(input_pos: torch.Tensor, max_len: int) -> torch.Tensor:
     return keys <= input_pos[:, None, :, None]
 
 
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """q [a*g, H, t, Dh] over k, v [a, H, s, Dh] -> [a*g, H, t, Dh]: query row i reads K/V row i // g.
+
+    Each audio's g rows are folded into its query length (cross-attention has no mask), so K/V are never copied."""
+    a, g = k.shape[0], q.shape[0] // k.shape[0]
+    if g == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    _, h, t, dh = q.shape
+    q = q.reshape(a, g, h, t, dh).transpose(1, 2).reshape(a, h, g * t, dh)
+    o = F.scaled_dot_product_attention(q, k, v)
+    return o.reshape(a, h, g, t, dh).transpose(1, 2).reshape(a * g, h, t, dh)
+
+
 def _shard_fused(value: torch.Tensor, parts: int, rank: int, world: int) -> torch.Tensor:
     """Split each of the ``parts`` stacked blocks of a fused weight/bias (dim 0) across ranks, keep the order."""
     blocks = value.reshape(parts, value.shape[0] // parts, *value.shape[1:])
@@ -183,10 +196,6 @@ class CrossAttention(_AttentionBase):
         self.kv_cache.write(k, v)
         self.kv_rows, self.kv_len = xa.shape[0], xa.shape[1]
 
-    def reorder_cache(self, index: torch.Tensor) -> None:
-        if self.kv_cache is not None:
-            self.kv_cache.reorder(index)
-
     def reset_cache(self) -> None:
         super().reset_cache()
         self.kv_len = self.kv_rows = 0
@@ -207,15 +216,5 @@ class CrossAttention(_AttentionBase):
         if b % rows:
             raise ValueError(f"CrossAttention: {b} decoder rows are not a multiple of the {rows} audio rows "
                              f"(row i reads audio i // group)")
-        return self._merge(self._grouped_attention(q, k, v))
+        return self._merge(grouped_attention(q, k, v))
 
-    @staticmethod
-    def _grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q [a*g, H, t, Dh] over k, v [a, H, s, Dh] -> [a*g, H, t, Dh]: query row i reads K/V row i // g."""
-        a, g = k.shape[0], q.shape[0] // k.shape[0]
-        if g == 1:
-            return F.scaled_dot_product_attention(q, k, v)
-        _, h, t, dh = q.shape
-        q = q.reshape(a, g, h, t, dh).transpose(1, 2).reshape(a, h, g * t, dh)
-        o = F.scaled_dot_product_attention(q, k, v)
-        return o.reshape(a, h, g, t, dh).transpose(1, 2).reshape(a * g, h, t, dh)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,10 @@ import torch
 from .config import dims_for
 from .engine import ENGINE_FILE, load_engine
 from .model import Whisper
-from .weights import load_checkpoint, model_dir_for_tokenizer, save_hf
+from .vocab import checkpoint_vocab_dir, copy_vocab_files
+from .weights import load_checkpoint, save_hf
 
 FORMAT_VERSION = 1
-TOKENIZER_FILES = ("vocabulary.txt", "tokenizer.json", "multilingual.tiktoken", "gpt2.tiktoken")
 
 
 def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None, seed: int = 0) -> Whisper:
@@ -48,21 +47,21 @@ def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None
 def warmup(engine, max_rows: int, prompt_len: int = 4) -> float:
     """Capture the decode steps (prompt and one-token) of every row bucket; seconds taken."""
     t0 = time.perf_counter()
-    dec, dims = engine.decoder, engine.dims
+    dec, dims = engine.text_decoder, engine.dims
     xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=engine.device, dtype=engine.dtype)
     positions = torch.arange(prompt_len + 1, device=engine.device)
     rows = 1
     while True:
-        dec.compute_cross_kv(xa.expand(rows, -1, -1))
+        dec.set_audio(xa.expand(rows, -1, -1))
         tokens = torch.zeros(rows, prompt_len + 1, dtype=torch.long, device=engine.device)
-        dec(tokens[:, :prompt_len], positions[:prompt_len])
-        dec(tokens[:, prompt_len:], positions[prompt_len:])
+        dec.step(tokens[:, :prompt_len], positions[:prompt_len])
+        dec.step(tokens[:, prompt_len:], positions[prompt_len:])
         if rows >= max_rows:
             break
         rows = min(rows * 2, max_rows)
     engine.encoder(torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=engine.device))
     torch.cuda.synchronize()
-    dec.reset_caches()
+    dec.release()
     return time.perf_counter() - t0
 
 
@@ -79,10 +78,9 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
         dims, sd = load_checkpoint(model, dtype=torch_dtype)
         source = str(model)
     out = save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite)
-    vocab = None if random_weights else model_dir_for_tokenizer(model)
-    for name in TOKENIZER_FILES if vocab is not None else ():  # the checkpoint's own vocabulary travels along
-        if (vocab / name).is_file():
-            shutil.copyfile(vocab / name, out / name)
+    vocab = None if random_weights else checkpoint_vocab_dir(model)
+    if vocab is not None:  # the checkpoint's own vocabulary travels along
+        copy_vocab_files(vocab, out)
     meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
                 max_beam_width=max_beam_width, dims=dims.to_dict(), source=source, weights="model.safetensors",
                 torch=torch.__version__)

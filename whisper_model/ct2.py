@@ -254,12 +254,3 @@ def read_whisper_variables(parts: Sequence[Path]) -> tuple[dict[str, torch.Tenso
         ignore.append(name)
     return variables, heads, ignore
 
-
-def check_vocabulary(directory: Path, n_vocab: int) -> None:
-    """ValueError when the directory's vocabulary.txt (if any) does not list n_vocab tokens."""
-    vocab = directory / "vocabulary.txt"
-    if vocab.is_file():
-        with open(vocab, "rb") as f:
-            lines = sum(1 for _ in f)
-        if lines != n_vocab:
-            raise ValueError(f"{vocab}: {lines} tokens but the model has n_vocab={n_vocab}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .audio import CHUNK_LENGTH
+from .decoding_protocol import TextDecoder
 from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
 from .row_layout import RowLayout
 from .token_decoders import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker, TokenDecoder
@@ -159,14 +160,20 @@ def detect_language(model, mel_or_features: torch.Tensor, tokenizer: Optional[To
     """Spoken language of each audio: ``(language tokens [n], [{code: probability}] * n)``.
 
     ``mel_or_features``: mel [n, n_mels, 2*n_audio_ctx] or encoder states [n, n_audio_ctx, n_audio_state].
-    One uncached decoder pass over ``<|startoftranscript|>``, softmax over the language tokens only.
+    One decoder step over ``<|startoftranscript|>``, softmax over the language tokens only.
     """
     if not model.is_multilingual:
         raise ValueError("this model is English-only: it has no language tokens to detect a language with")
     tokenizer = tokenizer_for(model, None, "transcribe", tokenizer)
     features = _features(model, mel_or_features)
-    sot = torch.full((features.shape[0], 1), tokenizer.sot, dtype=torch.long, device=features.device)
-    logits = model.logits(sot, features)[:, 0]  # [n, n_vocab]
+    n, decoder = features.shape[0], model.text_decoder
+    sot = torch.full((n, 1), tokenizer.sot, dtype=torch.long, device=features.device)
+    decoder.reserve(n)
+    decoder.set_audio(features)
+    try:
+        logits = decoder.step(sot, torch.zeros(1, dtype=torch.long, device=features.device))[:, 0]  # [n, n_vocab]
+    finally:
+        decoder.release()
     mask = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
     mask[list(tokenizer.all_language_tokens)] = False
     logits[:, mask] = -np.inf
@@ -174,13 +181,6 @@ def detect_language(model, mel_or_features: torch.Tensor, tokenizer: Optional[To
     probs = logits.softmax(dim=-1).cpu()[:, list(tokenizer.all_language_tokens)].tolist()
     codes = tokenizer.all_language_codes
     return language_tokens, [dict(zip(codes, row)) for row in probs]
-
-
-def _ensure_caches(decoder, n_batch: int) -> None:
-    """Reuse the decoder's caches when they hold ``n_batch`` rows of the full text context, else allocate."""
-    cache = decoder.blocks[0].attn.kv_cache if decoder.has_caches else None
-    if cache is None or cache.max_batch < n_batch or cache.max_len < decoder.n_ctx:
-        decoder.setup_caches(n_batch)
 
 
 class DecodingTask:
@@ -324,14 +324,21 @@ class DecodingTask:
         tokens filled, right-aligned); positions [n_cols] or [n_batch, n_cols] (``RowLayout.positions``);
         per audio: its sot column and its length limit (``RowLayout.limits``) ->
         (tokens [n_batch, length], sum_logprobs [n_batch], no_speech_probs [n_batch])."""
-        decoder, device, n_batch = self.model.decoder, features.device, tokens.shape[0]
-        n_audio, n_group = features.shape[0], self.n_group
-        _ensure_caches(decoder, n_batch)
-        decoder.compute_cross_kv(features)  # one cross row per audio; decoder row i reads audio i // n_group
+        decoder, device, n_batch = self.model.text_decoder, features.device, tokens.shape[0]
+        decoder.reserve(n_batch)
+        decoder.set_audio(features)  # one cross row per audio; decoder row i reads audio i // n_group
+        try:
+            return self._steps(decoder, tokens, positions, sot_columns, limits, features.shape[0])
+        finally:
+            decoder.release()
+
+    def _steps(self, decoder: TextDecoder, tokens: torch.Tensor, positions: torch.Tensor, sot_columns: list[int],
+               limits: list[int], n_audio: int):
+        device, n_batch, n_group = positions.device, tokens.shape[0], self.n_group
         self.decoder.reset()
         sum_logprobs = torch.zeros(n_batch, device=device)
         length = self.sample_begin
-        logits = decoder(tokens[:, :length].to(device), positions[..., :length])  # prefill: [n_batch, n0, n_vocab]
+        logits = decoder.step(tokens[:, :length].to(device), positions[..., :length])  # prefill: [n_batch, n0, V]
         sot = torch.tensor(sot_columns, device=device).repeat_interleave(n_group)
         probs_at_sot = logits[torch.arange(n_batch, device=device), sot].float().softmax(dim=-1)
         no_speech_probs = probs_at_sot[:, self.tokenizer.no_speech].tolist()
@@ -339,13 +346,13 @@ class DecodingTask:
         stopped: set[int] = set()  # audios past their text context (rows with shorter prompts go on longer)
         for step in range(self.sample_len):
             if step > 0:
-                logits = decoder(tokens[:, length - 1: length].to(device), positions[..., length - 1: length])[:, -1]
+                logits = decoder.step(tokens[:, length - 1: length].to(device), positions[..., length - 1: length])[:, -1]
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens[:, :length])
             next_tokens, sources, completed = self.decoder.update(tokens[:, :length], logits, sum_logprobs)
             if sources is not None:
                 tokens[:, :length] = tokens[sources, :length]
-                decoder.reorder_caches(torch.tensor(sources, device=device))
+                decoder.reorder(torch.tensor(sources, device=device))
             tokens[:, length] = next_tokens
             length += 1
             if completed:

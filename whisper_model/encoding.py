@@ -3,12 +3,11 @@
     enc = WhisperEncoding(model)
     mel = enc.log_mel("clip.wav")                       # [n_mels, n_frames + N_FRAMES] (30 s of silence appended)
     x = enc.encode(enc.window(mel, 0, 2000)[None])      # [1, n_audio_ctx, n_audio_state]
-    x = enc(["a.wav", samples])                         # the first 30 s of each audio, batched
 """
 from __future__ import annotations
 
 import os
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -51,9 +50,3 @@ class WhisperEncoding:
     def encode(self, mel_windows: torch.Tensor) -> torch.Tensor:
         """mel [b, n_mels, N_FRAMES] -> encoder states [b, n_audio_ctx, n_audio_state] (the model's dtype)."""
         return self.model.embed_audio(mel_windows.to(self.model.device))
-
-    def __call__(self, audios: Sequence[Audio]) -> torch.Tensor:
-        """The first 30 s of each audio (padded with silence) -> [len(audios), n_audio_ctx, n_audio_state]."""
-        device = self.model.device
-        mels = [log_mel_spectrogram(pad_or_trim(load_samples(a)), self.n_mels, device=device) for a in audios]
-        return self.encode(torch.stack(mels))

@@ -7,17 +7,18 @@ Parameter names are the project's canonical state-dict names (see ``weights.py``
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtllm_ext import (MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module, causal_mask,
-                        check_input_pos)
+from trtllm_ext import MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module
 from trtllm_ext.module import declare
 
+from .caches import DecoderCaches
 from .config import ModelDimensions
+from .model_ops import TORCH_OPS, BlockOps
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -31,7 +32,8 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> tor
 
 
 class ResidualAttentionBlock(Module):
-    """Pre-norm block: x + attn(ln(x)) [+ cross_attn(ln(x))] + mlp(ln(x)). x: [b, t, d]."""
+    """Pre-norm block: x + attn(ln(x)) [+ cross_attn(ln(x))] + mlp(ln(x)), x: [b, t, d]. The layers hold the
+    weights; ``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the math (once, on ``BlockOps``)."""
 
     def __init__(self, d: int, heads: int, *, cross: bool, causal: bool, dtype: torch.dtype, device=None):
         super().__init__()
@@ -43,12 +45,11 @@ class ResidualAttentionBlock(Module):
         self.mlp_ln = LayerNorm(d, **kw)
         self.mlp = MLP(d, 4 * d, "gelu", **kw)
 
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                xa: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_ln(x), input_pos, mask)
-        if self.cross_attn is not None:
-            x = x + self.cross_attn(self.cross_attn_ln(x), xa)
-        return x + self.mlp(self.mlp_ln(x))
+    def mlp_out(self, ops: BlockOps, x: torch.Tensor, *, ln: bool, residual: Optional[torch.Tensor]) -> torch.Tensor:
+        """proj(gelu(fc(LN?(x)))) (+ residual): x [m, d] -> [m, d]."""
+        fc, proj = self.mlp.fc, self.mlp.proj
+        h = ops.linear(x, fc.weight, fc.bias, ln=self.mlp_ln if ln else None, gelu=True)
+        return ops.linear(h, proj.weight, proj.bias, residual=residual)
 
 
 class WhisperEncoder(Module):
@@ -65,28 +66,39 @@ class WhisperEncoder(Module):
                                     for _ in range(dims.n_audio_layer))
         self.ln_post = LayerNorm(d, **kw)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, ops: BlockOps = TORCH_OPS) -> torch.Tensor:
+        """The residual stream x carries each block's sum into the next LayerNorm (``add_layer_norm``)."""
         expected = (self.n_mels, 2 * self.n_ctx)
         if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"WhisperEncoder: mel must have shape [batch, {expected[0]}, {expected[1]}], "
                              f"got {tuple(getattr(mel, 'shape', ()))}")
         x = F.gelu(self.conv1(mel.to(self.dtype)))
         x = F.gelu(self.conv2(x))
-        x = (x.transpose(1, 2) + self.positional_embedding).contiguous()
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_post(x)
+        b, d, n = x.shape
+        res = torch.empty(b, n, d, dtype=x.dtype, device=x.device)  # the residual stream, row-major
+        x = torch.add(x.transpose(1, 2), self.positional_embedding, out=res).view(b * n, d)
+        blocks = list(self.blocks)
+        h, x = ops.add_layer_norm(x, None, blocks[0].attn_ln)
+        for i, blk in enumerate(blocks):
+            a = blk.attn
+            o = ops.attention(ops.linear(h, a.qkv.weight, a.qkv.bias), b, a.local_heads)
+            h, x = ops.add_layer_norm(ops.linear(o, a.dense.weight, a.dense.bias), x, blk.mlp_ln)
+            nxt = blocks[i + 1].attn_ln if i + 1 < len(blocks) else self.ln_post
+            h, x = ops.add_layer_norm(blk.mlp_out(ops, h, ln=False, residual=None), x, nxt)
+        return h.view(b, n, d)
 
 
 class WhisperDecoder(Module):
     """tokens [b, t] -> logits [b, t, n_vocab] (float32), attending to the audio states.
 
-    Reference mode: ``forward(tokens, xa=xa)`` runs causal attention over the whole prefix.
-    Cached mode: ``setup_caches``, ``compute_cross_kv(xa [a, n_audio_ctx, d])`` once per audio, then
-    ``forward(tokens [b, t], input_pos)`` with the absolute positions of the new tokens, int64 ``[t]`` (shared by
-    all rows) or ``[b, t]`` (per row, distinct within a row, any order); every new K/V is written into the caches
-    by position before attention, and a token at position p attends to cache positions <= p. ``b = a * g``:
-    decoder row i reads audio ``i // g`` (beams / samples of an audio on consecutive rows).
+    ``compute`` is the decoder's forward, stated once: new tokens at positions (int64 ``[t]``, shared by all rows,
+    or ``[b, t]``, distinct within a row, any order) over ``DecoderCaches``; every new K/V is written by position
+    before attention, and a token at position p attends to cache positions <= p. Decoder row i reads audio
+    ``i // group`` (beams / samples of an audio on consecutive rows).
+
+    The module is also the eager implementation of the decoding seam (``decoding_protocol.TextDecoder``):
+    ``reserve(rows)``, ``set_audio(xa)``, ``step(tokens, positions)``, ``reorder(index)``, ``release()``, over
+    caches it owns. ``forward(tokens, xa)`` decodes whole prefixes at once (reference mode).
     """
 
     def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None):
@@ -98,59 +110,79 @@ class WhisperDecoder(Module):
         self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_text_head, cross=True, causal=True, **kw)
                                     for _ in range(dims.n_text_layer))
         self.ln = LayerNorm(d, **kw)
+        self.caches: Optional[DecoderCaches] = None
 
-    def setup_caches(self, max_batch: int, *, max_len: int | None = None, device=None) -> None:
-        """Preallocate self caches [max_batch, heads, max_len, head_dim] and cross caches for n_audio_ctx."""
-        max_len = self.n_ctx if max_len is None else max_len
-        if not 0 < max_len <= self.n_ctx:
-            raise ValueError(f"max_len must be in [1, {self.n_ctx}], got {max_len}")
-        for block in self.blocks:
-            block.attn.setup_cache(max_batch, max_len, device=device)
-            block.cross_attn.setup_cache(max_batch, self.n_audio_ctx, device=device)
+    # -- the forward ----------------------------------------------------------------------------------------
+    def compute(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
+                group: int) -> torch.Tensor:
+        """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32)."""
+        t = tokens.shape[1]
+        x = ops.embed(tokens, pos, self.token_embedding.weight, self.positional_embedding)
+        for i, blk in enumerate(self.blocks):
+            a, c = blk.attn, blk.cross_attn
+            qkv = ops.linear(x, a.qkv.weight, a.qkv.bias, ln=blk.attn_ln)
+            o = ops.self_attention(qkv, *caches.self_kv(i), pos, t)
+            x = ops.linear(o, a.dense.weight, a.dense.bias, residual=x)
+            q = ops.linear(x, c.query.weight, c.query.bias, ln=blk.cross_attn_ln)
+            o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
+            x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
+            x = blk.mlp_out(ops, x, ln=True, residual=x)
+        return ops.linear(x, self.token_embedding.weight, None, ln=self.ln, out_dtype=torch.float32)
 
-    @property
-    def has_caches(self) -> bool:
-        return self.blocks[0].attn.kv_cache is not None
+    def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
+        attn = self.blocks[0].attn
+        return DecoderCaches(len(self.blocks), attn.local_heads, attn.head_dim, n_ctx or self.n_ctx,
+                             self.n_audio_ctx, rows=rows, dtype=self.dtype, device=self.positional_embedding.device)
 
-    def compute_cross_kv(self, xa: torch.Tensor) -> None:
-        """Project audio states xa [b, n_audio_ctx, d] to every block's cross K/V, once per audio."""
-        if not self.has_caches:
-            raise ValueError("WhisperDecoder: call setup_caches before compute_cross_kv")
-        for block in self.blocks:
-            block.cross_attn.compute_kv(xa)
+    def kv_projections(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(blk.cross_attn.kv.weight, blk.cross_attn.kv.bias) for blk in self.blocks]
 
-    def reorder_caches(self, index: torch.Tensor) -> None:
-        """Beam search: row i of every self cache becomes old row index[i] (cross rows are per audio)."""
-        for block in self.blocks:
-            block.attn.kv_cache.reorder(index)
-
-    def reset_caches(self) -> None:
-        for block in self.blocks:
-            block.attn.reset_cache()
-            block.cross_attn.reset_cache()
-
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor | None = None,
-                xa: torch.Tensor | None = None) -> torch.Tensor:
+    @torch.no_grad()
+    def forward(self, tokens: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        """Reference mode: whole prefixes tokens [b, t] over audio states xa [a, n_audio_ctx, d] (b = a * g)."""
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
             raise ValueError(f"WhisperDecoder: tokens must have shape [batch, length], got "
                              f"{tuple(getattr(tokens, 'shape', ()))}")
-        mask = None
-        if input_pos is None:
-            if xa is None:
-                raise ValueError("WhisperDecoder: pass xa (reference mode) or input_pos (cached mode)")
-            if tokens.shape[1] > self.n_ctx:
-                raise ValueError(f"WhisperDecoder: {tokens.shape[1]} tokens exceed n_text_ctx {self.n_ctx}")
-            positions = self.positional_embedding[: tokens.shape[1]]
-        else:
-            if not self.has_caches:
-                raise ValueError("WhisperDecoder: input_pos given but no caches; call setup_caches first")
-            check_input_pos("WhisperDecoder", input_pos, tokens.shape[0], tokens.shape[1])
-            positions = self.positional_embedding[input_pos]  # [t, d] or [b, t, d]
-            mask = causal_mask(input_pos, self.blocks[0].attn.kv_cache.max_len)
-        x = self.token_embedding(tokens) + positions
-        for block in self.blocks:
-            x = block(x, input_pos, mask, xa)
-        return self.token_embedding.logits(self.ln(x)).float()
+        b, t = tokens.shape
+        if t > self.n_ctx:
+            raise ValueError(f"WhisperDecoder: {t} tokens exceed n_text_ctx {self.n_ctx}")
+        caches = self.new_caches(max(b, xa.shape[0]), t)
+        caches.set_audio(xa, self.kv_projections())
+        pos = torch.arange(t, device=tokens.device)
+        group = caches.step_group("WhisperDecoder", tokens, pos)
+        return self.compute(TORCH_OPS, caches, tokens, pos, group).view(b, t, -1)
+
+    # -- the decoding seam (eager) ----------------------------------------------------------------------------
+    def reserve(self, rows: int) -> None:
+        """Caches for ``rows`` decoder rows over the whole text context (kept while they fit)."""
+        device = self.positional_embedding.device
+        if self.caches is None or not self.caches.fits(rows, self.dtype, device):
+            self.caches = None  # free the old storage first
+            self.caches = self.new_caches(rows)
+
+    def set_audio(self, xa: torch.Tensor) -> None:
+        """xa [a, n_audio_ctx, d]: every layer's cross K/V of audio rows 0..a-1, once per audio."""
+        self._reserved("set_audio").set_audio(xa, self.kv_projections())
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32)."""
+        caches = self._reserved("step")
+        group = caches.step_group("WhisperDecoder.step", tokens, positions)
+        caches.last_pos = positions
+        return self.compute(TORCH_OPS, caches, tokens, positions, group).view(*tokens.shape, -1)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self._reserved("reorder").reorder(index)
+
+    def release(self) -> None:
+        if self.caches is not None:
+            self.caches.release()
+
+    def _reserved(self, what: str) -> DecoderCaches:
+        if self.caches is None:
+            raise RuntimeError(f"WhisperDecoder.{what}: call reserve(rows) first")
+        return self.caches
 
 
 class Whisper(Module):
@@ -178,8 +210,13 @@ class Whisper(Module):
         return self.encoder(mel)
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
-        """Reference (uncached) decoder pass over whole prefixes."""
+        """Reference decoder pass over whole prefixes."""
         return self.decoder(tokens, xa=audio_features)
+
+    @property
+    def text_decoder(self) -> "WhisperDecoder":
+        """The decoding seam (``decoding_protocol.TextDecoder``): here the eager decoder itself."""
+        return self.decoder
 
     @classmethod
     def from_state_dict(cls, dims: ModelDimensions, state_dict: Mapping[str, torch.Tensor], *,

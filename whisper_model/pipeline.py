@@ -5,6 +5,10 @@
     print(info.language, [s.text for s in segments])        # segments is a lazy generator
     results = model.transcribe_batch(["a.wav", "b.mp3"], batch_size=8)   # [(segments, info)] in input order
     model.transcribe_dict("clip.wav")                       # openai-whisper's result dict
+    scheduler = model.scheduler(batch_size=8)               # streams added at any time, events as they come
+
+Every transcription method takes ``options=TranscriptionOptions(...)`` or its fields as keywords (openai-whisper's
+names and defaults; ``inspect.signature`` lists them), plus the per-call ``language`` and ``initial_prompt``.
 """
 from __future__ import annotations
 
@@ -15,20 +19,15 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 
 from . import weights
-from .batch import BatchItem, iter_transcribe_batch, transcribe_batch
-from .decoding import detect_language
 from .encoding import Audio, WhisperEncoding
+from .errors import CheckpointError
 from .model import Whisper
+from .options import TranscriptionOptions, option_keywords
+from .scheduler import Scheduler, detect_languages, load_mel
 from .tokenizer import Tokenizer, get_tokenizer
-from .transcribe import Segment, TranscriptionInfo, result_dict, transcribe
-
-
-def _vocab_dir(directory: Optional[Path], multilingual: bool) -> Optional[Path]:
-    """The checkpoint's own vocabulary (CTranslate2 vocabulary.txt or a .tiktoken file), if it has one."""
-    name = "multilingual" if multilingual else "gpt2"
-    if directory is not None and any((directory / f).is_file() for f in ("vocabulary.txt", f"{name}.tiktoken")):
-        return directory
-    return None  # openai-whisper's installed assets/
+from .vocab import checkpoint_vocab_dir, vocab_name
+from .transcribe import BatchItem, Segment, TranscriptionInfo, iter_transcribe_batch, result_dict, transcribe, \
+    transcribe_batch
 
 
 class WhisperModel:
@@ -43,9 +42,12 @@ class WhisperModel:
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-        dims, state_dict = weights.load_checkpoint(name_or_path)
-        model = Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device)
-        self._setup(model, weights.model_dir_for_tokenizer(name_or_path))
+        try:
+            dims, state_dict = weights.load_checkpoint(name_or_path)
+            vocab_dir = checkpoint_vocab_dir(name_or_path, vocab_name(dims.is_multilingual))
+        except (ValueError, OSError) as e:  # not found, not a Whisper checkpoint, unreadable
+            raise CheckpointError(str(e)) from e
+        self._setup(Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device), vocab_dir)
 
     @classmethod
     def from_engine(cls, engine_dir: Union[str, os.PathLike], *, device="cuda", **overrides) -> "WhisperModel":
@@ -53,14 +55,19 @@ class WhisperModel:
         from .engine import load_engine
 
         self = cls.__new__(cls)
-        self._setup(load_engine(engine_dir, device=device, **overrides), Path(engine_dir))
+        try:
+            engine = load_engine(engine_dir, device=device, **overrides)
+        except (ValueError, OSError) as e:
+            raise CheckpointError(str(e)) from e
+        self._setup(engine, checkpoint_vocab_dir(engine_dir, vocab_name(engine.is_multilingual)))
         return self
 
     def _setup(self, model, vocab_dir: Optional[Path]) -> None:
+        """``vocab_dir``: the checkpoint's own vocabulary, if it has one (else openai-whisper's installed assets)."""
         self.model = model
         self.dims = model.dims
         self.tokenizer: Tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
-                                                  vocab_path=_vocab_dir(vocab_dir, model.is_multilingual))
+                                                  vocab_path=vocab_dir)
         self.encoding = WhisperEncoding(model)
 
     @property
@@ -75,40 +82,55 @@ class WhisperModel:
     def is_multilingual(self) -> bool:
         return self.model.is_multilingual
 
-    def transcribe(self, audio: Audio, **options):
-        """``(segments, info)``: see ``transcribe.transcribe`` for the options; segments is a lazy generator."""
-        return transcribe(self.model, audio, tokenizer=self.tokenizer, **options)
+    @option_keywords
+    def transcribe(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None,
+                   language: Optional[str] = None, initial_prompt: Optional[str] = None,
+                   progress: bool = False) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """``(segments, info)``: segments is a lazy generator (see ``transcribe.transcribe``)."""
+        return transcribe(self.model, audio, options=options, language=language, initial_prompt=initial_prompt,
+                          tokenizer=self.tokenizer, progress=progress)
 
-    def transcribe_batch(self, audios: Sequence[Audio], *, batch_size: int = 8, progress: bool = False,
-                         **options) -> list[tuple[list[Segment], TranscriptionInfo]]:
+    @option_keywords
+    def transcribe_batch(self, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
+                         batch_size: int = 8, language: Optional[str] = None, initial_prompt: Optional[str] = None,
+                         progress: bool = False) -> list[tuple[list[Segment], TranscriptionInfo]]:
         """``(segments, info)`` per audio, in input order: ``batch_size`` audios of any length decoded together
-        (see ``batch.transcribe_batch``; the options are ``transcribe``'s)."""
-        return transcribe_batch(self.model, audios, batch_size=batch_size, tokenizer=self.tokenizer,
-                                progress=progress, **options)
+        (see ``transcribe.transcribe_batch``)."""
+        return transcribe_batch(self.model, audios, options=options, batch_size=batch_size, language=language,
+                                initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress)
 
-    def iter_transcribe_batch(self, audios: Sequence[Audio], *, batch_size: int = 8, progress: bool = False,
-                              **options) -> Iterator[BatchItem]:
+    @option_keywords
+    def iter_transcribe_batch(self, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
+                              batch_size: int = 8, language: Optional[str] = None,
+                              initial_prompt: Optional[str] = None, progress: bool = False) -> Iterator[BatchItem]:
         """One ``BatchItem`` per audio as each completes; an audio that fails to load gives its error and the
-        others go on (see ``batch.iter_transcribe_batch``)."""
-        return iter_transcribe_batch(self.model, audios, batch_size=batch_size, tokenizer=self.tokenizer,
-                                     progress=progress, **options)
+        others go on (see ``transcribe.iter_transcribe_batch``)."""
+        return iter_transcribe_batch(self.model, audios, options=options, batch_size=batch_size, language=language,
+                                     initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress)
 
-    def transcribe_dict(self, audio: Audio, **options) -> dict:
+    @option_keywords
+    def transcribe_dict(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None,
+                        language: Optional[str] = None, initial_prompt: Optional[str] = None,
+                        progress: bool = False) -> dict:
         """openai-whisper's result dict: {"text", "segments", "language"}."""
-        segments, info = self.transcribe(audio, **options)
-        return result_dict(segments, info)
+        return result_dict(*self.transcribe(audio, options=options, language=language,
+                                            initial_prompt=initial_prompt, progress=progress))
+
+    def scheduler(self, batch_size: int = 8) -> Scheduler:
+        """A ``scheduler.Scheduler`` on this model: add streams (each with its options, language and prompt) at
+        any time and iterate its events."""
+        return Scheduler(self.model, batch_size=batch_size, tokenizer=self.tokenizer)
 
     @staticmethod
     def result_dict(segments, info: TranscriptionInfo) -> dict:
         return result_dict(segments, info)
 
     def detect_language(self, audio: Audio) -> tuple[str, float, dict[str, float]]:
-        """Language of the first 30 s: ``(code, probability, {code: probability})``."""
-        mel = self.encoding.log_mel(audio)
-        features = self.encoding.encode(self.encoding.window(mel, 0)[None])
-        _, (probs,) = detect_language(self.model, features, self.tokenizer)
+        """Language of the first 30 s: ``(code, probability, {code: probability})`` (``AudioError`` when the audio
+        cannot be loaded; ValueError on an English-only model)."""
+        (probs,), _ = detect_languages(self.model, self.encoding, [load_mel(self.encoding, audio)], self.tokenizer)
         language = max(probs, key=probs.get)
         return language, probs[language], probs
 
 
-__all__ = ["BatchItem", "Segment", "TranscriptionInfo", "WhisperModel"]
+__all__ = ["BatchItem", "Segment", "TranscriptionInfo", "TranscriptionOptions", "WhisperModel"]

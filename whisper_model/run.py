@@ -4,9 +4,10 @@
 
 Transcription options keep openai-whisper's names and defaults. Each file is fully transcribed before any
 output for it is written, and every output file is written atomically: a failure leaves no partial output.
-``--batch_size N`` (N > 1) transcribes up to N files at once (their windows encoded and decoded together);
-each file's outputs are written as soon as that file is complete, and a file that fails to load is reported
-while the others go on.
+The files go through one ``scheduler.Scheduler``: ``--batch_size N`` transcribes up to N files at once (their
+windows encoded and decoded together; 1: one after the other). Each file's outputs are written as soon as that
+file is complete; a file that fails is reported while the others go on. Exit status: 0, 1 when a file failed,
+2 for bad options, a missing input file, or a model that cannot be loaded.
 """
 from __future__ import annotations
 
@@ -16,8 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .errors import AudioError, DecodingError, OptionError, OutputError, WhisperError
+from .options import TranscriptionOptions
+from .pipeline import WhisperModel
+from .scheduler import Failed, Finished, Scheduler, Segments, Started
+from .transcribe import result_dict
 from .writers import FORMATS, write_result
+
+FILE_ERRORS = (AudioError, DecodingError, OutputError)  # what fails one file while the others go on
 
 
 def _str2bool(value: str) -> bool:
@@ -73,28 +82,22 @@ def temperatures(start: float, increment: float | None) -> tuple[float, ...]:
     if increment is None:
         return (start,)
     if increment <= 0:
-        raise ValueError(f"--temperature_increment_on_fallback must be positive, got {increment}")
+        raise OptionError(f"--temperature_increment_on_fallback must be positive, got {increment}")
     return tuple(float(t) for t in np.arange(start, 1.0 + 1e-6, increment))
 
 
-def transcribe_options(args: argparse.Namespace) -> dict:
-    return dict(
-        language=None if args.language.lower() == "auto" else args.language,
-        task=args.task,
-        temperature=temperatures(args.temperature, args.temperature_increment_on_fallback),
+def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
+    return TranscriptionOptions(
+        task=args.task, temperature=temperatures(args.temperature, args.temperature_increment_on_fallback),
         best_of=args.best_of, beam_size=args.beam_size, patience=args.patience,
         length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens,
-        initial_prompt=args.initial_prompt, condition_on_previous_text=args.condition_on_previous_text,
+        condition_on_previous_text=args.condition_on_previous_text,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps,
     )
 
 
-def load(args: argparse.Namespace):
-    import torch
-
-    from .pipeline import WhisperModel
-
+def load(args: argparse.Namespace) -> WhisperModel:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.engine_dir:
         return WhisperModel.from_engine(args.engine_dir, device=args.device)
@@ -109,68 +112,55 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.batch_size < 1:
-            raise ValueError(f"--batch_size must be a positive integer, got {args.batch_size}")
-        options = transcribe_options(args)
+            raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
+        options = transcription_options(args)
         model = load(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        scheduler = model.scheduler(batch_size=args.batch_size)
+        language = None if args.language.lower() == "auto" else args.language
+        for index, path in enumerate(args.input_file):  # language and task checked for the model here
+            scheduler.add(path, options=options, language=language, initial_prompt=args.initial_prompt,
+                          stream_id=index)
+    except (WhisperError, RuntimeError) as e:  # bad options, a model (or device) that cannot be loaded
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.batch_size > 1:
-        return _main_batched(model, args, options)
-    failures = 0
-    for path in args.input_file:
-        start = time.perf_counter()
+    return transcribe_files(args, scheduler)
+
+
+def transcribe_files(args: argparse.Namespace, scheduler: Scheduler) -> int:
+    """Run ``scheduler`` (stream ids: indices into ``args.input_file``): print segments as they are decoded,
+    write each file's outputs once it is complete, report each failure. 1 when a file failed, else 0."""
+    paths, failures, collected, started = args.input_file, 0, {}, {}
+    prefix = args.batch_size > 1 and len(paths) > 1  # windows of several files interleave
+    for event in scheduler.events():
+        index, path = event.stream_id, paths[event.stream_id]
         try:
-            segments, info = model.transcribe(path, progress=args.verbose, **options)
-            collected = []
-            for seg in segments:
-                collected.append(seg)
-                if args.verbose:
-                    _print_segment(seg)
-            written = _write(model, args, path, collected, info)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, Started):
+                collected[index], started[index] = [], time.perf_counter()
+            elif isinstance(event, Segments):
+                collected[index] += event.segments
+                for seg in event.segments if args.verbose else ():
+                    _print_segment(seg, f"{path}: " if prefix else "")
+            elif isinstance(event, Finished):
+                written = _write(args, path, collected.pop(index), event.info)
+                _report(path, event.info, time.perf_counter() - started.pop(index), written)
+        except FILE_ERRORS as e:
             failures += 1
+            collected.pop(index, None)
             print(f"error: {path}: {e}", file=sys.stderr)
-            continue
-        _report(path, info, time.perf_counter() - start, written)
     return 1 if failures else 0
 
 
-def _main_batched(model, args: argparse.Namespace, options: dict) -> int:
-    """--batch_size > 1: files decoded together; each file's outputs written once it is complete."""
-    paths, start, failures, done = args.input_file, time.perf_counter(), 0, set()
+def _print_segment(seg, prefix: str = "") -> None:
+    print(f"{prefix}[{seg.start:7.2f} --> {seg.end:7.2f}] {seg.text.strip()}", flush=True)
+
+
+def _write(args: argparse.Namespace, path: str, segments, info) -> list:
     try:
-        items = model.iter_transcribe_batch(paths, batch_size=args.batch_size, progress=False, **options)
-        for item in items:
-            path = paths[item.index]
-            done.add(item.index)
-            try:
-                if item.error is not None:
-                    raise item.error
-                if args.verbose:
-                    print(f"{path}:", flush=True)
-                    for seg in item.segments:
-                        _print_segment(seg)
-                written = _write(model, args, path, item.segments, item.info)
-            except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-                failures += 1
-                print(f"error: {path}: {e}", file=sys.stderr)
-                continue
-            _report(path, item.info, time.perf_counter() - start, written)
-    except (ValueError, RuntimeError) as e:  # decoding failed: every file not yet written fails with it
-        for i, path in enumerate(paths):
-            if i not in done:
-                failures += 1
-                print(f"error: {path}: {e}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _print_segment(seg) -> None:
-    print(f"[{seg.start:7.2f} --> {seg.end:7.2f}] {seg.text.strip()}", flush=True)
-
-
-def _write(model, args: argparse.Namespace, path: str, segments, info) -> list:
-    return write_result(model.result_dict(segments, info), path, args.output_dir, args.output_format)
+        return write_result(result_dict(segments, info), path, args.output_dir, args.output_format)
+    except OSError as e:
+        raise OutputError(f"cannot write the outputs: {e}") from e
 
 
 def _report(path: str, info, seconds: float, written) -> None:

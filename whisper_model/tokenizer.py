@@ -8,22 +8,21 @@ Token ids are identical to openai-whisper's ``whisper.tokenizer``. Layout of the
   ``<|transcribe|>``, ``<|startoflm|>``, ``<|startofprev|>``, ``<|nospeech|>``,
   ``<|notimestamps|>``, and 1501 timestamps ``<|0.00|>`` ... ``<|30.00|>`` (0.02 s apart).
 
-The BPE ranks come from a ``.tiktoken`` file (``base64(token) rank`` per line; openai-whisper
-ships ``gpt2.tiktoken`` and ``multilingual.tiktoken`` in its ``assets/`` directory, found here
-without importing it) or from a CTranslate2 ``vocabulary.txt`` (one token per line in id order,
-written in GPT-2's byte-to-unicode alphabet, the special tokens following the BPE ranks).
+The BPE ranks come from a ``.tiktoken`` file (``base64(token) rank`` per line) or from a CTranslate2
+vocabulary file (one token per line in id order, written in GPT-2's byte-to-unicode alphabet, the special
+tokens following the BPE ranks); ``whisper_model.vocab`` knows the file names and where to find them.
 """
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
-import string
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import tiktoken
+
+from .vocab import BPE_RANKS, find_vocab_file, vocab_name
 
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian",
@@ -57,9 +56,6 @@ TO_LANGUAGE_CODE = {
 }
 
 TASKS = ("transcribe", "translate")
-BPE_RANKS = {"gpt2": 50256, "multilingual": 50257}  # number of BPE entries per vocabulary
-# Languages written without spaces: words are split at unicode character boundaries.
-NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
 _PAT_STR = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
@@ -108,7 +104,7 @@ _CT2_SPECIAL_ALIASES = {"<|nocaptions|>": "<|nospeech|>", "<|iw|>": "<|he|>"}
 
 
 def _read_ct2_ranks(path: Path, num_languages: int) -> Dict[bytes, int]:
-    """BPE ranks from a CTranslate2 ``vocabulary.txt``; its special tokens are checked too."""
+    """BPE ranks from a CTranslate2 vocabulary file; its special tokens are checked too."""
     with open(path, encoding="utf-8", newline="") as f:
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
@@ -118,7 +114,7 @@ def _read_ct2_ranks(path: Path, num_languages: int) -> Dict[bytes, int]:
         n_bpe = lines.index("<|endoftext|>")
     except ValueError:
         raise ValueError(f"{path}: no '<|endoftext|>' line, so this is not a Whisper "
-                         f"CTranslate2 vocabulary.txt") from None
+                         f"CTranslate2 vocabulary") from None
     alphabet = _byte_alphabet()
     ranks = {}
     for rank, token in enumerate(lines[:n_bpe]):
@@ -136,7 +132,7 @@ def _read_ct2_ranks(path: Path, num_languages: int) -> Dict[bytes, int]:
 
 
 def load_ranks(path: Union[str, os.PathLike], num_languages: int = 99) -> Dict[bytes, int]:
-    """BPE ranks ``{token bytes: rank}`` from a ``.tiktoken`` file or a CT2 ``vocabulary.txt``.
+    """BPE ranks ``{token bytes: rank}`` from a ``.tiktoken`` file or a CTranslate2 vocabulary file.
 
     The format is sniffed from the first line (``<base64> <rank>`` means tiktoken).
     """
@@ -148,38 +144,6 @@ def load_ranks(path: Union[str, os.PathLike], num_languages: int = 99) -> Dict[b
     if len(first) == 2 and first[1].isdigit():
         return _read_tiktoken_ranks(path)
     return _read_ct2_ranks(path, num_languages)
-
-
-def find_vocab_file(name: str, vocab_path: Union[str, os.PathLike, None] = None) -> Path:
-    """Locate the vocabulary ``name`` ("gpt2" or "multilingual").
-
-    ``vocab_path`` may be the file itself or a directory holding ``{name}.tiktoken`` or a
-    CTranslate2 ``vocabulary.txt``. Without it, openai-whisper's installed ``assets/`` directory
-    is searched (located with ``importlib.util.find_spec``; openai-whisper is not imported).
-    """
-    if name not in BPE_RANKS:
-        raise ValueError(f"unknown vocabulary {name!r}; expected one of {sorted(BPE_RANKS)}")
-    if vocab_path is not None:
-        p = Path(vocab_path)
-        if p.is_file():
-            return p
-        if p.is_dir():
-            for cand in (p / f"{name}.tiktoken", p / "vocabulary.txt"):
-                if cand.is_file():
-                    return cand
-            raise FileNotFoundError(2, f"vocab_path directory {str(p)!r} has neither "
-                                       f"{name}.tiktoken nor vocabulary.txt", str(p))
-        raise FileNotFoundError(2, f"vocab_path does not exist: {str(p)!r}", str(p))
-    spec = importlib.util.find_spec("whisper")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        cand = Path(root) / "assets" / f"{name}.tiktoken"
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(
-        2, f"whisper_model.tokenizer: cannot find the {name!r} vocabulary ({name}.tiktoken). "
-           f"Install openai-whisper (`pip install --no-deps openai-whisper`; only its assets/ "
-           f"are read), or pass vocab_path= pointing to {name}.tiktoken or a CTranslate2 "
-           f"vocabulary.txt (or the directory holding it)")
 
 
 @lru_cache(maxsize=None)
@@ -288,42 +252,6 @@ class Tokenizer:
                     result.add(ids[0])
         return tuple(sorted(result))
 
-    def split_to_word_tokens(self, tokens: Sequence[int]) -> Tuple[List[str], List[List[int]]]:
-        """Group ``tokens`` into words: ``(words, token groups)``; ``"".join(words)`` is the
-        decoded text. Space-less scripts (zh, ja, th, lo, my, yue) split per character."""
-        if self.language in NO_SPACE_LANGUAGES:
-            return self.split_tokens_on_unicode(tokens)
-        return self.split_tokens_on_spaces(tokens)
-
-    def split_tokens_on_unicode(self, tokens: Sequence[int]):
-        """Cut wherever the tokens so far decode to whole characters (no partial UTF-8)."""
-        full = self.decode_with_timestamps(tokens)
-        words, groups, pending, offset = [], [], [], 0
-        for token in tokens:
-            pending.append(token)
-            text = self.decode_with_timestamps(pending)
-            bad = text.find("\ufffd")
-            # complete, or the U+FFFD is really in the text (not a partial character)
-            if bad < 0 or (offset + bad < len(full) and full[offset + bad] == "\ufffd"):
-                words.append(text)
-                groups.append(pending)
-                pending, offset = [], offset + len(text)
-        return words, groups
-
-    def split_tokens_on_spaces(self, tokens: Sequence[int]):
-        """Merge unicode pieces into words starting at spaces, punctuation or special tokens."""
-        words, groups = [], []
-        for piece, ids in zip(*self.split_tokens_on_unicode(tokens)):
-            starts_word = (ids[0] >= self.eot or piece.startswith(" ")
-                           or piece.strip() in string.punctuation or not words)
-            if starts_word:
-                words.append(piece)
-                groups.append(list(ids))
-            else:
-                words[-1] += piece
-                groups[-1].extend(ids)
-        return words, groups
-
 
 def normalize_language(language: Optional[str]) -> Optional[str]:
     """Language code from a code, name or alias (case-insensitive); ValueError if unknown."""
@@ -354,11 +282,11 @@ def get_tokenizer(multilingual: bool, *, num_languages: int = 99, language: Opti
     if task is not None and task not in TASKS:
         raise ValueError(f"unsupported task {task!r}; expected one of {TASKS}")
     if multilingual:
-        name, language, task = "multilingual", language or "en", task or "transcribe"
+        language, task = language or "en", task or "transcribe"
         if language not in list(LANGUAGES)[:num_languages]:
             raise ValueError(f"language {language!r} needs a model with more than "
                              f"{num_languages} languages (e.g. large-v3 for 'yue')")
     else:
-        name, language, task = "gpt2", None, None
-    encoding = get_encoding(name, num_languages, vocab_path)
+        language, task = None, None
+    encoding = get_encoding(vocab_name(multilingual), num_languages, vocab_path)
     return Tokenizer(encoding, num_languages=num_languages, language=language, task=task)

@@ -21,7 +21,8 @@ from typing import Sequence, Union
 import torch
 
 from .config import MODEL_DIMS, ModelDimensions
-from .ct2 import check_vocabulary, ct2_name, find_parts, read_whisper_variables
+from .ct2 import ct2_name, find_parts, read_whisper_variables
+from .vocab import check_vocabulary_size
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 StateDict = dict[str, torch.Tensor]
@@ -283,7 +284,7 @@ def _load_ct2(parts: list[Path]) -> tuple[ModelDimensions, StateDict]:
     where = str(parts[0]) if len(parts) == 1 else " + ".join(map(str, parts))
     variables, heads, ignore = read_whisper_variables(parts)
     dims, sd = _convert("ct2", where, variables, heads, ignore=ignore)
-    check_vocabulary(parts[0].parent, dims.n_vocab)
+    check_vocabulary_size(parts[0].parent, dims.n_vocab)
     return dims, sd
 
 
@@ -361,12 +362,14 @@ def load_checkpoint(name_or_path: Source, *, dtype: torch.dtype | None = None) -
     return dims, sd
 
 
-def model_dir_for_tokenizer(name_or_path: Source) -> Path | None:
-    """The directory holding vocabulary.txt or tokenizer.json for this checkpoint, if any."""
+def checkpoint_dir(name_or_path: Source) -> Path:
+    """The directory a checkpoint's files are in (a directory is returned as is, even without weights)."""
+    if not isinstance(name_or_path, (list, tuple)):
+        path = Path(os.fspath(name_or_path)).expanduser()
+        if path.is_dir():
+            return path
     fmt, where = _locate(name_or_path)
-    directory = where[0].parent if fmt == "ct2" else where if fmt == "hf" else where.parent
-    has = (directory / "vocabulary.txt").is_file() or (directory / "tokenizer.json").is_file()
-    return directory if has else None
+    return where[0].parent if fmt == "ct2" else where if fmt == "hf" else where.parent
 
 
 # ---------------------------------------------------------------------------------------------

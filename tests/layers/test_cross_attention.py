@@ -83,17 +83,6 @@ def test_fewer_decoder_rows_than_cached_rows():
     assert_rel_close(ca(x), ca(x, xa[:2]))
 
 
-def test_reorder_cache_follows_the_beams():
-    ca = _layer(81)
-    ca.setup_cache(3, 6)
-    xa = randn(3, 6, 16, seed=82).float()
-    ca.compute_kv(xa)
-    index = torch.tensor([1, 1, 0])
-    ca.reorder_cache(index)
-    x = randn(3, 2, 16, seed=83).float()
-    assert_rel_close(ca(x), ca(x, xa[index]))
-
-
 def test_cross_attention_kv_hidden_differs():
     ca = init_random_(CrossAttention(12, 3, 20), seed=91)
     ca.setup_cache(2, 4)

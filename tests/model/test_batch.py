@@ -1,4 +1,5 @@
-"""whisper_model.batch: many audios of any length transcribed together equal ``transcribe()`` of each alone.
+"""transcribe_batch (the scheduler over many audios): audios of any length transcribed together equal
+``transcribe()`` of each alone.
 
 fp32 on CPU, real weights. The reference is our own ``transcribe()`` (itself equal to openai-whisper's, see
 test_transcribe.py): segments must have the same ids, seeks, start/end, text, tokens, temperatures and
@@ -16,9 +17,9 @@ from parameterized import parameterized
 
 from whisper_model import audio as A
 from whisper_model import run
-from whisper_model import transcribe as T
-from whisper_model.batch import iter_transcribe_batch, transcribe_batch
-from whisper_model.transcribe import transcribe
+from whisper_model import scheduler as S
+from whisper_model.errors import AudioError, OptionError
+from whisper_model.transcribe import iter_transcribe_batch, transcribe, transcribe_batch
 
 try:
     from ._paths import AUDIO_DIR, NO_SHARED
@@ -89,7 +90,7 @@ def test_engine_batch_equals_each_file_alone_on_the_model():
     got = transcribe_batch(fast, [samples(c) for c in EN_MIX], batch_size=3)
     for clip, result in zip(EN_MIX, got):
         assert_same(result, alone(model, clip))
-    assert fast.decoder.rows >= 3  # the caches grew past max_batch_size for the batch
+    assert fast.text_decoder.rows >= 3  # the caches grew past max_batch_size for the batch
 
 
 def test_fallback_rows_are_decoded_again_together():
@@ -98,13 +99,13 @@ def test_fallback_rows_are_decoded_again_together():
     model, _ref = models("tiny.en")
     clips = ("en_jfk.wav", "en_librivox_0870.wav", "en_bobby.wav")
     options = dict(temperature=(0.0, 0.0), logprob_threshold=-0.3)
-    rows, real = [], T.DecodingTask
+    rows, real = [], S.DecodingTask
 
     def counting(model_, options_, tokenizer=None, **kw):
         rows.append(len(kw["prompts"]))
         return real(model_, options_, tokenizer, **kw)
 
-    with unittest.mock.patch.object(T, "DecodingTask", counting):
+    with unittest.mock.patch.object(S, "DecodingTask", counting):
         got = transcribe_batch(model, [samples(c) for c in clips], batch_size=3, **options)
     assert rows[0] == 3 and 0 < rows[1] < 3  # some, not all, rows needed the fallback
     for clip, result in zip(clips, got):
@@ -123,13 +124,14 @@ def test_pipeline_batch_and_failed_loads():
         segments, info = model.transcribe(path)
         assert_same(result, (list(segments), info))
     missing = str(AUDIO_DIR / "no_such_clip.wav")
-    with pytest.raises(ValueError, match=r"audio 1 \(.*no_such_clip.wav\)"):
+    with pytest.raises(AudioError, match=r"audio 1 \(.*no_such_clip.wav\)"):  # an AudioError is a ValueError
         model.transcribe_batch([clips[0], missing], batch_size=2)
     items = list(model.iter_transcribe_batch([missing, clips[0], b"not audio"], batch_size=2))
     by_index = {item.index: item for item in items}
     assert sorted(by_index) == [0, 1, 2]
-    assert isinstance(by_index[0].error, FileNotFoundError) and by_index[0].info is None
-    assert isinstance(by_index[2].error, ValueError) and not by_index[2].segments
+    assert isinstance(by_index[0].error, AudioError) and by_index[0].info is None
+    assert isinstance(by_index[0].error.__cause__, FileNotFoundError)
+    assert isinstance(by_index[2].error, AudioError) and not by_index[2].segments
     assert by_index[1].error is None and by_index[1].segments and by_index[1].info.language == "en"
 
 
@@ -144,17 +146,17 @@ def test_empty_and_silent_audio_in_a_batch():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(batch_size=0), ValueError, "batch_size must be a positive integer, got 0"),
-    (dict(batch_size=2.0), ValueError, "batch_size"),
-    (dict(batch_size=True), ValueError, "batch_size"),
-    (dict(language="fr"), ValueError, "language"),
-    (dict(temperature=-1.0), ValueError, "temperature"),
-    (dict(beam_size=5, temperature=0.5), ValueError, "beam_size"),
+    (dict(batch_size=0), OptionError, "batch_size must be a positive integer, got 0"),
+    (dict(batch_size=2.0), OptionError, "batch_size"),
+    (dict(batch_size=True), OptionError, "batch_size"),
+    (dict(language="fr"), OptionError, "language"),
+    (dict(temperature=-1.0), OptionError, "temperature"),
+    (dict(beam_size=5, temperature=0.5), OptionError, "beam_size"),
     (dict(word_timestamps=True), TypeError, "word_timestamps"),
 ])
 def test_bad_options_raise_before_any_audio_is_loaded(kwargs, error, match):
     model, _ref = models("tiny.en")
-    with unittest.mock.patch.object(T.WhisperEncoding, "log_mel", side_effect=AssertionError("loaded")):
+    with unittest.mock.patch.object(S.WhisperEncoding, "log_mel", side_effect=AssertionError("loaded")):
         with pytest.raises(error, match=match):
             iter_transcribe_batch(model, ["never_loaded.wav"], **kwargs)
         with pytest.raises(error, match=match):

@@ -94,13 +94,13 @@ def test_equal_prompt_lengths_keep_shared_positions():
     """Rows with as many initial tokens each are not padded: the decoder gets 1-D positions as before."""
     model = random_model()
     seen = []
-    real = model.decoder.forward
+    real = model.decoder.step
 
-    def spy(tokens, input_pos=None, xa=None):
-        seen.append(None if input_pos is None else input_pos.dim())
-        return real(tokens, input_pos, xa)
+    def spy(tokens, positions):
+        seen.append(positions.dim())
+        return real(tokens, positions)
 
-    model.decoder.forward = spy
+    model.decoder.step = spy
     try:
         assert_rows_as_alone(model, random_features(2, 14), [[7, 8], [9, 10]], None, language="en", sample_len=3)
         assert set(seen) == {1}
@@ -109,7 +109,7 @@ def test_equal_prompt_lengths_keep_shared_positions():
             random_features(2, 14))
         assert set(seen) == {2}
     finally:
-        del model.decoder.forward
+        del model.decoder.step
 
 
 @pytest.mark.parametrize("kwargs, options, match", [

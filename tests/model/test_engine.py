@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trtllm_ext import init_random_
+from trtllm_ext.kernels import reference
 from whisper_model.config import MODEL_DIMS, scaled
 from whisper_model.engine import accelerate
 from whisper_model.model import Whisper
@@ -28,9 +29,9 @@ def make(dtype=torch.float32, device="cpu"):
 def run_steps(dec, tokens, prefill):
     """Prefill ``prefill`` tokens, then one token per call: logits [B, T, V]."""
     dev = tokens.device
-    out = [dec(tokens[:, :prefill], torch.arange(prefill, device=dev))]
+    out = [dec.step(tokens[:, :prefill], torch.arange(prefill, device=dev))]
     for p in range(prefill, tokens.shape[1]):
-        out.append(dec(tokens[:, p:p + 1], torch.tensor([p], device=dev)))
+        out.append(dec.step(tokens[:, p:p + 1], torch.tensor([p], device=dev)))
     return torch.cat(out, 1)
 
 
@@ -42,27 +43,27 @@ def check_engine(model, fast, tol, device):
         assert rel(xa, xa_ref) < tol
         tokens = torch.randint(0, DIMS.n_vocab, (2, 12), device=device)
         expect = model.decoder(tokens, xa=xa_ref)
-        fast.decoder.compute_cross_kv(xa_ref)
-        assert rel(run_steps(fast.decoder, tokens[:, :7], 3), expect[:, :7]) < tol
-        assert rel(run_steps(fast.decoder, tokens, 10), expect) < tol  # a long prompt runs outside the graphs
+        fast.text_decoder.set_audio(xa_ref)
+        assert rel(run_steps(fast.text_decoder, tokens[:, :7], 3), expect[:, :7]) < tol
+        assert rel(run_steps(fast.text_decoder, tokens, 10), expect) < tol  # a long prompt runs outside the graphs
         # beams: 2 audios x 3 rows each share their audio's cross K/V; then a reorder
-        fast.decoder.compute_cross_kv(xa_ref)
+        fast.text_decoder.set_audio(xa_ref)
         tok3 = tokens.repeat_interleave(3, 0)
         exp3 = expect.repeat_interleave(3, 0)
-        assert rel(run_steps(fast.decoder, tok3[:, :5], 4), exp3[:, :5]) < tol
+        assert rel(run_steps(fast.text_decoder, tok3[:, :5], 4), exp3[:, :5]) < tol
         idx = torch.tensor([2, 0, 1, 3, 3, 5], device=device)
-        fast.decoder.reorder_caches(idx)
-        got = fast.decoder(tok3[idx, 5:6], torch.tensor([5], device=device))
+        fast.text_decoder.reorder(idx)
+        got = fast.text_decoder.step(tok3[idx, 5:6], torch.tensor([5], device=device))
         assert rel(got, exp3[idx, 5:6]) < tol
         # fewer rows than the bucket / than the caches hold
-        fast.decoder.compute_cross_kv(xa_ref[:1])
-        assert rel(run_steps(fast.decoder, tokens[:1], 2), expect[:1]) < tol
+        fast.text_decoder.set_audio(xa_ref[:1])
+        assert rel(run_steps(fast.text_decoder, tokens[:1], 2), expect[:1]) < tol
 
 
 def test_engine_torch_ops_match_model_on_cpu():
     model = make()
     fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="torch")
-    assert fast.decoder.blocks[0].attn.kv_cache.max_batch == 6
+    assert fast.text_decoder.rows == 6
     assert fast.dims == DIMS and fast.is_multilingual == model.is_multilingual
     check_engine(model, fast, 1e-5, "cpu")
 
@@ -75,7 +76,7 @@ def check_per_row_positions(model, fast, tol, device):
     tokens = torch.randint(0, DIMS.n_vocab, (3, 9), device=device)
     with torch.no_grad():
         expect = model.decoder(tokens, xa=xa)  # [3, 9, V]
-        fast.decoder.compute_cross_kv(xa)
+        fast.text_decoder.set_audio(xa)
         # row i has n0 = 2, 4, 3 real tokens; the prefill is 4 wide: pad columns go after the real positions
         n0 = [2, 4, 3]
         pre_tok = torch.zeros(3, 4, dtype=torch.long, device=device)
@@ -84,17 +85,17 @@ def check_per_row_positions(model, fast, tol, device):
             pad = 4 - n
             pre_tok[i, pad:] = tokens[i, :n]
             pre_pos[i] = torch.tensor(list(range(n, 4)) + list(range(n)))
-        got = fast.decoder(pre_tok, pre_pos)
+        got = fast.text_decoder.step(pre_tok, pre_pos)
         for i, n in enumerate(n0):
             assert rel(got[i, 4 - n:], expect[i, :n]) < tol
         for k in range(3):  # one token per row per step, each at its own next position
             step_tok = torch.stack([tokens[i, n + k] for i, n in enumerate(n0)])[:, None]
             step_pos = torch.tensor([[n + k] for n in n0], device=device)
-            got = fast.decoder(step_tok, step_pos)
+            got = fast.text_decoder.step(step_tok, step_pos)
             for i, n in enumerate(n0):
                 assert rel(got[i, 0], expect[i, n + k]) < tol
         with pytest.raises(ValueError):
-            fast.decoder(step_tok, step_pos[:2])
+            fast.text_decoder.step(step_tok, step_pos[:2])
 
 
 def test_engine_per_row_positions_cpu():
@@ -107,11 +108,11 @@ def check_modes(fast, device):
     mel = torch.randn(1, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device)
     tok = torch.zeros(1, 1, dtype=torch.long, device=device)
     for first, second in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
-        fast.decoder.setup_caches(fast.decoder.rows + 1)  # fresh caches and steps
+        fast.text_decoder.reserve(fast.text_decoder.rows + 1)  # fresh caches and steps
         for mode in (first, second):
             with mode():
-                fast.decoder.compute_cross_kv(fast.encoder(mel))
-                fast.decoder(tok, torch.tensor([0], device=device))[:, -1].fill_(0)
+                fast.text_decoder.set_audio(fast.encoder(mel))
+                fast.text_decoder.step(tok, torch.tensor([0], device=device))[:, -1].fill_(0)
 
 
 def test_engine_inference_mode_then_no_grad_cpu():
@@ -121,16 +122,21 @@ def test_engine_inference_mode_then_no_grad_cpu():
 def test_engine_setup_and_errors():
     model = make()
     fast = accelerate(model, max_batch_size=1, kernels="torch")
-    dec = fast.decoder
-    with pytest.raises(RuntimeError):
-        dec(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
-    dec.setup_caches(4)
-    assert dec.blocks[0].attn.kv_cache.max_batch == 4 and dec.has_caches
-    with pytest.raises(ValueError):
-        dec.compute_cross_kv(torch.zeros(5, DIMS.n_audio_ctx, DIMS.n_text_state))
-    dec.compute_cross_kv(torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state))
-    with pytest.raises(ValueError):
-        dec(torch.zeros(3, 1, dtype=torch.long), torch.tensor([0]))  # 3 rows over 2 audios
+    dec = fast.text_decoder
+    with pytest.raises(RuntimeError, match="no audio"):
+        dec.step(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
+    dec.reserve(4)
+    assert dec.rows == 4 and dec.caches.self.shape[2] == 4
+    with pytest.raises(ValueError, match="do not fit 4 rows"):
+        dec.set_audio(torch.zeros(5, DIMS.n_audio_ctx, DIMS.n_text_state))
+    dec.set_audio(torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state))
+    with pytest.raises(ValueError, match="do not divide among 2 audio rows"):
+        dec.step(torch.zeros(3, 1, dtype=torch.long), torch.tensor([0]))  # 3 rows over 2 audios
+    with pytest.raises(ValueError, match="exceeds the 4 cache rows"):
+        dec.step(torch.zeros(6, 1, dtype=torch.long), torch.tensor([0]))
+    dec.release()
+    with pytest.raises(RuntimeError, match="no audio"):
+        dec.step(torch.zeros(2, 1, dtype=torch.long), torch.tensor([0]))
     with pytest.raises(ValueError):
         accelerate(model, kernels="cuda")
 
@@ -164,11 +170,57 @@ def test_build_writes_an_engine_that_loads(tmp_path):
                  random_weights="tiny.en", warm=False)
     assert (tmp_path / "eng" / ENGINE_FILE).is_file() and meta["max_beam_width"] == 2
     fast = load_engine(tmp_path / "eng", "cpu")
-    assert fast.dims == MODEL_DIMS["tiny.en"] and fast.decoder.rows == 4 and fast.kernels == "torch"
+    assert fast.dims == MODEL_DIMS["tiny.en"] and fast.text_decoder.rows == 4
+    assert fast.text_decoder.kernels is reference
     xa = torch.randn(1, fast.dims.n_audio_ctx, fast.dims.n_audio_state)
-    fast.decoder.compute_cross_kv(xa)
-    logits = fast.decoder(torch.tensor([[50257, 50362]]), torch.arange(2))
+    fast.text_decoder.set_audio(xa)
+    logits = fast.text_decoder.step(torch.tensor([[50257, 50362]]), torch.arange(2))
     expect = fast.model.decoder(torch.tensor([[50257, 50362]]), xa=xa)
     assert rel(logits, expect) < 1e-5
     logits[:, :, 0] = float("-inf")  # callers filter logits in place: no inference-mode tensors come back
     fast.encoder(torch.zeros(1, fast.dims.n_mels, 3000)).add_(1)
+
+
+def test_both_decoders_implement_the_seam_and_own_their_caches():
+    """The eager decoder and the engine each implement ``TextDecoder``; the engine never touches the eager
+    layers' state (their caches stay unset) and the two keep separate caches."""
+    from whisper_model.decoding_protocol import TextDecoder
+
+    model = make()
+    fast = accelerate(model, max_batch_size=2, kernels="torch")
+    assert isinstance(model.text_decoder, TextDecoder) and isinstance(fast.text_decoder, TextDecoder)
+    xa = torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state)
+    tokens = torch.randint(0, DIMS.n_vocab, (2, 5))
+    fast.text_decoder.set_audio(xa)
+    got = run_steps(fast.text_decoder, tokens, 3)
+    for blk in model.decoder.blocks:
+        assert blk.attn.kv_cache is None and blk.cross_attn.kv_cache is None and blk.cross_attn.kv_len == 0
+    assert model.decoder.caches is None
+    model.text_decoder.reserve(2)
+    model.text_decoder.set_audio(xa)
+    assert model.decoder.caches is not fast.text_decoder.caches
+    assert rel(run_steps(model.text_decoder, tokens, 3), got) < 1e-6
+    assert rel(got, model.decoder(tokens, xa)) < 1e-5
+
+
+def test_eager_and_engine_run_one_forward(monkeypatch):
+    """Both paths run ``WhisperDecoder.compute`` (the forward stated once), each with its own op-set."""
+    from whisper_model.model import WhisperDecoder
+
+    model = make()
+    fast = accelerate(model, max_batch_size=1, kernels="torch")
+    seen = []
+    real = WhisperDecoder.compute
+
+    def spy(self, ops, caches, tokens, pos, group):
+        seen.append((ops, caches))
+        return real(self, ops, caches, tokens, pos, group)
+
+    monkeypatch.setattr(WhisperDecoder, "compute", spy)
+    xa = torch.randn(1, DIMS.n_audio_ctx, DIMS.n_text_state)
+    tok = torch.zeros(1, 1, dtype=torch.long)
+    for dec in (model.text_decoder, fast.text_decoder):
+        dec.reserve(1)
+        dec.set_audio(xa)
+        dec.step(tok, torch.tensor([0]))
+    assert [c for _, c in seen] == [model.decoder.caches, fast.text_decoder.caches]

@@ -9,6 +9,7 @@ import pytest
 from parameterized import parameterized
 
 from whisper_model import tokenizer as T
+from whisper_model import vocab as V
 
 try:
     from ._paths import REPO_ROOT, manifest, whisper_assets
@@ -83,22 +84,6 @@ def test_encode_decode_match(_, config, text_key):
     assert ids == ref.encode(with_specials, allowed_special="all")
     assert ours.decode(ids) == ref.decode(ids) == "<|startoftranscript|>" + text + "<|endoftext|>"
     assert ours.decode_with_timestamps(ids) == with_specials
-    stamped = [ours.timestamp_begin] + ids[2:-2] + [ours.timestamp_begin + 120, ours.eot]
-    assert ours.split_to_word_tokens(stamped) == ref.split_to_word_tokens(stamped)
-
-
-@parameterized.expand([("zh", "zh"), ("ja", "ja"), ("en", "en"), ("fr", "fr")])
-def test_split_to_word_tokens(_, language):
-    kwargs = dict(multilingual=True, language=language)
-    ref, ours = _reference(kwargs), T.get_tokenizer(**kwargs)
-    text = TEXTS.get(language, "日本語のテキストです。😀 テスト")
-    ids = ours.encode(" " + text) + [ours.eot]
-    words, groups = ours.split_to_word_tokens(ids)
-    assert (words, groups) == ref.split_to_word_tokens(ids)
-    assert "".join(words) == " " + text + "<|endoftext|>"
-    assert [t for g in groups for t in g] == ids
-    if language == "zh":  # one word per character (punctuation included)
-        assert words[:3] == [" 对", "，", "这"]
 
 
 def test_get_tokenizer_cached_and_normalized():
@@ -123,9 +108,9 @@ def test_errors():
 
 
 def test_missing_vocab_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(T.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(V.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="openai-whisper.*vocab_path"):
-        T.find_vocab_file("multilingual")
+        V.find_vocab_file("multilingual")
 
 
 @parameterized.expand([("gpt2", False), ("multilingual", True)])
@@ -152,13 +137,11 @@ CT2_WHEELS = [  # (label, bundled model name, vocabulary, multilingual)
 
 def _ct2_vocabulary(model_name: str, dest) -> str:
     """vocabulary.txt of an installed CTranslate2 weight package (pip extra ``weights``)."""
-    from whisper_model.weights import model_dir_for_tokenizer
-
     try:
-        directory = model_dir_for_tokenizer(model_name)
+        directory = V.checkpoint_vocab_dir(model_name)
     except (ValueError, FileNotFoundError) as e:
         pytest.skip(f"weight package for {model_name} not installed: {e}")
-    return str(directory / "vocabulary.txt")
+    return str(directory / V.CT2_VOCABULARY)
 
 
 @parameterized.expand(CT2_WHEELS)
@@ -170,7 +153,7 @@ def test_ct2_vocabulary_equals_tiktoken(_, prefix, name, multilingual):
     with tempfile.TemporaryDirectory() as tmp:
         vocab = _ct2_vocabulary(prefix, Path(tmp))
         ranks = T.load_ranks(vocab)  # also checks its special tokens (HF spellings allowed)
-        assert ranks == T.load_ranks(T.find_vocab_file(name))
+        assert ranks == T.load_ranks(V.find_vocab_file(name))
         ours = T.get_tokenizer(multilingual, vocab_path=vocab)
         ref = T.get_tokenizer(multilingual)
         if multilingual:

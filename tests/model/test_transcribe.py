@@ -17,7 +17,8 @@ import torch
 from parameterized import parameterized
 
 from whisper_model import audio as A
-from whisper_model.transcribe import Segment, TranscriptionInfo, result_dict, transcribe
+from whisper_model.errors import OptionError
+from whisper_model.transcribe import Segment, TranscriptionInfo, TranscriptionOptions, result_dict, transcribe
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
@@ -129,7 +130,7 @@ def test_options_match_openai_whisper(_, name, clip, options):
 # API shape, laziness, edge cases, errors
 def test_segments_are_lazy_and_info_is_ready():
     mine, _ = models("tiny.en")
-    module, calls = importlib.import_module("whisper_model.transcribe"), []
+    module, calls = importlib.import_module("whisper_model.scheduler"), []
 
     def counting(*args, **kwargs):
         calls.append(1)
@@ -144,7 +145,7 @@ def test_segments_are_lazy_and_info_is_ready():
     assert isinstance(info, TranscriptionInfo)
     assert (info.language, info.language_probability, info.all_language_probs) == ("en", 1.0, None)
     assert info.duration == pytest.approx(11.0, abs=0.01)
-    assert info.options.temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) and info.options.best_of == 5
+    assert info.options == TranscriptionOptions() and info.options.temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert isinstance(first, Segment) and first.id == 0 and first.start == 0.0
     rest = list(segments)
     assert [s.id for s in rest] == list(range(1, len(rest) + 1))
@@ -175,14 +176,42 @@ def test_empty_and_silent_audio_give_no_text(name):
 ])
 def test_invalid_options_raise_before_decoding(option, name, kwargs):
     mine, _ = models(name)
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(OptionError, match=option):  # an OptionError is a ValueError
         transcribe(mine, np.zeros(16000, np.float32), **kwargs)
 
 
 def test_unknown_keyword_is_rejected():
     mine, _ = models("tiny.en")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="word_timestamps"):
         transcribe(mine, np.zeros(16000, np.float32), word_timestamps=True)
+    with pytest.raises(TypeError, match="not both"):
+        transcribe(mine, np.zeros(16000, np.float32), options=TranscriptionOptions(), beam_size=5)
+
+
+def test_options_object_equals_keywords_and_signatures_list_the_options():
+    """``options=TranscriptionOptions(...)`` and the same options as keywords give the same transcription; every
+    entry point's signature lists each option with openai-whisper's default."""
+    from whisper_model.pipeline import WhisperModel
+    from whisper_model.transcribe import iter_transcribe_batch, transcribe_batch
+
+    mine, _ = models("tiny.en")
+    audio = samples("en_jfk.wav")
+    options = TranscriptionOptions(beam_size=2, temperature=(0.0, 0.5))
+    assert ours(mine, audio, beam_size=2, temperature=(0.0, 0.5)) == ours(mine, audio, options=options)
+    defaults = TranscriptionOptions()
+    for fn in (transcribe, transcribe_batch, iter_transcribe_batch, WhisperModel.transcribe,
+               WhisperModel.transcribe_batch, WhisperModel.iter_transcribe_batch, WhisperModel.transcribe_dict):
+        params = inspect.signature(fn).parameters
+        for name in ("task", "temperature", "beam_size", "best_of", "patience", "length_penalty",
+                     "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
+                     "condition_on_previous_text", "without_timestamps", "suppress_tokens", "suppress_blank",
+                     "max_initial_timestamp"):
+            assert params[name].default == getattr(defaults, name), (fn, name)
+            assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["language"].default is None and params["initial_prompt"].default is None
+    assert (defaults.best_of, defaults.compression_ratio_threshold, defaults.logprob_threshold,
+            defaults.no_speech_threshold, defaults.suppress_tokens, defaults.max_initial_timestamp) == \
+        (5, 2.4, -1.0, 0.6, "-1", 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from parameterized import parameterized
 
 from whisper_model.config import MODEL_DIMS, scaled
 from whisper_model.weights import (
-    bundled_parts, expected_shapes, hf_config, load_checkpoint, model_dir_for_tokenizer, save_hf, save_openai,
-    to_hf, to_openai,
+    bundled_parts, expected_shapes, hf_config, load_checkpoint, save_hf, save_openai, to_hf, to_openai,
 )
+from whisper_model.vocab import checkpoint_vocab_dir
 
 AUDIO = Path("/work/shared/data/audio/en_jfk.wav")
 JFK = "ask not what your country can do for you"
@@ -120,7 +120,7 @@ class BundledTest(unittest.TestCase):
         self.assertFalse(sd["encoder.blocks.0.attn.qkv.bias"][d:2 * d].any())  # key bias stored as zeros
         self.assertFalse(sd["decoder.blocks.0.cross_attn.kv.bias"][:d].any())
         self.assertTrue(sd["encoder.blocks.0.attn.qkv.bias"][:d].any())
-        tok_dir = model_dir_for_tokenizer(name)
+        tok_dir = checkpoint_vocab_dir(name)
         self.assertTrue((tok_dir / "vocabulary.txt").is_file())
 
     @parameterized.expand([("tiny.en",), ("base",)])
@@ -235,6 +235,10 @@ class RoundTripTest(unittest.TestCase):
         for k in sd:
             if k != key:
                 self.assertTrue(torch.equal(got[k], sd[k]), k)
+        (self.tmp / "vocabulary.txt").write_text("t\n" * (dims.n_vocab - 1))  # one token short
+        with self.assertRaisesRegex(ValueError, f"vocabulary.txt: {dims.n_vocab - 1} tokens but the model has "
+                                                f"n_vocab={dims.n_vocab}"):
+            load_checkpoint(self.tmp)
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("transformers"), reason="transformers not installed")

@@ -8,11 +8,14 @@ kernel module imports Triton at import time, so import them only after ``availab
         from trtllm_ext.kernels import ops          # Triton launchers
     from trtllm_ext.kernels import reference        # same functions in plain PyTorch (any device)
 
-Kernels (shapes in each module's docstrings):
-* ``linear.fused_linear``: y = act(LN?(x) @ W^T + b) (+ residual) for M <= 64 rows, weights streamed once;
-* ``norm.add_layer_norm`` / ``norm.layer_norm``: residual add + LayerNorm (fp32 statistics) in one pass;
-* ``attention.self_attention_decode``: writes new K/V into a static cache and attends over it;
-* ``attention.cross_attention_decode``: split-S flash-decoding over a fixed cross cache, rows grouped by beam.
+Modules (shapes in their docstrings; ``ops`` launches each kernel under the name ``reference`` uses):
+* ``linear``: ``fused_linear_kernel`` / ``fused_linear_loop_kernel``: y = act(LN?(x) @ W^T + b) (+ residual) for
+  M <= ``ops.MAX_M`` (32) rows, weights streamed once (``ops.fused_linear``); ``layer_norm_kernel``: residual add
+  + LayerNorm (fp32 statistics) in one pass (``ops.layer_norm``); ``embed_kernel``: token + positional
+  embedding (``ops.embed``);
+* ``attention``: ``self_attention_kernel`` writes new K/V into a static cache and attends over it
+  (``ops.self_attention``); ``cross_attention_kernel`` (+ ``cross_attention_combine_kernel``): split-S
+  flash-decoding over a fixed cross cache, rows grouped by beam (``ops.cross_attention``).
 """
 from __future__ import annotations
 
@@ -32,7 +35,3 @@ def available(device: torch.device | str | None = None) -> bool:
         return False
     return torch.cuda.is_available()
 
-
-def interpret_mode() -> bool:
-    """True under ``TRITON_INTERPRET=1`` (kernels run on the CPU, for debugging)."""
-    return os.environ.get("TRITON_INTERPRET", "") not in ("", "0")

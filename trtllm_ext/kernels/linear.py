@@ -1,6 +1,6 @@
 """Small-M fused linear (GEMV-like) kernel for decode steps.
 
-``y[M, N] = act(LN(x)[M, K] @ W[N, K]^T + b[N]) (+ r[M, N])`` with M <= 64 rows (batch x new tokens).
+``y[M, N] = act(LN(x)[M, K] @ W[N, K]^T + b[N]) (+ r[M, N])`` with M <= 32 rows (batch x new tokens).
 
 At decode time a step's cost is streaming the weights: each program owns ``BLOCK_N`` output features and a
 K slice, loads that whole ``[BLOCK_N, K-slice]`` weight block at once (power-of-two chunks, e.g. 1280 =

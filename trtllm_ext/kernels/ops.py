@@ -36,7 +36,10 @@ LINEAR_CONFIGS: dict[tuple[int, int, int, bool], LinearConfig] = {}
 
 
 def _m_bucket(m: int) -> int:
-    return 1 if m == 1 else 16 if m <= 16 else 32 if m <= 32 else 64
+    """Row bucket of the tuned configs: 1, 16 or 32 (``MAX_M``)."""
+    if m > MAX_M:
+        raise ValueError(f"fused_linear handles at most {MAX_M} rows, got {m}")
+    return 1 if m == 1 else 16 if m <= 16 else 32
 
 
 def k_chunks(k: int) -> tuple[int, int, int]:

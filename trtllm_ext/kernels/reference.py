@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..attention import grouped_attention
+
 
 def _finish(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     if out is None:
@@ -81,6 +83,7 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int, g
     """q [B*T, H*D], k/v [A, H, S, D] (audio a serves rows a*group .. a*group+group-1) -> o [B*T, H*D]."""
     h, d = k.shape[1], k.shape[3]
     b = q.shape[0] // t
-    rows = torch.arange(b, device=q.device) // group
-    o = F.scaled_dot_product_attention(_heads(q, b, t, h), k[rows], v[rows])
+    a = -(-b // group)  # a last audio with fewer rows than group (a captured step's row bucket) is padded
+    qh = F.pad(_heads(q, b, t, h), (0, 0, 0, 0, 0, 0, 0, a * group - b))
+    o = grouped_attention(qh, k[:a], v[:a])[:b]
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)

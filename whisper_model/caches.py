@@ -1,0 +1,85 @@
+"""The decoder's preallocated self and cross K/V caches, written by index; owned by whoever runs the decoder.
+
+    caches = DecoderCaches(n_layer, heads, head_dim, n_ctx, n_audio_ctx, rows=8, dtype=..., device=...)
+    caches.set_audio(xa, kv_projections)           # xa [a, n_audio_ctx, d]: cross K/V of audio rows 0..a-1
+    k, v = caches.self_kv(i)                       # layer i: [rows, heads, n_ctx, head_dim] each
+    k, v = caches.cross_kv(i)                      # layer i: [rows, heads, n_audio_ctx, head_dim] (strided views)
+
+Layout: self K/V ``[n_layer, 2, rows, heads, n_ctx, head_dim]``; cross K/V ``[n_layer, rows, n_audio_ctx, 2, heads,
+head_dim]``, so one product per layer writes an audio's K and V in place (``set_audio``). Decoder row i reads audio
+row ``i // group`` (``step_group``): the beams or samples of an audio sit on consecutive rows.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from trtllm_ext import check_input_pos
+
+
+class DecoderCaches:
+    def __init__(self, n_layer: int, heads: int, head_dim: int, n_ctx: int, n_audio_ctx: int, *, rows: int,
+                 dtype: torch.dtype, device):
+        if rows < 1:
+            raise ValueError(f"DecoderCaches: rows must be >= 1, got {rows}")
+        kw = dict(dtype=dtype, device=device)
+        with torch.inference_mode(False):  # written in place later, whatever mode the caller is in
+            self.self = torch.zeros(n_layer, 2, rows, heads, n_ctx, head_dim, **kw)
+            self.cross = torch.zeros(n_layer, rows, n_audio_ctx, 2, heads, head_dim, **kw)
+        self.rows, self.n_ctx, self.n_audio_ctx = rows, n_ctx, n_audio_ctx
+        self.audio_rows = 0  # rows of ``cross`` holding the current audios' K/V
+        self.last_pos: Optional[torch.Tensor] = None  # positions of the latest step (bounds ``reorder``)
+
+    def fits(self, rows: int, dtype: torch.dtype, device) -> bool:
+        return rows <= self.rows and self.self.dtype == dtype and self.self.device == torch.device(device)
+
+    def self_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.self[layer, 0], self.self[layer, 1]
+
+    def cross_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.cross[layer].permute(2, 0, 3, 1, 4)  # [2, rows, heads, S, hd]
+        return kv[0], kv[1]
+
+    @torch.no_grad()
+    def set_audio(self, xa: torch.Tensor, kv_projections: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """xa [a, n_audio_ctx, d] -> every layer's cross K/V of rows 0..a-1: one product per layer, written in
+        place. ``kv_projections``: per layer the fused K/V projection (weight [2*d, d], bias [2*d])."""
+        if xa.dim() != 3 or xa.shape[0] > self.rows or xa.shape[1] != self.n_audio_ctx:
+            raise ValueError(f"set_audio: audio states of shape {tuple(xa.shape)} do not fit {self.rows} rows x "
+                             f"{self.n_audio_ctx} positions")
+        a, s, d = xa.shape
+        x2 = xa.to(self.cross.dtype).reshape(a * s, d)
+        for layer, (weight, bias) in enumerate(kv_projections):
+            torch.addmm(bias, x2, weight.t(), out=self.cross[layer, :a].view(a * s, weight.shape[0]))
+        self.audio_rows = a
+
+    def step_group(self, owner: str, tokens: torch.Tensor, input_pos: torch.Tensor) -> int:
+        """Check a step's tokens [b, t] and positions ([t] or [b, t], int64); the rows per audio row."""
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+            raise ValueError(f"{owner}: tokens must have shape [batch, length], got "
+                             f"{tuple(getattr(tokens, 'shape', ()))}")
+        b, t = tokens.shape
+        if self.audio_rows == 0:
+            raise RuntimeError(f"{owner}: no audio; call set_audio(features) first")
+        if b > self.rows:
+            raise ValueError(f"{owner}: batch {b} exceeds the {self.rows} cache rows; call reserve({b})")
+        check_input_pos(owner, input_pos, b, t)
+        if b % self.audio_rows and b > self.audio_rows:
+            raise ValueError(f"{owner}: {b} rows do not divide among {self.audio_rows} audio rows "
+                             f"(row i reads audio i // group)")
+        return max(1, b // self.audio_rows)
+
+    @torch.no_grad()
+    def reorder(self, index: torch.Tensor) -> None:
+        """Beam search: self-cache row i of every layer becomes old row index[i], over the positions written so far
+        (reads the latest positions' maximum: one host sync, as beam search syncs each step anyway)."""
+        index = torch.as_tensor(index, device=self.self.device).long()
+        n = index.shape[0]
+        length = self.n_ctx if self.last_pos is None else int(self.last_pos.max()) + 1
+        kv = self.self
+        kv[:, :, :n, :, :length] = kv[:, :, index, :, :length]
+
+    def release(self) -> None:
+        """Forget the audios; rows are rewritten by position before any query reads them, so nothing is cleared."""
+        self.audio_rows, self.last_pos = 0, None

@@ -1,0 +1,44 @@
+"""The decoder seam: the only interface the decode loop (``decoding.DecodingTask``) talks to.
+
+Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by the GPU engine
+(``engine.FastDecoder``: fused kernels, captured CUDA graphs); each owns its caches. A model hands its seam out as
+``model.text_decoder``. One decoding call:
+
+    dec = model.text_decoder
+    dec.reserve(n_rows)                          # caches for n_rows decoder rows (kept across calls while they fit)
+    dec.set_audio(features)                      # [n_audio, n_audio_ctx, d]: cross K/V of audio rows 0..n_audio-1
+    logits = dec.step(prompt, arange(n0))        # prefill: [n_rows, n0] tokens -> [n_rows, n0, n_vocab]
+    logits = dec.step(next_tokens, tensor([n0])) # then one token per row and step
+    dec.reorder(source_rows)                     # beam search: row i continues old row source_rows[i]
+    dec.release()                                # done with these rows and audios
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class TextDecoder(Protocol):
+    """Rows: ``n_rows = n_audio * group``; decoder row i reads audio row ``i // group`` (the beams or samples of an
+    audio on consecutive rows; ``group = n_rows // n_audio``). Positions are absolute within a row's text context:
+    int64 ``[t]`` (shared by all rows) or ``[n_rows, t]`` (per row, distinct within a row, any order); a token at
+    position p attends to the row's positions <= p, and every new token's K/V is written before attention."""
+
+    n_ctx: int  # positions per row (the text context)
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` decoder rows."""
+
+    def set_audio(self, features: torch.Tensor) -> None:
+        """features [n_audio, n_audio_ctx, d]: project every layer's cross K/V of audio rows 0..n_audio-1, once."""
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """tokens [n_rows, t] at ``positions`` -> logits [n_rows, t, n_vocab] (float32, the caller's to modify)."""
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """index [n_rows] int64: row i becomes old row index[i] (its self K/V; cross rows stay per audio)."""
+
+    def release(self) -> None:
+        """Forget the rows and audios (the storage is kept for the next call)."""

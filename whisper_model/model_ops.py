@@ -1,0 +1,97 @@
+"""The operations Whisper's forward is written in, and the one adapter that runs them on kernels.
+
+``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the model's math once, as calls on a ``BlockOps``.
+The reference op-set (``TORCH_OPS``) is plain PyTorch (``trtllm_ext.kernels.reference``): LayerNorm statistics in
+float32, then the product in the weight dtype, GELU and the residual add after the rounding of each op, which is
+what the unfused ``trtllm_ext`` layers compute. The fast path (``engine.py``) runs the same forward with
+``KernelOps(trtllm_ext.kernels.ops, ...)``: fused Triton kernels (LayerNorm in the product's prologue, GELU and the
+residual in its epilogue), captured in CUDA graphs.
+
+Activations are row-major ``[m, d]`` with ``m = batch * tokens``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from trtllm_ext import LayerNorm
+from trtllm_ext.kernels import reference
+
+
+class BlockOps(Protocol):
+    """What a block's forward may call. Shapes: x [m, k], weight [n, k] (``Linear``'s [out, in]), caches as noted."""
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
+               ln: Optional[LayerNorm] = None, gelu: bool = False, residual: Optional[torch.Tensor] = None,
+               out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """act(LN?(x) @ weight^T + bias) (+ residual [m, n]) -> [m, n]."""
+
+    def add_layer_norm(self, y: torch.Tensor, x: Optional[torch.Tensor],
+                       ln: LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual stream step: ``x' = x + y`` (``y`` alone when x is None) -> ``(LN(x') [m, d], x')``."""
+
+    def embed(self, tokens: torch.Tensor, pos: torch.Tensor, emb: torch.Tensor, pemb: torch.Tensor) -> torch.Tensor:
+        """tokens [b, t], pos [t] or [b, t] -> emb[tokens] + pemb[pos] as [b*t, d]."""
+
+    def attention(self, qkv: torch.Tensor, b: int, heads: int) -> torch.Tensor:
+        """Unmasked attention within each of ``b`` sequences: qkv [b*s, 3*d] -> [b*s, d]."""
+
+    def self_attention(self, qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+                       t: int) -> torch.Tensor:
+        """qkv [b*t, 3*d]; caches [rows, heads, L, hd] (new K/V written at ``pos`` first) -> [b*t, d]."""
+
+    def cross_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int,
+                        group: int) -> torch.Tensor:
+        """q [b*t, d] over k/v [a, heads, S, hd]; audio a serves rows a*group .. a*group+group-1 -> [b*t, d]."""
+
+
+def _ln(norm: Optional[LayerNorm]):
+    return None if norm is None else (norm.weight, norm.bias, norm.eps)
+
+
+class KernelOps:
+    """``BlockOps`` on a kernel module with ``reference``'s signatures (``reference`` itself, or the Triton
+    ``trtllm_ext.kernels.ops``). ``pdl``: programmatic dependent launch level for the Triton launchers;
+    ``workspace``: the split-K / flash-decoding partials and counters, kept per captured step shape;
+    products of more rows than the module's ``MAX_M`` (prompts, the encoder) go through ``reference``."""
+
+    def __init__(self, kernels=reference, *, pdl: int = 0, cross_chunk: int = 128,
+                 workspace: Optional[dict] = None):
+        self.kernels, self.pdl, self.cross_chunk = kernels, pdl, cross_chunk
+        self.max_rows = getattr(kernels, "MAX_M", None)
+        self.workspace = {} if workspace is None else workspace
+
+    def _kernel(self, name: str, m: int):
+        fused = self.max_rows is None or m <= self.max_rows
+        return getattr(self.kernels if fused else reference, name)
+
+    def linear(self, x, weight, bias=None, *, ln=None, gelu=False, residual=None, out_dtype=None):
+        fn = self._kernel("fused_linear", x.shape[0])
+        return fn(x, weight, bias, ln=_ln(ln), gelu=gelu, residual=residual, out_dtype=out_dtype, pdl=self.pdl,
+                  workspace=self.workspace)
+
+    def add_layer_norm(self, y, x, ln):
+        if x is None:
+            return self.kernels.layer_norm(y, *_ln(ln), pdl=self.pdl), y
+        h = self.kernels.layer_norm(y, *_ln(ln), residual=x, x_out=x, pdl=self.pdl)  # x updated in place
+        return h, x
+
+    def embed(self, tokens, pos, emb, pemb):
+        return self.kernels.embed(tokens, pos, emb, pemb, pdl=self.pdl)
+
+    def attention(self, qkv, b, heads):
+        m, d = qkv.shape[0], qkv.shape[1] // 3
+        q, k, v = qkv.view(b, m // b, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(m, d)
+
+    def self_attention(self, qkv, k_cache, v_cache, pos, t):
+        return self.kernels.self_attention(qkv, k_cache, v_cache, pos, t, pdl=self.pdl)
+
+    def cross_attention(self, q, k, v, t, group):
+        return self.kernels.cross_attention(q, k, v, t, group, pdl=self.pdl, chunk=self.cross_chunk,
+                                            workspace=self.workspace)
+
+
+TORCH_OPS = KernelOps(reference)

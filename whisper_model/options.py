@@ -1,0 +1,128 @@
+"""Transcription options: openai-whisper's names, types and defaults, checked once when they are made.
+
+    options = TranscriptionOptions(beam_size=5, temperature=(0.0, 0.4, 0.8))   # OptionError names a bad one
+    segments, info = transcribe(model, "clip.wav", options=options, language="en")
+    segments, info = transcribe(model, "clip.wav", beam_size=5)                  # the same, as keywords
+
+The per-audio values (``language``, ``initial_prompt``) are not options: they are given per call (or per stream
+of the scheduler), and the language an audio was decoded in is ``TranscriptionInfo.language``.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field, fields
+from typing import Optional, Union
+
+from .decoding import DecodingOptions, DecodingResult, tokenizer_for
+from .errors import OptionError
+from .tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    """How to transcribe an audio of any length (openai-whisper's ``transcribe()`` options).
+
+    ``temperature``: the fallback schedule (a number is a schedule of one); a window's result is decoded again at
+    the next temperature when too repetitive (``compression_ratio > compression_ratio_threshold``) or too
+    unlikely (``avg_logprob < logprob_threshold``) unless it looks silent (``no_speech_prob >
+    no_speech_threshold``). ``beam_size`` / ``patience`` apply at temperature 0, ``best_of`` at temperatures > 0.
+    ``decoding`` holds the window options of each temperature, built (and checked) once here.
+    """
+
+    task: str = "transcribe"
+    temperature: Union[float, tuple[float, ...]] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    beam_size: Optional[int] = None
+    best_of: Optional[int] = 5
+    patience: Optional[float] = None
+    length_penalty: Optional[float] = None
+    compression_ratio_threshold: Optional[float] = 2.4
+    logprob_threshold: Optional[float] = -1.0
+    no_speech_threshold: Optional[float] = 0.6
+    condition_on_previous_text: bool = True
+    without_timestamps: bool = False
+    suppress_tokens: Optional[Union[str, tuple[int, ...]]] = "-1"
+    suppress_blank: bool = True
+    max_initial_timestamp: Optional[float] = 1.0
+    decoding: tuple[DecodingOptions, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        temps = self.temperature
+        temps = (temps,) if isinstance(temps, (int, float)) else tuple(temps)
+        if not temps or any(isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0 for t in temps):
+            raise OptionError(f"temperature must be a number >= 0 or a non-empty sequence of them, "
+                              f"got {self.temperature!r}")
+        object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
+        if self.suppress_tokens is not None and not isinstance(self.suppress_tokens, str):
+            object.__setattr__(self, "suppress_tokens", tuple(int(t) for t in self.suppress_tokens))
+        if (self.beam_size is not None or self.patience is not None) and 0 not in self.temperature:
+            raise OptionError("beam_size and patience need a temperature of 0 in temperature (beam search does "
+                              "not sample); use best_of for temperatures > 0")
+        try:
+            decoding = tuple(self._window_options(t) for t in self.temperature)
+        except ValueError as e:  # DecodingOptions names the option
+            raise OptionError(str(e)) from None
+        object.__setattr__(self, "decoding", decoding)
+
+    def _window_options(self, t: float) -> DecodingOptions:
+        """A window's options at temperature ``t`` (language and prompt are given per audio): beam search
+        (beam_size, patience) only at t == 0, best_of only at t > 0, as openai-whisper's fallback does."""
+        return DecodingOptions(
+            task=self.task, temperature=t,
+            beam_size=self.beam_size if t == 0 else None, patience=self.patience if t == 0 else None,
+            best_of=self.best_of if t > 0 else None, length_penalty=self.length_penalty,
+            suppress_tokens=self.suppress_tokens, suppress_blank=self.suppress_blank,
+            without_timestamps=self.without_timestamps, max_initial_timestamp=self.max_initial_timestamp)
+
+    def needs_fallback(self, result: DecodingResult) -> bool:
+        """Whether a window's ``result`` is rejected (decoded again at the next temperature)."""
+        low_logprob = self.logprob_threshold is not None and result.avg_logprob < self.logprob_threshold
+        if self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold and low_logprob:
+            return False  # silence: no point in sampling again
+        too_repetitive = (self.compression_ratio_threshold is not None
+                          and result.compression_ratio > self.compression_ratio_threshold)
+        return too_repetitive or low_logprob
+
+    def is_silent(self, result: DecodingResult) -> bool:
+        """Whether a window's accepted ``result`` is skipped as silence (no segments)."""
+        confident = self.logprob_threshold is not None and result.avg_logprob > self.logprob_threshold
+        return (self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold
+                and not confident)
+
+
+def checked_tokenizer(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
+    """``decoding.tokenizer_for`` (the model's checks of ``language`` and ``task``) raising ``OptionError``."""
+    try:
+        return tokenizer_for(model, language, task, base)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
+OPTION_NAMES = tuple(f.name for f in fields(TranscriptionOptions) if f.init)
+
+
+def option_keywords(fn):
+    """Decorate ``fn(..., *, options: TranscriptionOptions | None = None, ...)`` so that it also takes each option
+    as a keyword (``fn(audio, beam_size=5)``): the keywords make ``options`` once, here, and ``inspect.signature``
+    (``help``) lists them with their types and defaults after ``fn``'s own parameters. Giving ``options`` and
+    option keywords together is a TypeError; a bad value is an ``OptionError``."""
+    signature = inspect.signature(fn)
+    if "options" not in signature.parameters:
+        raise TypeError(f"{fn.__qualname__} needs a keyword-only 'options' parameter")
+    extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+             for f in fields(TranscriptionOptions) if f.init]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}
+        if given:
+            if kwargs.get("options") is not None:
+                raise TypeError(f"{fn.__name__}() takes options= or option keywords ({', '.join(given)}), not both")
+            kwargs["options"] = TranscriptionOptions(**given)
+        return fn(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+    return wrapper
+
+
+__all__ = ["OPTION_NAMES", "TranscriptionOptions", "checked_tokenizer", "option_keywords"]
