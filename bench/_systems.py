@@ -11,8 +11,8 @@ import time
 import torch
 
 from whisper_model.config import ModelDimensions
+from whisper_model.io.export import hf_config, to_hf, to_openai
 from whisper_model.model import Whisper
-from whisper_model.weights import hf_config, to_hf, to_openai
 
 
 def prompt_ids(dims: ModelDimensions) -> dict:
@@ -152,7 +152,7 @@ class OursRun(SystemRun):
     or "torch" (plain ops), graphs on; "eager": plain ops, no graphs."""
 
     def __init__(self, model: Whisper, *, mode="triton-pdl", max_batch=1, device="cuda", dtype=torch.float16):
-        from whisper_model.engine import accelerate
+        from whisper_model.fast.engine import accelerate
 
         kernels = "torch" if mode in ("torch", "eager") or torch.device(device).type != "cuda" else "triton"
         self.label = f"ours-{mode}"

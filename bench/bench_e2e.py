@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._systems import SYSTEMS, SystemRun, prompt_ids  # noqa: E402
-from whisper_model.build import random_whisper  # noqa: E402
+from whisper_model.fast.build import random_whisper  # noqa: E402
 
 SEGMENT_S = 30.0
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from whisper_model.build import random_whisper  # noqa: E402
-from whisper_model.engine import accelerate  # noqa: E402
+from whisper_model.fast.build import random_whisper  # noqa: E402
+from whisper_model.fast.engine import accelerate  # noqa: E402
 
 
 def replay_ms(graph: torch.cuda.CUDAGraph, steps: int, repeats: int) -> float:

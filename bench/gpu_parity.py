@@ -40,7 +40,7 @@ def _segments_dict(segments, info) -> dict:
 
 
 def make(args) -> int:
-    from whisper_model.audio import load_audio
+    from whisper_model.io.audio import load_audio
 
     clips = sorted(p for p in Path(args.audio_dir).iterdir() if p.suffix in (".wav", ".mp3"))
     samples = {p.name: np.round(load_audio(p) * 32768.0).astype(np.int16) for p in clips}

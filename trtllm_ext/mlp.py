@@ -1,10 +1,10 @@
 """Feed-forward block: ColumnLinear -> GELU -> RowLinear (names ``fc`` and ``proj`` as in TensorRT-LLM)."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
-
-from typing import Mapping
 
 from .linear import ColumnLinear, RowLinear
 from .module import ArrayLike, Module, positive

@@ -12,7 +12,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from .audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
+from .io.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
 
 Audio = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor]
 

@@ -14,9 +14,9 @@ import inspect
 from dataclasses import dataclass, field, fields
 from typing import Optional, Union
 
-from .decoding import DecodingOptions, DecodingResult, tokenizer_for
+from .decode import DecodingOptions, DecodingResult, tokenizer_for
 from .errors import OptionError
-from .tokenizer import Tokenizer
+from .io.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class TranscriptionOptions:
 
 
 def checked_tokenizer(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
-    """``decoding.tokenizer_for`` (the model's checks of ``language`` and ``task``) raising ``OptionError``."""
+    """``decode.tokenizer_for`` (the model's checks of ``language`` and ``task``) raising ``OptionError``."""
     try:
         return tokenizer_for(model, language, task, base)
     except ValueError as e:

@@ -18,16 +18,24 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
-from . import weights
 from .encoding import Audio, WhisperEncoding
 from .errors import CheckpointError
+from .io import weights
+from .io.tokenizer import Tokenizer, get_tokenizer
+from .io.vocab import checkpoint_vocab_dir, vocab_name
+from .longform import detect_languages, load_mel
 from .model import Whisper
 from .options import TranscriptionOptions, option_keywords
-from .scheduler import Scheduler, detect_languages, load_mel
-from .tokenizer import Tokenizer, get_tokenizer
-from .vocab import checkpoint_vocab_dir, vocab_name
-from .transcribe import BatchItem, Segment, TranscriptionInfo, iter_transcribe_batch, result_dict, transcribe, \
-    transcribe_batch
+from .scheduler import Scheduler
+from .transcribe import (
+    BatchItem,
+    Segment,
+    TranscriptionInfo,
+    iter_transcribe_batch,
+    result_dict,
+    transcribe,
+    transcribe_batch,
+)
 
 
 class WhisperModel:
@@ -51,8 +59,8 @@ class WhisperModel:
 
     @classmethod
     def from_engine(cls, engine_dir: Union[str, os.PathLike], *, device="cuda", **overrides) -> "WhisperModel":
-        """The fast path (``engine.load_engine``): what ``python -m whisper_model.build`` wrote."""
-        from .engine import load_engine
+        """The fast path (``fast.engine.load_engine``): what ``python -m whisper_model.build`` wrote."""
+        from .fast.engine import load_engine
 
         self = cls.__new__(cls)
         try:

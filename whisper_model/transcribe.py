@@ -27,9 +27,10 @@ import tqdm
 
 from .encoding import Audio
 from .errors import WhisperError
+from .io.tokenizer import Tokenizer
+from .longform import Segment, TranscriptionInfo
 from .options import TranscriptionOptions, option_keywords
-from .scheduler import Event, Failed, Finished, Scheduler, Segment, Segments, Started, TranscriptionInfo
-from .tokenizer import Tokenizer
+from .scheduler import Event, Failed, Finished, Scheduler, Segments, Started
 
 
 @option_keywords

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 import trtllm_ext as t
+
 from ._helpers import assert_rel_close, load_random, randn
 
 

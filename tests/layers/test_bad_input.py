@@ -5,8 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from trtllm_ext import (MLP, Attention, ColumnLinear, Conv1d, CrossAttention, Embedding, KVCache, LayerNorm, Linear,
-                        RowLinear, init_random_, tp_shard)
+from trtllm_ext import (
+    MLP,
+    Attention,
+    ColumnLinear,
+    Conv1d,
+    CrossAttention,
+    Embedding,
+    KVCache,
+    LayerNorm,
+    Linear,
+    RowLinear,
+    init_random_,
+    tp_shard,
+)
 
 from ._helpers import random_weights
 

@@ -1,6 +1,5 @@
 """CrossAttention: float64 parity; the compute_kv cache equals recomputing K/V each step; reset; reorder."""
 import pytest
-import torch
 from parameterized import parameterized
 
 from trtllm_ext import CrossAttention, init_random_

@@ -8,11 +8,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trtllm_ext import (MLP, Attention, ColumnLinear, Conv1d, CrossAttention, Embedding, LayerNorm, Linear,
-                        RowLinear)
+from trtllm_ext import MLP, Attention, ColumnLinear, Conv1d, CrossAttention, Embedding, LayerNorm, Linear, RowLinear
 
-from ._helpers import (LOWP_TOL, assert_rel_close, load_random, randn, ref_attention, ref_cross_attention,
-                       ref_layernorm, ref_linear, ref_mlp)
+from ._helpers import (
+    LOWP_TOL,
+    assert_rel_close,
+    load_random,
+    randn,
+    ref_attention,
+    ref_cross_attention,
+    ref_layernorm,
+    ref_linear,
+    ref_mlp,
+)
 
 pytestmark = pytest.mark.gpu
 

@@ -18,8 +18,9 @@ def models(name: str):
     """(ours, openai-whisper's) fp32 models holding the same weights."""
     import whisper
 
+    from whisper_model.io.export import to_openai
+    from whisper_model.io.weights import load_checkpoint
     from whisper_model.model import Whisper
-    from whisper_model.weights import load_checkpoint, to_openai
 
     dims, sd = load_checkpoint(name)
     ours = Whisper.from_state_dict(dims, sd)
@@ -32,7 +33,7 @@ def models(name: str):
 @functools.lru_cache(maxsize=None)
 def samples(clip: str) -> np.ndarray:
     """16 kHz samples of a shared clip (skips the test when the shared clips are absent)."""
-    from whisper_model import audio
+    from whisper_model.io import audio
 
     if clip == MISSING or not (AUDIO_DIR / clip).is_file():
         pytest.skip(NO_SHARED)

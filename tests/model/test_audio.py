@@ -1,4 +1,4 @@
-"""whisper_model.audio against openai-whisper (reference only) and independent checks."""
+"""whisper_model.io.audio against openai-whisper (reference only) and independent checks."""
 from __future__ import annotations
 
 import fractions
@@ -11,8 +11,8 @@ import pytest
 import torch
 from parameterized import parameterized
 
-from whisper_model import audio as A
-from whisper_model.audio import AudioDecodeError, load_audio
+from whisper_model.io import audio as A
+from whisper_model.io.audio import AudioDecodeError, load_audio
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest, whisper_assets

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from parameterized import parameterized
 
-from whisper_model import audio as A
-from whisper_model import run
+from whisper_model import longform as LF
 from whisper_model import scheduler as S
+from whisper_model.cli import run
 from whisper_model.errors import AudioError, OptionError
+from whisper_model.io import audio as A
 from whisper_model.transcribe import iter_transcribe_batch, transcribe, transcribe_batch
 
 try:
@@ -82,7 +83,7 @@ def test_batch_equals_each_file_alone(_, name, clips, batch_size, options):
 def test_engine_batch_equals_each_file_alone_on_the_model():
     """The fast path's decoder (``engine.accelerate``; its plain-PyTorch ops on CPU) takes the batch's per-row
     positions (prompts of different lengths) and gives each file what the eager model gives it alone."""
-    from whisper_model.engine import accelerate
+    from whisper_model.fast.engine import accelerate
     from whisper_model.model import Whisper
 
     model, _ref = models("tiny.en")
@@ -99,13 +100,13 @@ def test_fallback_rows_are_decoded_again_together():
     model, _ref = models("tiny.en")
     clips = ("en_jfk.wav", "en_librivox_0870.wav", "en_bobby.wav")
     options = dict(temperature=(0.0, 0.0), logprob_threshold=-0.3)
-    rows, real = [], S.DecodingTask
+    rows, real = [], LF.DecodingTask
 
     def counting(model_, options_, tokenizer=None, **kw):
         rows.append(len(kw["prompts"]))
         return real(model_, options_, tokenizer, **kw)
 
-    with unittest.mock.patch.object(S, "DecodingTask", counting):
+    with unittest.mock.patch.object(LF, "DecodingTask", counting):
         got = transcribe_batch(model, [samples(c) for c in clips], batch_size=3, **options)
     assert rows[0] == 3 and 0 < rows[1] < 3  # some, not all, rows needed the fallback
     for clip, result in zip(clips, got):

@@ -13,9 +13,9 @@ import torch
 from parameterized import parameterized
 
 from trtllm_ext import init_random_
-from whisper_model import audio as A
 from whisper_model.config import MODEL_DIMS, scaled
-from whisper_model.decoding import DecodingOptions, DecodingTask
+from whisper_model.decode import DecodingOptions, DecodingTask
+from whisper_model.io import audio as A
 from whisper_model.model import Whisper
 
 try:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from whisper_model import run
+from whisper_model.cli import run
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "jfk.mp3"

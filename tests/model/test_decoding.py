@@ -1,4 +1,4 @@
-"""whisper_model.decoding / logit_filters against openai-whisper (the reference), fp32 on CPU.
+"""whisper_model.decode.task / logit_filters against openai-whisper (the reference), fp32 on CPU.
 
 Both sides run the SAME converted weights (bundled CTranslate2 packages -> ``to_openai``) on the SAME mel (our
 log-mel of our decoded audio), so greedy and beam-search tokens must be identical, not merely close.
@@ -12,10 +12,10 @@ import pytest
 import torch
 from parameterized import parameterized
 
-from whisper_model import audio as A
-from whisper_model.decoding import DecodingOptions, DecodingTask, decode, detect_language
-from whisper_model.logit_filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
-from whisper_model.tokenizer import get_tokenizer
+from whisper_model.decode import DecodingOptions, DecodingTask, decode, detect_language
+from whisper_model.decode.logit_filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
+from whisper_model.io import audio as A
+from whisper_model.io.tokenizer import get_tokenizer
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest

@@ -1,4 +1,4 @@
-"""The fast path (``whisper_model.engine``) computes what the eager model computes.
+"""The fast path (``whisper_model.fast.engine``) computes what the eager model computes.
 
 CPU: the engine's step through the plain-PyTorch ops equals the model's reference decoder. GPU (marked
 ``gpu``): fused Triton kernels + captured CUDA graphs (with and without PDL), in fp16, against the model.
@@ -9,7 +9,7 @@ import torch
 from trtllm_ext import init_random_
 from trtllm_ext.kernels import reference
 from whisper_model.config import MODEL_DIMS, scaled
-from whisper_model.engine import accelerate
+from whisper_model.fast.engine import accelerate
 from whisper_model.model import Whisper
 
 DIMS = scaled(MODEL_DIMS["tiny"], n_audio_ctx=60, n_audio_layer=2, n_text_layer=2, n_audio_state=128,
@@ -163,8 +163,8 @@ def test_engine_torch_ops_graphs_match_model_on_gpu():
 
 
 def test_build_writes_an_engine_that_loads(tmp_path):
-    from whisper_model.build import build
-    from whisper_model.engine import ENGINE_FILE, load_engine
+    from whisper_model.fast.build import build
+    from whisper_model.fast.engine import ENGINE_FILE, load_engine
 
     meta = build(None, tmp_path / "eng", dtype="float32", max_batch_size=2, max_beam_width=2,
                  random_weights="tiny.en", warm=False)
@@ -184,10 +184,11 @@ def test_build_writes_an_engine_that_loads(tmp_path):
 def test_both_decoders_implement_the_seam_and_own_their_caches():
     """The eager decoder and the engine each implement ``TextDecoder``; the engine never touches the eager
     layers' state (their caches stay unset) and the two keep separate caches."""
-    from whisper_model.decoding_protocol import TextDecoder
+    from whisper_model.decode import SpeechModel, TextDecoder
 
     model = make()
     fast = accelerate(model, max_batch_size=2, kernels="torch")
+    assert isinstance(model, SpeechModel) and isinstance(fast, SpeechModel)
     assert isinstance(model.text_decoder, TextDecoder) and isinstance(fast.text_decoder, TextDecoder)
     xa = torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state)
     tokens = torch.randint(0, DIMS.n_vocab, (2, 5))

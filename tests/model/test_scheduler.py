@@ -8,8 +8,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from whisper_model import longform as LF
 from whisper_model import scheduler as S
-from whisper_model.decoding import DecodingOptions
+from whisper_model.decode import DecodingOptions
 from whisper_model.errors import AudioError, DecodingError, OptionError
 from whisper_model.options import TranscriptionOptions
 from whisper_model.scheduler import Failed, Finished, Scheduler, Segments, Started
@@ -51,10 +52,10 @@ def collect(events):
 
 
 class CountingTask:
-    """Wraps ``scheduler.DecodingTask``: the number of rows of every decoding batch."""
+    """Wraps ``longform.DecodingTask``: the number of rows of every decoding batch."""
 
     def __init__(self):
-        self.rows, self.real = [], S.DecodingTask
+        self.rows, self.real = [], LF.DecodingTask
 
     def __call__(self, model, options, tokenizer=None, **kw):
         self.rows.append(len(kw["prompts"]))
@@ -69,7 +70,7 @@ def test_stream_added_while_running_equals_alone_and_events_are_ordered():
     scheduler, counting = Scheduler(model, batch_size=2), CountingTask()
     first = scheduler.add(samples(LONG))
     log, added = [], None
-    with unittest.mock.patch.object(S, "DecodingTask", counting):
+    with unittest.mock.patch.object(LF, "DecodingTask", counting):
         for event in scheduler.events():
             log.append(event)
             if added is None and isinstance(event, Segments):
@@ -131,7 +132,7 @@ def test_streams_with_different_options_are_decoded_in_groups():
     scheduler.add(samples(SHORT), stream_id="greedy")
     scheduler.add(samples("en_bobby.wav"), options=beam, stream_id="beam")
     scheduler.add(samples("en_librivox_0880.wav"), options=TranscriptionOptions(beam_size=2), stream_id="beam2")
-    with unittest.mock.patch.object(S, "DecodingTask", counting):
+    with unittest.mock.patch.object(LF, "DecodingTask", counting):
         _, segments = collect(scheduler.events())
     assert counting.rows[:2] == [1, 2]  # greedy alone, the two beam streams (equal options) together
     assert_same(segments["greedy"], alone(model, samples(SHORT))[0])
@@ -153,7 +154,7 @@ def test_options_are_validated_once_not_per_window():
         options = TranscriptionOptions(temperature=(0.0, 0.0), logprob_threshold=-0.3)
         assert built == [0.0, 0.0] and [d.temperature for d in options.decoding] == [0.0, 0.0]
         counter, audio = CountingTask(), np.concatenate([samples(SHORT)] * 3)  # 33 s: 2 windows
-        with unittest.mock.patch.object(S, "DecodingTask", counter):
+        with unittest.mock.patch.object(LF, "DecodingTask", counter):
             segments, _ = alone(model, audio, options=options)
         assert len({s.seek for s in segments}) >= 2 and len(counter.rows) > 2  # windows, and fallbacks
         assert built == [0.0, 0.0]

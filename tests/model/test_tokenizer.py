@@ -1,4 +1,4 @@
-"""whisper_model.tokenizer against openai-whisper's tokenizer (reference only)."""
+"""whisper_model.io.tokenizer against openai-whisper's tokenizer (reference only)."""
 from __future__ import annotations
 
 import shutil
@@ -8,8 +8,8 @@ import sys
 import pytest
 from parameterized import parameterized
 
-from whisper_model import tokenizer as T
-from whisper_model import vocab as V
+from whisper_model.io import tokenizer as T
+from whisper_model.io import vocab as V
 
 try:
     from ._paths import REPO_ROOT, manifest, whisper_assets
@@ -169,7 +169,7 @@ def test_ct2_vocabulary_equals_tiktoken(_, prefix, name, multilingual):
 
 def test_whisper_model_never_imports_openai_whisper():
     code = ("import sys, numpy as np\n"
-            "import whisper_model.audio as a, whisper_model.tokenizer as t\n"
+            "import whisper_model.io.audio as a, whisper_model.io.tokenizer as t\n"
             "t.get_tokenizer(True); t.get_tokenizer(False)\n"
             "a.log_mel_spectrogram(np.zeros(1000, np.float32))\n"
             "assert 'whisper' not in sys.modules, 'openai-whisper was imported'\n")

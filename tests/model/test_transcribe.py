@@ -16,8 +16,8 @@ import pytest
 import torch
 from parameterized import parameterized
 
-from whisper_model import audio as A
 from whisper_model.errors import OptionError
+from whisper_model.io import audio as A
 from whisper_model.transcribe import Segment, TranscriptionInfo, TranscriptionOptions, result_dict, transcribe
 
 try:
@@ -130,7 +130,7 @@ def test_options_match_openai_whisper(_, name, clip, options):
 # API shape, laziness, edge cases, errors
 def test_segments_are_lazy_and_info_is_ready():
     mine, _ = models("tiny.en")
-    module, calls = importlib.import_module("whisper_model.scheduler"), []
+    module, calls = importlib.import_module("whisper_model.longform"), []
 
     def counting(*args, **kwargs):
         calls.append(1)

@@ -1,11 +1,11 @@
-"""whisper_model.vocab: which directories hold a vocabulary, which file serves it, and its size check."""
+"""whisper_model.io.vocab: which directories hold a vocabulary, which file serves it, and its size check."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
-from whisper_model import vocab as V
+from whisper_model.io import vocab as V
 
 
 def _touch(directory, *names):

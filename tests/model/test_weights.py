@@ -1,4 +1,4 @@
-"""Checkpoint loading / conversion (whisper_model.weights, whisper_model.ct2). CPU only.
+"""Checkpoint loading / conversion (whisper_model.io.weights, .layout, .export, .ct2). CPU only.
 
 The openai-whisper package is used here only as the reference: the bundled CTranslate2 weights,
 converted to openai names, must transcribe en_jfk.wav, which proves names and fusion order.
@@ -22,10 +22,10 @@ import torch
 from parameterized import parameterized
 
 from whisper_model.config import MODEL_DIMS, scaled
-from whisper_model.weights import (
-    bundled_parts, expected_shapes, hf_config, load_checkpoint, save_hf, save_openai, to_hf, to_openai,
-)
-from whisper_model.vocab import checkpoint_vocab_dir
+from whisper_model.io.export import hf_config, save_hf, save_openai, to_hf, to_openai
+from whisper_model.io.layout import expected_shapes
+from whisper_model.io.vocab import checkpoint_vocab_dir
+from whisper_model.io.weights import bundled_parts, load_checkpoint
 
 AUDIO = Path("/work/shared/data/audio/en_jfk.wav")
 JFK = "ask not what your country can do for you"
@@ -150,7 +150,7 @@ class BundledTest(unittest.TestCase):
         self.assertTrue(torch.equal(sd["decoder.ln.weight"], bundled("tiny.en")[1]["decoder.ln.weight"].float()))
 
     def test_missing_part2_package(self):
-        from whisper_model import weights
+        from whisper_model.io import weights
 
         real = weights._package_dir
         with unittest.mock.patch.object(weights, "_package_dir",
@@ -214,7 +214,7 @@ class RoundTripTest(unittest.TestCase):
             load_checkpoint(out)
 
     def test_synthetic_ct2_with_aliases_and_int8(self):
-        from whisper_model.ct2 import ct2_name
+        from whisper_model.io.ct2 import ct2_name
 
         dims, sd = random_checkpoint(seed=1)
         variables = {ct2_name(k): v for k, v in sd.items()}

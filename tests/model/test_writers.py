@@ -4,7 +4,7 @@ import json
 import pytest
 from parameterized import parameterized
 
-from whisper_model.writers import FORMATS, atomic_write_text, format_timestamp, write_result
+from whisper_model.io.writers import FORMATS, atomic_write_text, format_timestamp, write_result
 
 RESULT = {
     "text": " Hello there. Second --> line",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .linear import _pdl_trigger, _pdl_wait
+from .linear import pdl_trigger, pdl_wait
 
 
 @triton.jit
@@ -25,7 +25,7 @@ def self_attention_kernel(
     T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_o, scale,
     H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr,
 ):
-    _pdl_trigger(PDL)
+    pdl_trigger(PDL)
     pid = tl.program_id(0)
     b = pid // H
     h = pid % H
@@ -33,7 +33,7 @@ def self_attention_kernel(
     offs_d = tl.arange(0, D)
     offs_s = tl.arange(0, BLOCK_S)
     mask_t = offs_t < T
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     pos = tl.load(pos_ptr + b * stride_pb + offs_t, mask=mask_t, other=0)
     rows = (b * T + offs_t)[:, None] * stride_qkv
     k_new = tl.load(qkv_ptr + rows + (H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
@@ -100,7 +100,7 @@ def cross_attention_kernel(
     NUM_CHUNKS: tl.constexpr, INLINE_COMBINE: tl.constexpr, PDL: tl.constexpr,
 ):
     """Program (a*H + h, c): the GROUP*T queries of audio a, head h, over positions [c*CHUNK, (c+1)*CHUNK)."""
-    _pdl_trigger(PDL)
+    pdl_trigger(PDL)
     pid = tl.program_id(0)
     a = pid // H
     h = pid % H
@@ -116,7 +116,7 @@ def cross_attention_kernel(
                 mask=mask_s[:, None], other=0.0)
     v = tl.load(v_ptr + a * stride_vb + h * stride_vh + s[:, None] * stride_vs + offs_d[None, :],
                 mask=mask_s[:, None], other=0.0)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     q = tl.load(q_ptr + q_rows[:, None] * stride_q + h * D + offs_d[None, :], mask=mask_q[:, None], other=0.0)
 
     sc = tl.dot(q, tl.trans(k)) * scale
@@ -148,12 +148,12 @@ def cross_attention_combine_kernel(
     ws_ml_ptr, ws_acc_ptr, o_ptr, M, QB, stride_o,
     H: tl.constexpr, D: tl.constexpr, NUM_CHUNKS: tl.constexpr, BLOCK_Q: tl.constexpr, PDL: tl.constexpr,
 ):
-    _pdl_trigger(PDL)
+    pdl_trigger(PDL)
     pid = tl.program_id(0)
     a = pid // H
     h = pid % H
     q_rows = a * QB + tl.arange(0, BLOCK_Q)
     mask_q = (tl.arange(0, BLOCK_Q) < QB) & (q_rows < M)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     _combine(ws_ml_ptr, ws_acc_ptr, o_ptr, q_rows, mask_q, h, stride_o, H, D, NUM_CHUNKS, BLOCK_Q)
 

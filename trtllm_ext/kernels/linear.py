@@ -29,14 +29,25 @@ import triton.language as tl
 
 
 @triton.jit
-def _pdl_trigger(PDL: tl.constexpr):
+def pdl_trigger(PDL: tl.constexpr):
     """PDL level 2: let the next kernel launch now (called first thing in every kernel)."""
     if PDL == 2:
         tl.extra.cuda.gdc_launch_dependents()
 
 
 @triton.jit
-def _pdl_wait(PDL: tl.constexpr):
+def tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The output tile of program (n, m, k) of a fused linear: its ids, row / column offsets and their masks."""
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    return pid_n, pid_m, pid_k, offs_n, offs_m, offs_n < N, offs_m < M
+
+
+@triton.jit
+def pdl_wait(PDL: tl.constexpr):
     """Wait for the previous kernel (its writes are visible after this); level 1 then lets the next launch."""
     if PDL:
         tl.extra.cuda.gdc_wait()
@@ -98,14 +109,8 @@ def fused_linear_kernel(
     """Program (n, m, k): outputs [BLOCK_M, BLOCK_N] over the K slice [k*KS, (k+1)*KS), KS = K1+K2+K3
     (power-of-two chunks; K2/K3 may be 0; lanes past K are masked). SPLIT_K > 1 (no LN): partial sums go to
     ``ws [SPLIT_K, M, N]`` and the last program of each output tile (atomic counter) reduces them."""
-    _pdl_trigger(PDL)
-    pid_n = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_n = offs_n < N
-    mask_m = offs_m < M
+    pdl_trigger(PDL)
+    pid_n, pid_m, pid_k, offs_n, offs_m, mask_n, mask_m = tile(M, N, BLOCK_M, BLOCK_N)
     k0 = pid_k * (K1 + K2 + K3)
     w_rows = w_ptr + offs_n[:, None] * stride_wn
     x_rows = x_ptr + offs_m[:, None] * stride_xm
@@ -133,7 +138,7 @@ def fused_linear_kernel(
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
 
     x1 = tl.load(x_rows + o1[None, :], mask=mask_m[:, None] & (o1 < K)[None, :], other=0.0)
     if K2 > 0:
@@ -183,22 +188,16 @@ def fused_linear_loop_kernel(
     """Same function as ``fused_linear_kernel`` for several rows on the tensor cores: a K loop of
     [BLOCK_N, BLOCK_K] tiles (software-pipelined by Triton, ``num_stages``), for when a program's whole
     slice would not fit in registers. LN statistics take one extra pass over the (L2-resident) rows."""
-    _pdl_trigger(PDL)
-    pid_n = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pdl_trigger(PDL)
+    pid_n, pid_m, pid_k, offs_n, offs_m, mask_n, mask_m = tile(M, N, BLOCK_M, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    mask_n = offs_n < N
-    mask_m = offs_m < M
     x_rows = x_ptr + offs_m[:, None] * stride_xm
     w_rows = w_ptr + offs_n[:, None] * stride_wn
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     if HAS_LN:  # shifted sums (shift = the row's first element) keep E[x^2] - E[x]^2 well conditioned
         shift = tl.load(x_rows, mask=mask_m[:, None], other=0.0).to(tl.float32)
         s1 = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -240,13 +239,13 @@ def layer_norm_kernel(
 
     The sum is rounded to x's dtype before the statistics, as ``x = x + r; LayerNorm(x)`` would do.
     """
-    _pdl_trigger(PDL)
+    pdl_trigger(PDL)
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK_N)
     mask = offs < N
     w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     b = tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
     if HAS_RES:
         r = tl.load(r_ptr + row * stride_r + offs, mask=mask, other=0.0)
@@ -266,9 +265,9 @@ def embed_kernel(
 ):
     """Row m of ``tokens [B, T]`` (flattened): ``y[m] = emb[tokens[m]] + pemb[pos[m // T, m % T]]`` (summed in
     fp32); ``stride_pb`` = 0 when all rows share the positions."""
-    _pdl_trigger(PDL)
+    pdl_trigger(PDL)
     m = tl.program_id(0)
-    _pdl_wait(PDL)
+    pdl_wait(PDL)
     tok = tl.load(tok_ptr + m)
     pos = tl.load(pos_ptr + (m // T) * stride_pb + m % T)
     offs = tl.arange(0, BLOCK_N)

@@ -1,6 +1,6 @@
 """Choosing tokens and candidates: ``TokenDecoder`` (greedy / sampling, beam search) and ``SequenceRanker``.
 
-Same rules as openai-whisper's ``whisper/decoding.py``. ``DecodingTask`` (``decoding.py``) drives them: one
+Same rules as openai-whisper's ``whisper/decoding.py``. ``DecodingTask`` (``task.py``) drives them: one
 ``update`` per step over the batch's rows (each audio's ``n_group`` beams / samples on consecutive rows),
 ``close`` for audios whose rows reached their length limit before the others (rows with different prompt
 lengths in one batch), then ``finalize`` and ``rank``.

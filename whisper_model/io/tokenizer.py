@@ -10,7 +10,7 @@ Token ids are identical to openai-whisper's ``whisper.tokenizer``. Layout of the
 
 The BPE ranks come from a ``.tiktoken`` file (``base64(token) rank`` per line) or from a CTranslate2
 vocabulary file (one token per line in id order, written in GPT-2's byte-to-unicode alphabet, the special
-tokens following the BPE ranks); ``whisper_model.vocab`` knows the file names and where to find them.
+tokens following the BPE ranks); ``whisper_model.io.vocab`` knows the file names and where to find them.
 """
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def normalize_language(language: Optional[str]) -> Optional[str]:
     if key in TO_LANGUAGE_CODE:
         return TO_LANGUAGE_CODE[key]
     raise ValueError(f"unsupported language {language!r}; use a code or name from "
-                     f"whisper_model.tokenizer.LANGUAGES / TO_LANGUAGE_CODE (e.g. 'en', 'zh', "
+                     f"whisper_model.io.tokenizer.LANGUAGES / TO_LANGUAGE_CODE (e.g. 'en', 'zh', "
                      f"'spanish'); print(sorted(LANGUAGES)) lists all {len(LANGUAGES)} codes")
 
 

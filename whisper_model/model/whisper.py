@@ -2,7 +2,7 @@
 
 Shapes: mel [b, n_mels, 2*n_audio_ctx] -> audio states xa [b, n_audio_ctx, d_audio];
 tokens [b, t] (+ xa, or the cross caches) -> logits [b, t, n_vocab] (float32).
-Parameter names are the project's canonical state-dict names (see ``weights.py``).
+Parameter names are the project's canonical state-dict names (see ``io/weights.py``).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from torch import nn
 from trtllm_ext import MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module
 from trtllm_ext.module import declare
 
+from ..config import ModelDimensions
 from .caches import DecoderCaches
-from .config import ModelDimensions
-from .model_ops import TORCH_OPS, BlockOps
+from .ops import TORCH_OPS, BlockOps
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -96,7 +96,7 @@ class WhisperDecoder(Module):
     before attention, and a token at position p attends to cache positions <= p. Decoder row i reads audio
     ``i // group`` (beams / samples of an audio on consecutive rows).
 
-    The module is also the eager implementation of the decoding seam (``decoding_protocol.TextDecoder``):
+    The module is also the eager implementation of the decoding seam (``decode.protocol.TextDecoder``):
     ``reserve(rows)``, ``set_audio(xa)``, ``step(tokens, positions)``, ``reorder(index)``, ``release()``, over
     caches it owns. ``forward(tokens, xa)`` decodes whole prefixes at once (reference mode).
     """
@@ -209,13 +209,9 @@ class Whisper(Module):
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel)
 
-    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
-        """Reference decoder pass over whole prefixes."""
-        return self.decoder(tokens, xa=audio_features)
-
     @property
     def text_decoder(self) -> "WhisperDecoder":
-        """The decoding seam (``decoding_protocol.TextDecoder``): here the eager decoder itself."""
+        """The decoding seam (``decode.protocol.TextDecoder``): here the eager decoder itself."""
         return self.decoder
 
     @classmethod

@@ -1,11 +1,11 @@
-"""The fast path: the same modules, weights and forward as ``model.py`` (``WhisperEncoder.forward``,
+"""The fast path: the same modules, weights and forward as ``model/whisper.py`` (``WhisperEncoder.forward``,
 ``WhisperDecoder.compute``), run on the fused Triton kernels of ``trtllm_ext.kernels`` through ``KernelOps``,
 with static caches and captured CUDA graphs.
 
     model = Whisper.from_state_dict(dims, sd, dtype=torch.float16, device="cuda")
     fast = accelerate(model, max_batch_size=16, max_beam_width=5)
     xa = fast.encoder(mel)                              # mel [b, n_mels, 3000] -> [b, 1500, d]
-    dec = fast.text_decoder                             # the decoding seam (decoding_protocol.TextDecoder)
+    dec = fast.text_decoder                             # the decoding seam (decode.protocol.TextDecoder)
     dec.set_audio(xa)                                   # cross K/V of every layer, once per audio
     logits = dec.step(tokens, positions)                # tokens [B, t], positions [t] or [B, t] -> [B, t, n_vocab]
 
@@ -32,10 +32,10 @@ import torch
 from trtllm_ext import kernels as _kernels
 from trtllm_ext.kernels import reference
 
-from .caches import DecoderCaches
-from .config import ModelDimensions
-from .model import Whisper
-from .model_ops import KernelOps
+from ..config import ModelDimensions
+from ..model import Whisper
+from ..model.caches import DecoderCaches
+from ..model.ops import KernelOps
 
 ENGINE_FILE = "engine.json"
 
@@ -106,7 +106,7 @@ class _Step:
 
 
 class FastDecoder:
-    """The decoding seam (``decoding_protocol.TextDecoder``) on the fast path: ``WhisperDecoder.compute`` over
+    """The decoding seam (``decode.protocol.TextDecoder``) on the fast path: ``WhisperDecoder.compute`` over
     caches this object owns, each (row bucket, t <= 8, group) step captured once as a CUDA graph."""
 
     def __init__(self, decoder, kernels, *, rows: int, cuda_graphs: bool, pdl: int, cross_chunk: int = 128):
@@ -222,7 +222,7 @@ def accelerate(model: Whisper, max_batch_size: int = 1, max_beam_width: int = 1,
 
 def load_engine(engine_dir, device="cuda", **overrides) -> AcceleratedWhisper:
     """Load what ``python -m whisper_model.build`` wrote and wrap it with its recorded settings."""
-    from .weights import load_checkpoint
+    from ..io.weights import load_checkpoint
 
     engine_dir = Path(engine_dir)
     meta = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))

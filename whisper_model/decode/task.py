@@ -16,171 +16,18 @@ Parts with one job each, wired by ``DecodingTask``:
 """
 from __future__ import annotations
 
-import functools
-import zlib
-from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch
 
-from .audio import CHUNK_LENGTH
-from .decoding_protocol import TextDecoder
+from ..io.audio import CHUNK_LENGTH
+from ..io.tokenizer import Tokenizer
+from .language import detect_language, features_of, resolve_language, tokenizer_for
 from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
+from .options import DecodingOptions, DecodingResult, compression_ratio
+from .protocol import TextDecoder
 from .row_layout import RowLayout
 from .token_decoders import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker, TokenDecoder
-from .tokenizer import LANGUAGES, TASKS, Tokenizer, get_tokenizer, normalize_language
-
-
-def compression_ratio(text: str) -> float:
-    """UTF-8 size over zlib-compressed size; high values mean repetitive text."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data))
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """How to decode one window. ``prompt``: earlier text (str or ids), fed after ``<|startofprev|>`` and before
-    the start-of-transcript sequence (its last n_text_ctx // 2 - 1 ids); ``prefix``: forced start of this
-    window's text; ``suppress_tokens``: ids or "1,2,3", where -1 adds the tokenizer's non-speech symbols; None or
-    "" suppresses nothing (not even the special tokens). ``max_initial_timestamp``: latest first timestamp in
-    seconds (0.0: the text starts at <|0.00|>), None for no limit."""
-
-    task: str = "transcribe"
-    language: Optional[str] = None  # None: detect per audio (English-only models: always "en")
-    temperature: float = 0.0
-    sample_len: Optional[int] = None  # most sampled tokens; None: n_text_ctx // 2
-    best_of: Optional[int] = None  # independent samples per audio (temperature > 0)
-    beam_size: Optional[int] = None  # beams per audio (temperature 0)
-    patience: Optional[float] = None  # beam search stops after round(beam_size * patience) finished candidates
-    length_penalty: Optional[float] = None  # None: rank by logprob / length; else Google NMT's alpha in [0, 1]
-    prompt: Optional[Union[str, Sequence[int]]] = None
-    prefix: Optional[Union[str, Sequence[int]]] = None
-    suppress_tokens: Optional[Union[str, Iterable[int]]] = "-1"
-    suppress_blank: bool = True
-    without_timestamps: bool = False
-    max_initial_timestamp: Optional[float] = 1.0
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        for name in ("sample_len", "best_of", "beam_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-        if self.beam_size is not None and self.best_of is not None:
-            raise ValueError("beam_size and best_of can't be given together")
-        if self.temperature == 0 and self.best_of is not None:
-            raise ValueError("best_of needs temperature > 0 (at temperature 0 use beam_size)")
-        if self.temperature > 0 and self.beam_size is not None:
-            raise ValueError("beam_size needs temperature 0 (beam search does not sample; use best_of)")
-        if self.patience is not None:
-            if self.beam_size is None:
-                raise ValueError("patience requires beam_size to be given")
-            if self.patience <= 0 or round(self.beam_size * self.patience) < 1:
-                raise ValueError(f"patience must keep at least one candidate, got {self.patience}")
-        if self.length_penalty is not None and not 0 <= self.length_penalty <= 1:
-            raise ValueError(f"length_penalty (alpha) must be between 0 and 1, got {self.length_penalty}")
-        if self.max_initial_timestamp is not None and self.max_initial_timestamp < 0:
-            raise ValueError(f"max_initial_timestamp must be >= 0 or None, got {self.max_initial_timestamp}")
-
-
-@dataclass(frozen=True)
-class DecodingResult:
-    """One audio's decoded window. ``tokens``: sampled ids, without the initial tokens and end-of-text."""
-
-    language: str
-    tokens: list[int] = field(default_factory=list)
-    text: str = ""
-    sum_logprob: float = float("nan")
-    avg_logprob: float = float("nan")  # sum_logprob / (len(tokens) + 1): end-of-text counts
-    no_speech_prob: float = float("nan")
-    temperature: float = float("nan")
-    compression_ratio: float = float("nan")
-    language_probs: Optional[dict[str, float]] = None  # set when the language was detected
-
-
-def resolve_language(model, language: Optional[str], task: str) -> Optional[str]:
-    """The language code ``model`` decodes ``language`` (a code or name; None: "en" on a multilingual model) in,
-    None on an English-only model. Raises ValueError naming ``language`` or ``task`` for what it cannot do."""
-    try:
-        language = normalize_language(language)
-    except ValueError as e:
-        raise ValueError(f"language={language!r}: {e}") from None
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if not model.is_multilingual:
-        if task != "transcribe":
-            raise ValueError(f"task={task!r} needs a multilingual model; this one is English-only")
-        if language not in (None, "en"):
-            raise ValueError(f"language={language!r}: this model is English-only (use 'en' or None)")
-        return None
-    language = language or "en"
-    if language not in list(LANGUAGES)[: model.num_languages]:
-        raise ValueError(f"language={language!r} is not one of this model's {model.num_languages} languages")
-    return language
-
-
-def tokenizer_for(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
-    """The tokenizer for ``model`` with this language and task; ``base`` (if given) supplies the vocabulary.
-
-    Raises ValueError naming ``language`` or ``task`` for what the model cannot do.
-    """
-    language = resolve_language(model, language, task)
-    if language is None:
-        task = None
-    if base is None:
-        return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=language, task=task)
-    expected = "multilingual" if model.is_multilingual else "gpt2"
-    if base.encoding.name != expected or base.encoding.n_vocab != model.dims.n_vocab:
-        raise ValueError(f"tokenizer {base!r} does not fit this model ({expected}, n_vocab={model.dims.n_vocab})")
-    if base.language == language and base.task == task:
-        return base
-    return _variant(base, language, task)
-
-
-@functools.lru_cache(maxsize=256)
-def _variant(base: Tokenizer, language: Optional[str], task: Optional[str]) -> Tokenizer:
-    """``base``'s vocabulary with another language / task, made once (its cached properties are then reused)."""
-    return Tokenizer(base.encoding, num_languages=base.num_languages, language=language, task=task)
-
-
-def _features(model, mel_or_features: torch.Tensor) -> torch.Tensor:
-    """mel [n, n_mels, 2*n_audio_ctx] (encoded here) or features [n, n_audio_ctx, n_audio_state] -> features."""
-    dims = model.dims
-    if mel_or_features.dim() == 3 and tuple(mel_or_features.shape[1:]) == (dims.n_audio_ctx, dims.n_audio_state):
-        return mel_or_features.to(device=model.device, dtype=model.dtype)
-    return model.embed_audio(mel_or_features.to(model.device))
-
-
-@torch.no_grad()
-def detect_language(model, mel_or_features: torch.Tensor, tokenizer: Optional[Tokenizer] = None):
-    """Spoken language of each audio: ``(language tokens [n], [{code: probability}] * n)``.
-
-    ``mel_or_features``: mel [n, n_mels, 2*n_audio_ctx] or encoder states [n, n_audio_ctx, n_audio_state].
-    One decoder step over ``<|startoftranscript|>``, softmax over the language tokens only.
-    """
-    if not model.is_multilingual:
-        raise ValueError("this model is English-only: it has no language tokens to detect a language with")
-    tokenizer = tokenizer_for(model, None, "transcribe", tokenizer)
-    features = _features(model, mel_or_features)
-    n, decoder = features.shape[0], model.text_decoder
-    sot = torch.full((n, 1), tokenizer.sot, dtype=torch.long, device=features.device)
-    decoder.reserve(n)
-    decoder.set_audio(features)
-    try:
-        logits = decoder.step(sot, torch.zeros(1, dtype=torch.long, device=features.device))[:, 0]  # [n, n_vocab]
-    finally:
-        decoder.release()
-    mask = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
-    mask[list(tokenizer.all_language_tokens)] = False
-    logits[:, mask] = -np.inf
-    language_tokens = logits.argmax(dim=-1)
-    probs = logits.softmax(dim=-1).cpu()[:, list(tokenizer.all_language_tokens)].tolist()
-    codes = tokenizer.all_language_codes
-    return language_tokens, [dict(zip(codes, row)) for row in probs]
 
 
 class DecodingTask:
@@ -211,9 +58,9 @@ class DecodingTask:
         self.sample_begin = max(len(t) for t in self.initial_tokens)
         self.ranker = MaximumLikelihoodRanker(options.length_penalty)
         if options.beam_size is not None:
-            self.decoder: TokenDecoder = BeamSearchDecoder(options.beam_size, tok.eot, options.patience)
+            self.token_decoder: TokenDecoder = BeamSearchDecoder(options.beam_size, tok.eot, options.patience)
         else:
-            self.decoder = GreedyDecoder(options.temperature, tok.eot, self.n_group)
+            self.token_decoder = GreedyDecoder(options.temperature, tok.eot, self.n_group)
         self.logit_filters: list[LogitFilter] = []
         if options.suppress_blank:
             self.logit_filters.append(SuppressBlank(tok, self.sample_begin))
@@ -272,7 +119,7 @@ class DecodingTask:
     def run(self, mel_or_features: torch.Tensor) -> list[DecodingResult]:
         """mel [n_audio, n_mels, 2*n_audio_ctx] or features [n_audio, n_audio_ctx, d] -> one result per audio."""
         tok, model, n_group = self.tokenizer, self.model, self.n_group
-        features = _features(model, mel_or_features)
+        features = features_of(model, mel_or_features)
         n_audio = features.shape[0]
         if self.n_rows is not None and n_audio != self.n_rows:
             raise ValueError(f"prompts/languages: {self.n_rows} per-audio entries for {n_audio} audios")
@@ -298,7 +145,7 @@ class DecodingTask:
         tokens, sum_logprobs, no_speech_probs = self._main_loop(features, tokens, positions, sot_columns,
                                                                 layout.limits(self.n_ctx))
         length = tokens.shape[1]
-        candidates, scores = self.decoder.finalize(tokens.reshape(n_audio, n_group, length),
+        candidates, scores = self.token_decoder.finalize(tokens.reshape(n_audio, n_group, length),
                                                    sum_logprobs.view(n_audio, n_group))
         candidates = [[self._sampled(seq) for seq in group] for group in candidates]
         chosen = self.ranker.rank(candidates, scores)
@@ -324,7 +171,7 @@ class DecodingTask:
         tokens filled, right-aligned); positions [n_cols] or [n_batch, n_cols] (``RowLayout.positions``);
         per audio: its sot column and its length limit (``RowLayout.limits``) ->
         (tokens [n_batch, length], sum_logprobs [n_batch], no_speech_probs [n_batch])."""
-        decoder, device, n_batch = self.model.text_decoder, features.device, tokens.shape[0]
+        decoder, n_batch = self.model.text_decoder, tokens.shape[0]
         decoder.reserve(n_batch)
         decoder.set_audio(features)  # one cross row per audio; decoder row i reads audio i // n_group
         try:
@@ -335,7 +182,7 @@ class DecodingTask:
     def _steps(self, decoder: TextDecoder, tokens: torch.Tensor, positions: torch.Tensor, sot_columns: list[int],
                limits: list[int], n_audio: int):
         device, n_batch, n_group = positions.device, tokens.shape[0], self.n_group
-        self.decoder.reset()
+        self.token_decoder.reset()
         sum_logprobs = torch.zeros(n_batch, device=device)
         length = self.sample_begin
         logits = decoder.step(tokens[:, :length].to(device), positions[..., :length])  # prefill: [n_batch, n0, V]
@@ -349,7 +196,7 @@ class DecodingTask:
                 logits = decoder.step(tokens[:, length - 1: length].to(device), positions[..., length - 1: length])[:, -1]
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens[:, :length])
-            next_tokens, sources, completed = self.decoder.update(tokens[:, :length], logits, sum_logprobs)
+            next_tokens, sources, completed = self.token_decoder.update(tokens[:, :length], logits, sum_logprobs)
             if sources is not None:
                 tokens[:, :length] = tokens[sources, :length]
                 decoder.reorder(torch.tensor(sources, device=device))
@@ -362,7 +209,7 @@ class DecodingTask:
                 stopped.update(ended)
                 if len(stopped) == n_audio:
                     break
-                self.decoder.close(ended, tokens[:, :length], sum_logprobs)
+                self.token_decoder.close(ended, tokens[:, :length], sum_logprobs)
         return tokens[:, :length], sum_logprobs, no_speech_probs
 
 
@@ -373,4 +220,28 @@ def decode(model, mel: torch.Tensor, options: DecodingOptions = DecodingOptions(
     [n_audio, n_audio_ctx, n_audio_state]) -> one ``DecodingResult`` per audio."""
     if not isinstance(mel, torch.Tensor) or mel.dim() != 3:
         raise ValueError(f"mel must be a 3-D tensor [n_audio, n_mels, frames], got {tuple(getattr(mel, 'shape', ()))}")
-    return DecodingTask(model, options, tokenizer).run(mel)
+    return WhisperDecoding(model, tokenizer).decode(mel, options)
+
+
+class WhisperDecoding:
+    """The decoder side of ``model`` (``Whisper`` or the engine's ``AcceleratedWhisper``): 30 s windows' encoder
+    states (or their mel) -> text, through the model's decoder seam (``model.text_decoder``).
+
+        decoding = WhisperDecoding(model, tokenizer)
+        results = decoding.decode(features, DecodingOptions(beam_size=5))   # [n_audio, n_audio_ctx, d] -> results
+        language_tokens, probs = decoding.detect_language(features)
+    """
+
+    def __init__(self, model, tokenizer: Optional[Tokenizer] = None):
+        self.model, self.tokenizer = model, tokenizer
+
+    def decode(self, mel_or_features: torch.Tensor, options: DecodingOptions = DecodingOptions(), *,
+               prompts: Optional[Sequence[Union[str, Sequence[int], None]]] = None,
+               languages: Optional[Sequence[str]] = None) -> list[DecodingResult]:
+        """One ``DecodingResult`` per audio; per-audio ``prompts`` / ``languages`` as in ``DecodingTask``."""
+        return DecodingTask(self.model, options, self.tokenizer, prompts=prompts, languages=languages).run(
+            mel_or_features)
+
+    def detect_language(self, mel_or_features: torch.Tensor):
+        """``(language tokens [n], [{code: probability}] * n)``: see ``language.detect_language``."""
+        return detect_language(self.model, mel_or_features, self.tokenizer)

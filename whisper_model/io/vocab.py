@@ -93,7 +93,7 @@ def find_vocab_file(name: str, vocab_path: Optional[PathLike] = None) -> Path:
         if cand.is_file():
             return cand
     raise FileNotFoundError(
-        2, f"whisper_model.tokenizer: cannot find the {name!r} vocabulary ({files[0]}). "
+        2, f"whisper_model.io.tokenizer: cannot find the {name!r} vocabulary ({files[0]}). "
            f"Install openai-whisper (`pip install --no-deps openai-whisper`; only its assets/ "
            f"are read), or pass vocab_path= pointing to {files[0]} or a CTranslate2 "
            f"{CT2_VOCABULARY} (or the directory holding it)")

@@ -117,6 +117,21 @@ def load_audio(
     if not isinstance(sr, int) or sr <= 0:
         raise ValueError(f"load_audio: sr must be a positive int sample rate, got {sr!r}")
     what = _describe(path_or_file)
+    src = _checked_source(path_or_file, what)
+    wav_sizes = _wav_data_sizes(src)
+    declared, chunks, n_errors, n_packets = _decode_best_audio(av, src, what, sr)
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    if n_errors and (audio.size == 0 or n_errors * 2 > n_packets):
+        raise AudioDecodeError(f"{what}: audio data is corrupt ({n_errors} of {n_packets} "
+                               f"packets failed to decode)")
+    if not allow_truncated:
+        _check_not_truncated(what, audio.size / sr, wav_sizes, declared)
+    return audio.astype(np.float32) / 32768.0
+
+
+def _checked_source(path_or_file: AudioSource, what: str):
+    """What ``av.open`` reads: a path (checked to exist, be a file, be non-empty), bytes wrapped
+    in a BytesIO (checked non-empty) or the file object as given."""
     src = path_or_file
     if isinstance(src, (str, os.PathLike)):
         src = os.fspath(src)
@@ -130,8 +145,12 @@ def load_audio(
         if len(src) == 0:
             raise AudioDecodeError("audio data is empty (0 bytes)")
         src = io.BytesIO(bytes(src))
-    wav_sizes = _wav_data_sizes(src)
+    return src
 
+
+def _decode_best_audio(av, src, what: str, sr: int):
+    """Open ``src`` and decode its best audio stream: (header duration in s or None, int16 chunks,
+    packets that failed to decode, packets seen)."""
     try:
         container = av.open(src, mode="r")
     except av.error.FFmpegError as e:
@@ -146,23 +165,19 @@ def load_audio(
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise AudioDecodeError(f"{what} has no audio stream (streams: {', '.join(kinds)})")
         declared = _declared_seconds(container, stream)
-        chunks, n_errors, n_packets = _decode_resampled(av, container, stream, sr)
+        return (declared, *_decode_resampled(av, container, stream, sr))
 
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-    if n_errors and (audio.size == 0 or n_errors * 2 > n_packets):
-        raise AudioDecodeError(f"{what}: audio data is corrupt ({n_errors} of {n_packets} "
-                               f"packets failed to decode)")
-    if not allow_truncated:
-        hint = "(pass allow_truncated=True to load the decodable part)"
-        if wav_sizes is not None and wav_sizes[1] < wav_sizes[0] * 0.99:
-            raise AudioDecodeError(f"WAV file {what} is truncated: its header declares "
-                                   f"{wav_sizes[0]} bytes of samples but only {wav_sizes[1]} "
-                                   f"are present {hint}")
-        got = audio.size / sr
-        if declared and got < 0.5 * declared and declared - got > 0.1:
-            raise AudioDecodeError(f"{what} looks truncated: its header declares "
-                                   f"{declared:.2f} s but only {got:.2f} s decoded {hint}")
-    return audio.astype(np.float32) / 32768.0
+
+def _check_not_truncated(what: str, got: float, wav_sizes: Optional[tuple], declared: Optional[float]) -> None:
+    """AudioDecodeError when the header promises more audio than ``got`` seconds decoded."""
+    hint = "(pass allow_truncated=True to load the decodable part)"
+    if wav_sizes is not None and wav_sizes[1] < wav_sizes[0] * 0.99:
+        raise AudioDecodeError(f"WAV file {what} is truncated: its header declares "
+                               f"{wav_sizes[0]} bytes of samples but only {wav_sizes[1]} "
+                               f"are present {hint}")
+    if declared and got < 0.5 * declared and declared - got > 0.1:
+        raise AudioDecodeError(f"{what} looks truncated: its header declares "
+                               f"{declared:.2f} s but only {got:.2f} s decoded {hint}")
 
 
 def _declared_seconds(container, stream) -> Optional[float]:

@@ -2,10 +2,8 @@
 
 ``load_checkpoint`` reads an openai-whisper ``.pt``, a Hugging Face Whisper directory (safetensors)
 or a CTranslate2 Whisper directory (``model.bin`` or ``model.bin.part1``, ``.part2``, ...), checks
-every key and shape, and returns ``(ModelDimensions, state_dict)``. ``save_hf``, ``save_openai``
-and ``to_openai`` write the other way. Self-attention q/k/v are fused as ``attn.qkv`` (rows q, k, v),
-cross-attention k/v as ``cross_attn.kv``; formats without a key bias get zeros there (a key bias
-only adds a per-query constant to the scores, so dropping it on export is exact).
+every key and shape, and returns ``(ModelDimensions, state_dict)`` in the canonical layout of
+``layout.py`` (formats without a key bias get zeros there); ``export.py`` writes the other way.
 """
 from __future__ import annotations
 
@@ -13,19 +11,17 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
 import torch
 
-from .config import MODEL_DIMS, ModelDimensions
-from .ct2 import ct2_name, find_parts, read_whisper_variables
+from ..config import MODEL_DIMS, ModelDimensions
+from .ct2 import find_parts, read_whisper_variables
+from .layout import StateDict, expected_shapes, foreign_key, fuse
 from .vocab import check_vocabulary_size
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
-StateDict = dict[str, torch.Tensor]
 
 # name -> (package, sub directory, file) for each ordered part of model.bin
 _BUNDLED = {
@@ -36,82 +32,13 @@ _BUNDLED = {
 _PASS_PATH = ("pass a path to an openai-whisper .pt file, a Hugging Face Whisper directory "
               "or a CTranslate2 Whisper directory")
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
-
-# ---------------------------------------------------------------------------------------------
-# key naming: canonical (fused) and "split" (separate q/k/v, the openai and HF layout)
-
-
-def _block_modules(cross: bool, fused: bool) -> list[tuple[str, bool]]:
-    """(module, has_bias) of one block."""
-    attn = [("attn.qkv", True)] if fused else [("attn.q", True), ("attn.k", False), ("attn.v", True)]
-    mods = [("attn_ln", True), *attn, ("attn.dense", True)]
-    if cross:
-        kv = [("cross_attn.kv", True)] if fused else [("cross_attn.k", False), ("cross_attn.v", True)]
-        mods += [("cross_attn_ln", True), ("cross_attn.query", True), *kv, ("cross_attn.dense", True)]
-    return mods + [("mlp_ln", True), ("mlp.fc", True), ("mlp.proj", True)]
-
-
-def expected_shapes(dims: ModelDimensions, fused: bool = True) -> dict[str, tuple[int, ...]]:
-    """Every key and its shape, in canonical order: canonical (``fused``) or split (q/k/v apart, no key bias)."""
-    d, t = dims.n_audio_state, dims.n_text_state
-    out: dict[str, tuple[int, ...]] = {
-        "encoder.conv1.weight": (d, dims.n_mels, 3), "encoder.conv1.bias": (d,),
-        "encoder.conv2.weight": (d, d, 3), "encoder.conv2.bias": (d,),
-        "encoder.positional_embedding": (dims.n_audio_ctx, d),
-    }
-    rows = {"attn.qkv": 3, "cross_attn.kv": 2, "mlp.fc": 4}
-    for side, n_layer, w in (("encoder", dims.n_audio_layer, d), ("decoder", dims.n_text_layer, t)):
-        if side == "decoder":
-            out["decoder.token_embedding.weight"] = (dims.n_vocab, t)
-            out["decoder.positional_embedding"] = (dims.n_text_ctx, t)
-        for i in range(n_layer):
-            for mod, has_bias in _block_modules(side == "decoder", fused):
-                key, n_out = f"{side}.blocks.{i}.{mod}", rows.get(mod, 1) * w
-                if mod.endswith("_ln"):
-                    out[f"{key}.weight"] = out[f"{key}.bias"] = (w,)
-                    continue
-                out[f"{key}.weight"] = (n_out, 4 * w if mod == "mlp.proj" else w)
-                if has_bias:
-                    out[f"{key}.bias"] = (n_out,)
-        ln = "encoder.ln_post" if side == "encoder" else "decoder.ln"
-        out[f"{ln}.weight"] = out[f"{ln}.bias"] = (w,)
-    return out
-
-
-_OPENAI_BLOCK = {"attn.q": "attn.query", "attn.k": "attn.key", "attn.v": "attn.value", "attn.dense": "attn.out",
-                 "mlp.fc": "mlp.0", "mlp.proj": "mlp.2", "cross_attn.k": "cross_attn.key",
-                 "cross_attn.v": "cross_attn.value", "cross_attn.dense": "cross_attn.out"}
-_HF_BLOCK = {"attn_ln": "self_attn_layer_norm", "attn.q": "self_attn.q_proj", "attn.k": "self_attn.k_proj",
-             "attn.v": "self_attn.v_proj", "attn.dense": "self_attn.out_proj", "mlp_ln": "final_layer_norm",
-             "mlp.fc": "fc1", "mlp.proj": "fc2", "cross_attn_ln": "encoder_attn_layer_norm",
-             "cross_attn.query": "encoder_attn.q_proj", "cross_attn.k": "encoder_attn.k_proj",
-             "cross_attn.v": "encoder_attn.v_proj", "cross_attn.dense": "encoder_attn.out_proj"}
-_HF_GLOBAL = {"encoder.positional_embedding": "model.encoder.embed_positions.weight",
-              "encoder.ln_post": "model.encoder.layer_norm", "decoder.token_embedding": "model.decoder.embed_tokens",
-              "decoder.positional_embedding": "model.decoder.embed_positions.weight",
-              "decoder.ln": "model.decoder.layer_norm"}
-_BLOCK_RE = re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
 _LAYER_RE = {"openai": re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\."),
              "hf": re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\."),
              "ct2": re.compile(r"^(encoder|decoder)/layer_(\d+)/")}
 
 
-def _foreign_key(fmt: str, key: str) -> str:
-    """Name of a (split or canonical) key in format ``fmt``: 'openai', 'hf' or 'ct2'."""
-    m = _BLOCK_RE.match(key)
-    if fmt == "openai":
-        return f"{m[1]}.blocks.{m[2]}.{_OPENAI_BLOCK.get(m[3], m[3])}.{m[4]}" if m else key
-    if fmt == "hf":
-        if m:
-            return f"model.{m[1]}.layers.{m[2]}.{_HF_BLOCK[m[3]]}.{m[4]}"
-        if key in _HF_GLOBAL:
-            return _HF_GLOBAL[key]
-        mod, param = key.rsplit(".", 1)
-        return f"{_HF_GLOBAL.get(mod, 'model.' + mod)}.{param}"
-    return ct2_name(key)
-
-
 # ---------------------------------------------------------------------------------------------
+# foreign tensors -> checked canonical state dict
 def _few(names: Sequence[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
@@ -126,7 +53,7 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
             n_layer[m[1]] = max(n_layer[m[1]], int(m[2]) + 1)
     # key check first: it needs only the layer counts
     probe = ModelDimensions(1, 1, 1, 1, n_layer["encoder"], 1, 1, 1, 1, n_layer["decoder"])
-    names = {k: _foreign_key(fmt, k) for k in expected_shapes(probe, fused)}
+    names = {k: foreign_key(fmt, k) for k in expected_shapes(probe, fused)}
     declared = declared or {}
     missing = [f for f in names.values() if f not in tensors]
     unexpected = sorted(set(tensors) - set(names.values()) - set(ignore))
@@ -159,44 +86,6 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
         sd = fuse(dims, sd)
     check_state_dict(dims, sd, where)
     return dims, sd
-
-
-_FUSED = {"attn.qkv": ("attn.q", "attn.k", "attn.v"), "cross_attn.kv": ("cross_attn.k", "cross_attn.v")}
-
-
-def _fused_part(key: str) -> tuple[str, str, str] | None:
-    """(block prefix, fused module, param) when ``key`` is a fused q/k/v tensor."""
-    prefix, param = key.rsplit(".", 1)
-    mod = next((m for m in _FUSED if prefix.endswith("." + m)), None)
-    return (prefix[: -len(mod)], mod, param) if mod else None
-
-
-def fuse(dims: ModelDimensions, split: StateDict) -> StateDict:
-    """Split (separate q/k/v, no key bias) -> canonical, with zeros for the key biases."""
-    out = {}
-    for key in expected_shapes(dims, fused=True):
-        if (hit := _fused_part(key)) is None:
-            out[key] = split[key]
-            continue
-        base, mod, param = hit
-        pieces = [split.get(f"{base}{p}.{param}") for p in _FUSED[mod]]
-        ref = next(p for p in pieces if p is not None)
-        out[key] = torch.cat([torch.zeros_like(ref) if p is None else p for p in pieces], dim=0)
-    return out
-
-
-def unfuse(dims: ModelDimensions, sd: StateDict) -> StateDict:
-    """Canonical -> split (q/k/v separate, key biases dropped), as independent copies."""
-    out = {}
-    for key, value in sd.items():
-        if (hit := _fused_part(key)) is None:
-            out[key] = value.clone()
-            continue
-        base, mod, param = hit
-        for name, piece in zip(_FUSED[mod], value.chunk(len(_FUSED[mod]), dim=0)):
-            if not (param == "bias" and name.endswith(".k")):
-                out[f"{base}{name}.{param}"] = piece.clone()
-    return out
 
 
 def check_state_dict(dims: ModelDimensions, sd: StateDict, where: str = "state dict") -> None:
@@ -370,86 +259,3 @@ def checkpoint_dir(name_or_path: Source) -> Path:
             return path
     fmt, where = _locate(name_or_path)
     return where[0].parent if fmt == "ct2" else where if fmt == "hf" else where.parent
-
-
-# ---------------------------------------------------------------------------------------------
-# writers
-def to_openai(dims: ModelDimensions, sd: StateDict) -> dict:
-    """An openai-whisper checkpoint dict: {"dims": {...}, "model_state_dict": {...}}."""
-    check_state_dict(dims, sd)
-    return {"dims": dims.to_dict(),
-            "model_state_dict": {_foreign_key("openai", k): v for k, v in unfuse(dims, sd).items()}}
-
-
-def to_hf(dims: ModelDimensions, sd: StateDict) -> StateDict:
-    """Hugging Face ``WhisperForConditionalGeneration`` tensors (proj_out is tied, so omitted)."""
-    check_state_dict(dims, sd)
-    return {_foreign_key("hf", k): v for k, v in unfuse(dims, sd).items()}
-
-
-def hf_config(dims: ModelDimensions, dtype: torch.dtype | None = torch.float16) -> dict:
-    if dims.n_audio_state != dims.n_text_state:
-        raise ValueError("Hugging Face Whisper needs equal encoder and decoder widths")
-    eot = 50257 if dims.is_multilingual else 50256
-    return {
-        "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",
-        "d_model": dims.n_audio_state, "encoder_layers": dims.n_audio_layer, "decoder_layers": dims.n_text_layer,
-        "encoder_attention_heads": dims.n_audio_head, "decoder_attention_heads": dims.n_text_head,
-        "encoder_ffn_dim": 4 * dims.n_audio_state, "decoder_ffn_dim": 4 * dims.n_text_state,
-        "num_mel_bins": dims.n_mels, "max_source_positions": dims.n_audio_ctx, "max_target_positions": dims.n_text_ctx,
-        "vocab_size": dims.n_vocab, "tie_word_embeddings": True, "scale_embedding": False,
-        "activation_function": "gelu", "is_encoder_decoder": True, "use_cache": True,
-        "bos_token_id": 50257, "eos_token_id": eot, "pad_token_id": eot, "decoder_start_token_id": eot + 1,
-        "begin_suppress_tokens": [220, eot], "max_length": dims.n_text_ctx,
-        "torch_dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32",
-    }
-
-
-def _atomic_dir(out_dir: Path, overwrite: bool, write) -> Path:
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise FileExistsError(f"{out_dir} exists and is not an empty directory (pass overwrite=True to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        write(tmp)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "x")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
-
-
-def save_hf(dims: ModelDimensions, state_dict: StateDict, out_dir: str | os.PathLike,
-            dtype: torch.dtype | None = torch.float16, *, overwrite: bool = False) -> Path:
-    """Write a Hugging Face Whisper directory (config.json + model.safetensors) atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in to_hf(dims, state_dict).items()}
-    config = hf_config(dims, dtype)
-
-    def write(tmp: Path):
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-    return _atomic_dir(Path(out_dir), overwrite, write)
-
-
-def save_openai(dims: ModelDimensions, state_dict: StateDict, path: str | os.PathLike) -> Path:
-    """Write an openai-whisper ``.pt`` checkpoint atomically (temp file then rename)."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(to_openai(dims, state_dict), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -1,7 +1,7 @@
-"""The decoder seam: the only interface the decode loop (``decoding.DecodingTask``) talks to.
+"""The decoder seam: the only interface the decode loop (``decode.task.DecodingTask``) talks to.
 
 Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by the GPU engine
-(``engine.FastDecoder``: fused kernels, captured CUDA graphs); each owns its caches. A model hands its seam out as
+(``fast.engine.FastDecoder``: fused kernels, captured CUDA graphs); each owns its caches. A model hands its seam out as
 ``model.text_decoder``. One decoding call:
 
     dec = model.text_decoder
@@ -14,9 +14,12 @@ Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by 
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:
+    from ..config import ModelDimensions
 
 
 @runtime_checkable
@@ -42,3 +45,26 @@ class TextDecoder(Protocol):
 
     def release(self) -> None:
         """Forget the rows and audios (the storage is kept for the next call)."""
+
+
+@runtime_checkable
+class SpeechModel(Protocol):
+    """A model as decoding and the scheduler see it: ``Whisper`` (eager) and the engine's ``AcceleratedWhisper``."""
+
+    dims: "ModelDimensions"
+    text_decoder: TextDecoder
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def is_multilingual(self) -> bool: ...
+
+    @property
+    def num_languages(self) -> int: ...
+
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel [n, n_mels, 2*n_audio_ctx] -> encoder states [n, n_audio_ctx, n_audio_state]."""

@@ -122,48 +122,61 @@ def read_ct2_model(parts: Sequence[str | os.PathLike]) -> tuple[str, int, dict[s
         count = stream.unpack("I", "variable count")
         variables: dict[str, torch.Tensor] = {}
         for i in range(count):
-            name = stream.string(f"name of variable {i}")
-            rank = stream.unpack("B", f"rank of {name}")
-            if rank > 8:
-                raise stream.error(f"variable {name!r} has implausible rank {rank}")
-            shape = struct.unpack(f"<{rank}I", stream.read(4 * rank, f"shape of {name}"))
-            numel = 1
-            for dim in shape:
-                numel *= dim
-            if version >= 4:
-                type_id = stream.unpack("B", f"dtype of {name}")
-                if type_id >= len(_DTYPES):
-                    raise stream.error(f"variable {name!r} has unknown dtype id {type_id}")
-                dtype = _DTYPES[type_id]
-                num_bytes = stream.unpack("I", f"size of {name}")
-            else:
-                item_size = stream.unpack("B", f"item size of {name}")
-                if item_size not in _ITEM_SIZE_DTYPES:
-                    raise stream.error(f"variable {name!r} has unsupported item size {item_size}")
-                dtype = _ITEM_SIZE_DTYPES[item_size]
-                num_bytes = stream.unpack("I", f"size of {name}") * item_size
-            item = torch.empty((), dtype=dtype).element_size()
-            if num_bytes != numel * item:
-                raise stream.error(
-                    f"variable {name!r} of shape {list(shape)} and dtype {dtype} declares {num_bytes} bytes, "
-                    f"expected {numel * item}")
-            raw = torch.empty(num_bytes, dtype=torch.uint8)
-            stream.readinto(memoryview(raw.numpy()), f"data of {name}")
+            name, value = _read_variable(stream, version, i)
             if name in variables:
                 raise stream.error(f"variable {name!r} appears twice")
-            variables[name] = raw.view(dtype).reshape(shape)
+            variables[name] = value
         if version >= 3:
-            for _ in range(stream.unpack("I", "alias count")):
-                alias = stream.string("alias name")
-                target = stream.string(f"target of alias {alias!r}")
-                if target not in variables:
-                    raise stream.error(f"alias {alias!r} points to unknown variable {target!r}")
-                variables[alias] = variables[target]
+            _read_aliases(stream, variables)
         if stream.pos != stream.total:
             raise stream.error(f"{stream.total - stream.pos} unexpected trailing bytes")
     finally:
         stream.close()
     return spec, revision, variables
+
+
+def _read_dtype(stream: _PartStream, version: int, name: str) -> tuple[torch.dtype, int]:
+    """(dtype, payload bytes) of variable ``name``: a dtype id (version >= 4) or an item size."""
+    if version >= 4:
+        type_id = stream.unpack("B", f"dtype of {name}")
+        if type_id >= len(_DTYPES):
+            raise stream.error(f"variable {name!r} has unknown dtype id {type_id}")
+        return _DTYPES[type_id], stream.unpack("I", f"size of {name}")
+    item_size = stream.unpack("B", f"item size of {name}")
+    if item_size not in _ITEM_SIZE_DTYPES:
+        raise stream.error(f"variable {name!r} has unsupported item size {item_size}")
+    return _ITEM_SIZE_DTYPES[item_size], stream.unpack("I", f"size of {name}") * item_size
+
+
+def _read_variable(stream: _PartStream, version: int, i: int) -> tuple[str, torch.Tensor]:
+    """The ``i``-th variable record: (name, tensor in its stored dtype)."""
+    name = stream.string(f"name of variable {i}")
+    rank = stream.unpack("B", f"rank of {name}")
+    if rank > 8:
+        raise stream.error(f"variable {name!r} has implausible rank {rank}")
+    shape = struct.unpack(f"<{rank}I", stream.read(4 * rank, f"shape of {name}"))
+    numel = 1
+    for dim in shape:
+        numel *= dim
+    dtype, num_bytes = _read_dtype(stream, version, name)
+    item = torch.empty((), dtype=dtype).element_size()
+    if num_bytes != numel * item:
+        raise stream.error(
+            f"variable {name!r} of shape {list(shape)} and dtype {dtype} declares {num_bytes} bytes, "
+            f"expected {numel * item}")
+    raw = torch.empty(num_bytes, dtype=torch.uint8)
+    stream.readinto(memoryview(raw.numpy()), f"data of {name}")
+    return name, raw.view(dtype).reshape(shape)
+
+
+def _read_aliases(stream: _PartStream, variables: dict[str, torch.Tensor]) -> None:
+    """Add each alias record to ``variables`` as the very tensor object of its target."""
+    for _ in range(stream.unpack("I", "alias count")):
+        alias = stream.string("alias name")
+        target = stream.string(f"target of alias {alias!r}")
+        if target not in variables:
+            raise stream.error(f"alias {alias!r} points to unknown variable {target!r}")
+        variables[alias] = variables[target]
 
 
 def dequantize(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

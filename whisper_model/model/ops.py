@@ -3,7 +3,7 @@
 ``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the model's math once, as calls on a ``BlockOps``.
 The reference op-set (``TORCH_OPS``) is plain PyTorch (``trtllm_ext.kernels.reference``): LayerNorm statistics in
 float32, then the product in the weight dtype, GELU and the residual add after the rounding of each op, which is
-what the unfused ``trtllm_ext`` layers compute. The fast path (``engine.py``) runs the same forward with
+what the unfused ``trtllm_ext`` layers compute. The fast path (``fast/engine.py``) runs the same forward with
 ``KernelOps(trtllm_ext.kernels.ops, ...)``: fused Triton kernels (LayerNorm in the product's prologue, GELU and the
 residual in its epilogue), captured in CUDA graphs.
 

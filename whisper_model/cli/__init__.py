@@ -1,0 +1,1 @@
+"""Command lines (floor 6): ``run`` (transcription), ``build`` (engine directories), ``summarize`` (WER tables)."""

@@ -1,0 +1,44 @@
+"""Build an engine directory for the fast GPU path.
+
+    python -m whisper_model.build --model NAME_OR_PATH --dtype float16 --max_batch_size 16 \\
+        --max_beam_width 5 --output_dir ENGINE_DIR [--random_weights large-v3] [--no_warmup]
+
+What it writes: see ``whisper_model.fast.build``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..fast.build import build
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="bundled name ('tiny.en', 'base') or checkpoint path")
+    ap.add_argument("--random_weights", metavar="NAME", help="random weights of this published model's shapes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--max_batch_size", type=int, default=1)
+    ap.add_argument("--max_beam_width", type=int, default=1)
+    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--no_warmup", action="store_true", help="skip loading the engine on the GPU after writing")
+    args = ap.parse_args(argv)
+    if args.max_batch_size < 1 or args.max_beam_width < 1:
+        ap.error("--max_batch_size and --max_beam_width must be >= 1")
+    try:
+        meta = build(args.model, Path(args.output_dir), dtype=args.dtype, max_batch_size=args.max_batch_size,
+                     max_beam_width=args.max_beam_width, random_weights=args.random_weights, seed=args.seed,
+                     warm=not args.no_warmup, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"build: {e}", file=sys.stderr)
+        return 2
+    timing = ", ".join(f"{k} {meta[k]:.1f} s" for k in ("convert_s", "load_s", "warmup_s", "build_s") if k in meta)
+    print(f"engine written to {args.output_dir} ({timing})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

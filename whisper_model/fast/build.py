@@ -1,0 +1,92 @@
+"""Engine directories for the fast GPU path (the command line is ``python -m whisper_model.build``).
+
+    meta = build("tiny.en", "engine_dir", dtype="float16", max_batch_size=16, max_beam_width=5)
+
+Writes the converted weights (Hugging Face layout: ``model.safetensors`` + ``config.json``, through
+``io.export.save_hf``), the checkpoint's vocabulary files if it has any, and ``engine.json`` (dtype,
+max_batch_size, max_beam_width, model dims, decode settings). With a CUDA device (unless ``warm=False``) it
+then loads the engine once and captures the decode steps of every batch bucket, which compiles the Triton
+kernels into Triton's on-disk cache so a later ``engine.load_engine(ENGINE_DIR)`` starts without compiling.
+``random_weights=NAME`` builds random weights of a published model's shapes (benchmarks) instead of loading
+``model``."""
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from ..config import dims_for
+from ..io.export import save_hf
+from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files
+from ..io.weights import load_checkpoint
+from ..model import Whisper
+from .engine import ENGINE_FILE, load_engine
+
+FORMAT_VERSION = 1
+
+
+def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None, seed: int = 0) -> Whisper:
+    """A model of ``name``'s shapes with random weights (``init_random_``); key biases zero, as Whisper's."""
+    from trtllm_ext import init_random_
+
+    dims = dims_for(name)
+    model = init_random_(Whisper(dims, dtype=dtype, device=device), seed=seed)
+    with torch.no_grad():
+        for blk in model.encoder.blocks:
+            blk.attn.qkv.bias[dims.n_audio_state: 2 * dims.n_audio_state].zero_()
+        for blk in model.decoder.blocks:
+            blk.attn.qkv.bias[dims.n_text_state: 2 * dims.n_text_state].zero_()
+            blk.cross_attn.kv.bias[: dims.n_text_state].zero_()
+    return model.eval()
+
+
+def warmup(engine, max_rows: int, prompt_len: int = 4) -> float:
+    """Capture the decode steps (prompt and one-token) of every row bucket; seconds taken."""
+    t0 = time.perf_counter()
+    dec, dims = engine.text_decoder, engine.dims
+    xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=engine.device, dtype=engine.dtype)
+    positions = torch.arange(prompt_len + 1, device=engine.device)
+    rows = 1
+    while True:
+        dec.set_audio(xa.expand(rows, -1, -1))
+        tokens = torch.zeros(rows, prompt_len + 1, dtype=torch.long, device=engine.device)
+        dec.step(tokens[:, :prompt_len], positions[:prompt_len])
+        dec.step(tokens[:, prompt_len:], positions[prompt_len:])
+        if rows >= max_rows:
+            break
+        rows = min(rows * 2, max_rows)
+    engine.encoder(torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=engine.device))
+    torch.cuda.synchronize()
+    dec.release()
+    return time.perf_counter() - t0
+
+
+def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_size: int = 1, max_beam_width: int = 1,
+          random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False) -> dict:
+    t0 = time.perf_counter()
+    torch_dtype = getattr(torch, dtype)
+    if random_weights:
+        m = random_whisper(random_weights, dtype=torch_dtype, seed=seed)
+        dims, sd, source = m.dims, m.state_dict(), f"random:{random_weights}:seed={seed}"
+    else:
+        if not model:
+            raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
+        dims, sd = load_checkpoint(model, dtype=torch_dtype)
+        source = str(model)
+    out = save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite)
+    vocab = None if random_weights else checkpoint_vocab_dir(model)
+    if vocab is not None:  # the checkpoint's own vocabulary travels along
+        copy_vocab_files(vocab, out)
+    meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
+                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source, weights="model.safetensors",
+                torch=torch.__version__)
+    (out / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    meta["convert_s"] = time.perf_counter() - t0
+    if warm and torch.cuda.is_available():
+        t1 = time.perf_counter()
+        engine = load_engine(out, "cuda")
+        meta["load_s"] = time.perf_counter() - t1
+        meta["warmup_s"] = warmup(engine, max_batch_size * max_beam_width)
+    meta["build_s"] = time.perf_counter() - t0
+    return meta

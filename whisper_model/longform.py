@@ -1,0 +1,172 @@
+"""One audio's long-form transcription, openai-whisper's ``transcribe()`` loop in parts the scheduler drives.
+
+``LongFormState`` holds an audio's window position (``seek``) and prompt and cuts each decoded window into
+``Segment``s; ``decode_with_fallback`` decodes a batch of windows with temperature fallback; ``load_mel`` and
+``detect_languages`` start an audio (its log-mel, and its language on the first 30 s).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from .decode.language import detect_language
+from .decode.options import DecodingResult
+from .decode.task import DecodingTask
+from .encoding import Audio, WhisperEncoding
+from .errors import AudioError
+from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from .io.tokenizer import Tokenizer
+from .options import TranscriptionOptions
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    seek: int  # mel frame where this segment's window started
+    start: float  # seconds
+    end: float
+    text: str
+    tokens: list[int]  # text and timestamp ids ([] for a cleared empty or zero-length segment)
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    language: str  # given, detected, or "en" (English-only models)
+    language_probability: float  # 1.0 when the language was given (or the model is English-only)
+    duration: float  # seconds of audio
+    all_language_probs: Optional[dict[str, float]]  # set when the language was detected
+    options: TranscriptionOptions
+
+class LongFormState:
+    """One audio's long-form progress (the state of openai-whisper's ``transcribe()`` loop): the window at
+    ``seek``, its prompt, and ``advance`` which cuts a decoded window into segments and moves ``seek`` and the
+    prompt on. ``mel``: [n_mels, content_frames + N_FRAMES] (30 s of silence appended)."""
+
+    def __init__(self, mel: torch.Tensor, content_frames: int, options: TranscriptionOptions, tokenizer: Tokenizer,
+                 initial_prompt: Optional[str], n_audio_ctx: int):
+        self.mel, self.content_frames, self.options, self.tokenizer = mel, content_frames, options, tokenizer
+        self.input_stride = N_FRAMES // n_audio_ctx  # mel frames per timestamp step: 2
+        self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp step: 0.02
+        self.all_tokens: list[int] = []
+        if initial_prompt is not None:
+            self.all_tokens += tokenizer.encode(" " + initial_prompt.strip())
+        self.prompt_reset_since, self.seek, self.next_id = 0, 0, 0
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.content_frames
+
+    @property
+    def position(self) -> float:
+        """Seconds of the audio transcribed so far."""
+        return float(min(self.seek, self.content_frames) * HOP_LENGTH / SAMPLE_RATE)
+
+    @property
+    def segment_size(self) -> int:
+        """Mel frames of the current window (N_FRAMES, or what is left)."""
+        return min(N_FRAMES, self.content_frames - self.seek)
+
+    def window(self) -> torch.Tensor:
+        """The current window's mel [n_mels, N_FRAMES], zero-padded (log-mel domain) past the content."""
+        return WhisperEncoding.window(self.mel, self.seek, self.segment_size)
+
+    @property
+    def prompt(self) -> list[int]:
+        """Ids of the text since the last prompt reset (the initial prompt first)."""
+        return self.all_tokens[self.prompt_reset_since:]
+
+    def advance(self, result: DecodingResult) -> list[Segment]:
+        """Take the current window's decoded ``result``: its segments (none for a window judged silent)."""
+        previous_seek, segment_size = self.seek, self.segment_size
+        if self.options.is_silent(result):
+            self.seek += segment_size  # silence: skip the window
+            return []
+        segments = []
+        for start, end, piece in self._pieces(result.tokens, segment_size):
+            text = self.tokenizer.decode([t for t in piece if t < self.tokenizer.eot])
+            if start == end or text.strip() == "":  # instantaneous or empty: keep it, cleared
+                text, piece = "", []
+            self.all_tokens.extend(piece)
+            segments.append(Segment(
+                id=self.next_id, seek=previous_seek, start=start, end=end, text=text, tokens=list(piece),
+                temperature=result.temperature, avg_logprob=result.avg_logprob,
+                compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob))
+            self.next_id += 1
+        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+            self.prompt_reset_since = len(self.all_tokens)  # do not prompt with text sampled at a high temperature
+        return segments
+
+    def _pieces(self, tokens: list[int], segment_size: int) -> list[tuple[float, float, list[int]]]:
+        """Cut a window's tokens at pairs of timestamps into ``(start, end, tokens)`` and move ``seek`` on: to the
+        last complete timestamp, or past the window when the text ends with a single timestamp or has none."""
+        ts_begin = self.tokenizer.timestamp_begin
+        time_offset = float(self.seek * HOP_LENGTH / SAMPLE_RATE)
+        is_ts = [t >= ts_begin for t in tokens]
+        single_timestamp_ending = is_ts[-2:] == [False, True]
+        consecutive = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+        if not consecutive:
+            duration = segment_size * HOP_LENGTH / SAMPLE_RATE
+            timestamps = [t for t in tokens if t >= ts_begin]
+            if timestamps and timestamps[-1] != ts_begin:
+                duration = (timestamps[-1] - ts_begin) * self.time_precision
+            self.seek += segment_size
+            return [(time_offset, time_offset + duration, tokens)]
+        pieces, last = [], 0
+        for cut in consecutive + ([len(tokens)] if single_timestamp_ending else []):
+            piece = tokens[last:cut]
+            pieces.append((time_offset + (piece[0] - ts_begin) * self.time_precision,
+                           time_offset + (piece[-1] - ts_begin) * self.time_precision, piece))
+            last = cut
+        if single_timestamp_ending:  # no speech after the last timestamp
+            self.seek += segment_size
+        else:  # the unfinished last segment is decoded again in the next window
+            self.seek += (tokens[last - 1] - ts_begin) * self.input_stride
+        return pieces
+
+
+def load_mel(encoding: WhisperEncoding, audio: Audio) -> torch.Tensor:
+    """An audio's log-mel [n_mels, content_frames + N_FRAMES]; what keeps it from loading is an ``AudioError``."""
+    try:
+        return encoding.log_mel(audio)
+    except (ValueError, OSError, RuntimeError) as e:  # missing file, AudioDecodeError, bad samples
+        raise AudioError(str(e)) from e
+
+
+def detect_languages(model, encoding: WhisperEncoding, mels: Sequence[torch.Tensor],
+                     tokenizer: Optional[Tokenizer] = None) -> tuple[list[dict], list[Optional[torch.Tensor]]]:
+    """Languages of audios on their first 30 s, as openai-whisper's ``transcribe()`` detects them (one encoder
+    batch). ``mels``: [n_mels, content_frames + N_FRAMES] each -> (``{code: probability}`` per audio, per audio
+    the encoder states [n_audio_ctx, n_audio_state] of that window when it is also the audio's first window to
+    decode (content_frames >= N_FRAMES; a shorter first window is zero-padded instead), else None)."""
+    features = encoding.encode(torch.stack([encoding.window(mel, 0) for mel in mels]))
+    _, probs = detect_language(model, features, tokenizer)
+    return probs, [x if mel.shape[-1] - N_FRAMES >= N_FRAMES else None for mel, x in zip(mels, features)]
+
+
+def decode_with_fallback(model, tokenizer: Optional[Tokenizer], options: TranscriptionOptions,
+                         features: torch.Tensor, prompts: Sequence[list[int]],
+                         languages: Sequence[str]) -> list[DecodingResult]:
+    """Decode windows ``features [n, n_audio_ctx, d]`` (each with its own prompt ids and language) at each
+    temperature of ``options`` in turn; the rows whose result needs a fallback are decoded again, together, at
+    the next temperature. A row keeps its first acceptable result (else its last one)."""
+    results: list[Optional[DecodingResult]] = [None] * features.shape[0]
+    todo = list(range(features.shape[0]))
+    for decoding in options.decoding:
+        task = DecodingTask(model, decoding, tokenizer, prompts=[prompts[i] for i in todo],
+                            languages=[languages[i] for i in todo])
+        index = torch.tensor(todo, device=features.device)
+        for i, result in zip(todo, task.run(features if len(todo) == len(results) else features[index])):
+            results[i] = result
+        todo = [i for i in todo if options.needs_fallback(results[i])]
+        if not todo:
+            break
+    return results
+
+
+__all__ = ["LongFormState", "Segment", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel"]

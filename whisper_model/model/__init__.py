@@ -1,0 +1,7 @@
+"""Whisper's encoder and decoder built from ``trtllm_ext`` layers (floor 2): the forward, its op-set, its caches."""
+from .caches import DecoderCaches
+from .ops import TORCH_OPS, BlockOps, KernelOps
+from .whisper import Whisper, WhisperDecoder, WhisperEncoder, sinusoids
+
+__all__ = ["TORCH_OPS", "BlockOps", "DecoderCaches", "KernelOps", "Whisper", "WhisperDecoder", "WhisperEncoder",
+           "sinusoids"]
