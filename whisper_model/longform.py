@@ -42,15 +42,21 @@ class TranscriptionInfo:
     duration: float  # seconds of audio
     all_language_probs: Optional[dict[str, float]]  # set when the language was detected
     options: TranscriptionOptions
+    duration_after_vad: Optional[float] = None  # seconds of speech decoded (VAD chunking or filtering), else None
 
 class LongFormState:
     """One audio's long-form progress (the state of openai-whisper's ``transcribe()`` loop): the window at
     ``seek``, its prompt, and ``advance`` which cuts a decoded window into segments and moves ``seek`` and the
-    prompt on. ``mel``: [n_mels, content_frames + N_FRAMES] (30 s of silence appended)."""
+    prompt on. ``mel``: [n_mels, content_frames + N_FRAMES] (30 s of silence appended). ``min_window``: mel
+    frames; when a window leaves less than this of the audio after its last complete timestamp, that rest is not
+    decoded as a window of its own: the text after the last pair of timestamps becomes the last segment, up to
+    the audio's end (VAD chunks: a fraction of a second at a chunk's end, mostly padding, invites a hallucination).
+    0 (openai-whisper's loop): every rest is decoded."""
 
     def __init__(self, mel: torch.Tensor, content_frames: int, options: TranscriptionOptions, tokenizer: Tokenizer,
-                 initial_prompt: Optional[str], n_audio_ctx: int):
+                 initial_prompt: Optional[str], n_audio_ctx: int, min_window: int = 0):
         self.mel, self.content_frames, self.options, self.tokenizer = mel, content_frames, options, tokenizer
+        self.min_window = min_window
         self.input_stride = N_FRAMES // n_audio_ctx  # mel frames per timestamp step: 2
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp step: 0.02
         self.all_tokens: list[int] = []
@@ -98,7 +104,7 @@ class LongFormState:
                 temperature=result.temperature, avg_logprob=result.avg_logprob,
                 compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob))
             self.next_id += 1
-        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+        if not self.options.conditioned or result.temperature > 0.5:
             self.prompt_reset_since = len(self.all_tokens)  # do not prompt with text sampled at a high temperature
         return segments
 
@@ -124,6 +130,13 @@ class LongFormState:
                            time_offset + (piece[-1] - ts_begin) * self.time_precision, piece))
             last = cut
         if single_timestamp_ending:  # no speech after the last timestamp
+            self.seek += segment_size
+            return pieces
+        rest = segment_size - (tokens[last - 1] - ts_begin) * self.input_stride  # frames after the last timestamp
+        if self.seek + segment_size >= self.content_frames and rest < self.min_window:  # too little to decode
+            if any(t < ts_begin for t in tokens[last:]):
+                pieces.append((time_offset + (tokens[last] - ts_begin) * self.time_precision,
+                               time_offset + segment_size * HOP_LENGTH / SAMPLE_RATE, tokens[last:]))
             self.seek += segment_size
         else:  # the unfinished last segment is decoded again in the next window
             self.seek += (tokens[last - 1] - ts_begin) * self.input_stride

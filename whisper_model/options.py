@@ -28,6 +28,11 @@ class TranscriptionOptions:
     unlikely (``avg_logprob < logprob_threshold``) unless it looks silent (``no_speech_prob >
     no_speech_threshold``). ``beam_size`` / ``patience`` apply at temperature 0, ``best_of`` at temperatures > 0.
     ``decoding`` holds the window options of each temperature, built (and checked) once here.
+
+    ``condition_on_previous_text``: prompt each window with the text before it. None (the default) means True
+    on the sequential path (openai-whisper's default) and False for VAD chunks, which are decoded in parallel
+    and so never see the previous chunk's text (an explicit True with ``chunking="vad"`` is an ``OptionError``).
+    ``sample_len``: most tokens decoded per window (None: n_text_ctx // 2, as openai-whisper).
     """
 
     task: str = "transcribe"
@@ -39,11 +44,12 @@ class TranscriptionOptions:
     compression_ratio_threshold: Optional[float] = 2.4
     logprob_threshold: Optional[float] = -1.0
     no_speech_threshold: Optional[float] = 0.6
-    condition_on_previous_text: bool = True
+    condition_on_previous_text: Optional[bool] = None
     without_timestamps: bool = False
     suppress_tokens: Optional[Union[str, tuple[int, ...]]] = "-1"
     suppress_blank: bool = True
     max_initial_timestamp: Optional[float] = 1.0
+    sample_len: Optional[int] = None
     decoding: tuple[DecodingOptions, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -55,6 +61,9 @@ class TranscriptionOptions:
         object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
         if self.suppress_tokens is not None and not isinstance(self.suppress_tokens, str):
             object.__setattr__(self, "suppress_tokens", tuple(int(t) for t in self.suppress_tokens))
+        if self.condition_on_previous_text not in (None, True, False):
+            raise OptionError(f"condition_on_previous_text must be True, False or None (the path's default), "
+                              f"got {self.condition_on_previous_text!r}")
         if (self.beam_size is not None or self.patience is not None) and 0 not in self.temperature:
             raise OptionError("beam_size and patience need a temperature of 0 in temperature (beam search does "
                               "not sample); use best_of for temperatures > 0")
@@ -72,7 +81,13 @@ class TranscriptionOptions:
             beam_size=self.beam_size if t == 0 else None, patience=self.patience if t == 0 else None,
             best_of=self.best_of if t > 0 else None, length_penalty=self.length_penalty,
             suppress_tokens=self.suppress_tokens, suppress_blank=self.suppress_blank,
-            without_timestamps=self.without_timestamps, max_initial_timestamp=self.max_initial_timestamp)
+            without_timestamps=self.without_timestamps, max_initial_timestamp=self.max_initial_timestamp,
+            sample_len=self.sample_len)
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether windows are prompted with the text before them (None: yes, the sequential default)."""
+        return self.condition_on_previous_text is not False
 
     def needs_fallback(self, result: DecodingResult) -> bool:
         """Whether a window's ``result`` is rejected (decoded again at the next temperature)."""

@@ -6,9 +6,11 @@
     results = model.transcribe_batch(["a.wav", "b.mp3"], batch_size=8)   # [(segments, info)] in input order
     model.transcribe_dict("clip.wav")                       # openai-whisper's result dict
     scheduler = model.scheduler(batch_size=8)               # streams added at any time, events as they come
+    segments, info = model.transcribe("hour.mp3", chunking="vad", batch_size=16)   # VAD chunks decoded in parallel
 
 Every transcription method takes ``options=TranscriptionOptions(...)`` or its fields as keywords (openai-whisper's
-names and defaults; ``inspect.signature`` lists them), plus the per-call ``language`` and ``initial_prompt``.
+names and defaults; ``inspect.signature`` lists them), plus the per-call ``language`` and ``initial_prompt``,
+and ``chunking`` / ``vad_filter`` / ``vad_options`` (``chunked``: voice activity detection for long files).
 """
 from __future__ import annotations
 
@@ -18,15 +20,16 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from .chunked import make_scheduler
 from .encoding import Audio, WhisperEncoding
 from .errors import CheckpointError
 from .io import weights
 from .io.tokenizer import Tokenizer, get_tokenizer
+from .io.vad import VadOptions
 from .io.vocab import checkpoint_vocab_dir, vocab_name
 from .longform import detect_languages, load_mel
 from .model import Whisper
 from .options import TranscriptionOptions, option_keywords
-from .scheduler import Scheduler
 from .transcribe import (
     BatchItem,
     Segment,
@@ -93,41 +96,56 @@ class WhisperModel:
     @option_keywords
     def transcribe(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None,
                    language: Optional[str] = None, initial_prompt: Optional[str] = None,
-                   progress: bool = False) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """``(segments, info)``: segments is a lazy generator (see ``transcribe.transcribe``)."""
+                   progress: bool = False, chunking: str = "none", vad_filter: bool = False,
+                   vad_options: Optional[VadOptions] = None,
+                   batch_size: int = 8) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """``(segments, info)``: segments is a lazy generator (see ``transcribe.transcribe``; ``chunking="vad"``:
+        the audio's speech chunks decoded ``batch_size`` at a time)."""
         return transcribe(self.model, audio, options=options, language=language, initial_prompt=initial_prompt,
-                          tokenizer=self.tokenizer, progress=progress)
+                          tokenizer=self.tokenizer, progress=progress, chunking=chunking, vad_filter=vad_filter,
+                          vad_options=vad_options, batch_size=batch_size)
 
     @option_keywords
     def transcribe_batch(self, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
                          batch_size: int = 8, language: Optional[str] = None, initial_prompt: Optional[str] = None,
-                         progress: bool = False) -> list[tuple[list[Segment], TranscriptionInfo]]:
+                         progress: bool = False, chunking: str = "none", vad_filter: bool = False,
+                         vad_options: Optional[VadOptions] = None) -> list[tuple[list[Segment], TranscriptionInfo]]:
         """``(segments, info)`` per audio, in input order: ``batch_size`` audios of any length decoded together
         (see ``transcribe.transcribe_batch``)."""
         return transcribe_batch(self.model, audios, options=options, batch_size=batch_size, language=language,
-                                initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress)
+                                initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress,
+                                chunking=chunking, vad_filter=vad_filter, vad_options=vad_options)
 
     @option_keywords
     def iter_transcribe_batch(self, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
                               batch_size: int = 8, language: Optional[str] = None,
-                              initial_prompt: Optional[str] = None, progress: bool = False) -> Iterator[BatchItem]:
+                              initial_prompt: Optional[str] = None, progress: bool = False, chunking: str = "none",
+                              vad_filter: bool = False, vad_options: Optional[VadOptions] = None,
+                              ) -> Iterator[BatchItem]:
         """One ``BatchItem`` per audio as each completes; an audio that fails to load gives its error and the
         others go on (see ``transcribe.iter_transcribe_batch``)."""
         return iter_transcribe_batch(self.model, audios, options=options, batch_size=batch_size, language=language,
-                                     initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress)
+                                     initial_prompt=initial_prompt, tokenizer=self.tokenizer, progress=progress,
+                                     chunking=chunking, vad_filter=vad_filter, vad_options=vad_options)
 
     @option_keywords
     def transcribe_dict(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None,
                         language: Optional[str] = None, initial_prompt: Optional[str] = None,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, chunking: str = "none", vad_filter: bool = False,
+                        vad_options: Optional[VadOptions] = None, batch_size: int = 8) -> dict:
         """openai-whisper's result dict: {"text", "segments", "language"}."""
         return result_dict(*self.transcribe(audio, options=options, language=language,
-                                            initial_prompt=initial_prompt, progress=progress))
+                                            initial_prompt=initial_prompt, progress=progress, chunking=chunking,
+                                            vad_filter=vad_filter, vad_options=vad_options, batch_size=batch_size))
 
-    def scheduler(self, batch_size: int = 8) -> Scheduler:
+    def scheduler(self, batch_size: int = 8, *, chunking: str = "none", vad_filter: bool = False,
+                  vad_options: Optional[VadOptions] = None):
         """A ``scheduler.Scheduler`` on this model: add streams (each with its options, language and prompt) at
-        any time and iterate its events."""
-        return Scheduler(self.model, batch_size=batch_size, tokenizer=self.tokenizer)
+        any time and iterate its events. With ``chunking="vad"`` or ``vad_filter=True`` a
+        ``chunked.ChunkedScheduler`` (same ``add`` and ``events``): each file's speech chunks are streams, its
+        events per file."""
+        return make_scheduler(self.model, batch_size=batch_size, tokenizer=self.tokenizer, chunking=chunking,
+                              vad_filter=vad_filter, vad_options=vad_options)
 
     @staticmethod
     def result_dict(segments, info: TranscriptionInfo) -> dict:

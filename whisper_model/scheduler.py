@@ -75,6 +75,7 @@ class Stream:
     options: TranscriptionOptions
     language: Optional[str] = None
     initial_prompt: Optional[str] = None
+    min_window: int = 0
     state: Optional[LongFormState] = None
     info: Optional[TranscriptionInfo] = None
     features: Optional[torch.Tensor] = None
@@ -98,10 +99,13 @@ class Scheduler:
         self._counter = itertools.count()
 
     def add(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
-            initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None) -> Hashable:
+            initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None,
+            min_window_s: float = 0.0) -> Hashable:
         """Queue ``audio`` (a path, file bytes, or 16 kHz mono samples [n]); it is loaded when a row is free.
         Returns its id (``stream_id``, default the next integer). ``language`` and ``options.task`` are checked
-        for this model now: ``OptionError``."""
+        for this model now: ``OptionError``. ``min_window_s``: a rest of the audio shorter than this after the last
+        complete timestamp of its last window is not decoded on its own (``LongFormState.min_window``; VAD
+        chunks)."""
         options = TranscriptionOptions() if options is None else options
         if not isinstance(options, TranscriptionOptions):
             raise TypeError(f"options must be a TranscriptionOptions, got {type(options).__name__}")
@@ -111,7 +115,8 @@ class Scheduler:
         elif stream_id in self._ids:
             raise OptionError(f"stream_id={stream_id!r} is already in use")
         self._ids.add(stream_id)
-        self._waiting.append(Stream(stream_id, audio, options, language, initial_prompt))
+        self._waiting.append(Stream(stream_id, audio, options, language, initial_prompt,
+                                    round(min_window_s * SAMPLE_RATE / HOP_LENGTH)))
         return stream_id
 
     def events(self) -> Iterator[Event]:
@@ -163,7 +168,7 @@ class Scheduler:
             duration=float(content_frames * HOP_LENGTH / SAMPLE_RATE), all_language_probs=probs,
             options=stream.options)
         stream.state = LongFormState(mel, content_frames, stream.options, tokenizer, stream.initial_prompt,
-                                     self.model.dims.n_audio_ctx)
+                                     self.model.dims.n_audio_ctx, stream.min_window)
         stream.audio, stream.features = None, first
 
     def _round(self) -> Iterator[Event]:

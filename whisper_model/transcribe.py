@@ -17,6 +17,11 @@ All of it runs in ``scheduler.Scheduler``: ``transcribe`` is the scheduler over 
 ``iter_transcribe_batch`` over many (their windows encoded and decoded together, ``batch_size`` at a time; at
 temperature 0 each audio gets what ``transcribe`` gives it alone). Options: ``options=TranscriptionOptions(...)``
 or the same names as keywords (``options.option_keywords``); both are checked before any audio is loaded.
+
+Long files (``chunked``): ``chunking="vad"`` cuts each audio at speech pauses (Silero VAD) into chunks of at most
+30 s that are decoded in parallel, ``batch_size`` chunks at a time (of one file or of many), each chunk without
+the previous chunk's text; ``vad_filter=True`` removes non-speech before the sequential loop. ``vad_options``
+(``io.vad.VadOptions``) tunes the detection.
 """
 from __future__ import annotations
 
@@ -25,18 +30,21 @@ from typing import Iterator, Optional, Sequence
 
 import tqdm
 
+from .chunked import make_scheduler
 from .encoding import Audio
 from .errors import WhisperError
 from .io.tokenizer import Tokenizer
+from .io.vad import VadOptions
 from .longform import Segment, TranscriptionInfo
 from .options import TranscriptionOptions, option_keywords
-from .scheduler import Event, Failed, Finished, Scheduler, Segments, Started
+from .scheduler import Event, Failed, Finished, Segments, Started
 
 
 @option_keywords
 def transcribe(model, audio: Audio, *, options: Optional[TranscriptionOptions] = None,
                language: Optional[str] = None, initial_prompt: Optional[str] = None,
-               tokenizer: Optional[Tokenizer] = None, progress: bool = False,
+               tokenizer: Optional[Tokenizer] = None, progress: bool = False, chunking: str = "none",
+               vad_filter: bool = False, vad_options: Optional[VadOptions] = None, batch_size: int = 8,
                ) -> tuple[Iterator[Segment], TranscriptionInfo]:
     """Transcribe (or translate) ``audio`` of any length: ``(lazy segment generator, info)``.
 
@@ -45,8 +53,16 @@ def transcribe(model, audio: Audio, *, options: Optional[TranscriptionOptions] =
     use "en"); ``initial_prompt``: text before the first window; ``tokenizer`` supplies the vocabulary (default:
     the model's standard one). The audio is loaded (and its language detected) before this returns:
     ``OptionError`` names a bad option, ``AudioError`` says why the audio cannot be loaded.
+
+    ``chunking="vad"``: the audio is cut at speech pauses into chunks of at most 30 s, decoded ``batch_size`` at a
+    time, each without the previous chunk's text (``condition_on_previous_text=True`` is refused) and with
+    ``initial_prompt`` as its prompt; the language is detected on the first chunk; segments come in time order as
+    the chunks before them finish. ``vad_filter=True``: only the speech is transcribed, sequentially, with times on
+    the audio's timeline. ``batch_size`` only matters with ``chunking="vad"`` (sequential decoding has one window
+    at a time). See ``chunked``.
     """
-    scheduler = Scheduler(model, batch_size=1, tokenizer=tokenizer)
+    scheduler = make_scheduler(model, batch_size=batch_size, tokenizer=tokenizer, chunking=chunking,
+                               vad_filter=vad_filter, vad_options=vad_options)
     scheduler.add(audio, options=options, language=language, initial_prompt=initial_prompt)
     events = scheduler.events()
     first = next(events)  # Started, or Failed
@@ -80,13 +96,16 @@ class BatchItem:
 @option_keywords
 def iter_transcribe_batch(model, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
                           batch_size: int = 8, language: Optional[str] = None, initial_prompt: Optional[str] = None,
-                          tokenizer: Optional[Tokenizer] = None, progress: bool = False) -> Iterator[BatchItem]:
+                          tokenizer: Optional[Tokenizer] = None, progress: bool = False, chunking: str = "none",
+                          vad_filter: bool = False, vad_options: Optional[VadOptions] = None) -> Iterator[BatchItem]:
     """Transcribe ``audios`` (paths, file bytes, or 16 kHz mono samples [n]) ``batch_size`` at a time: one
     ``BatchItem`` per audio, yielded as each completes (in completion order). An audio that cannot be loaded
     gives a ``BatchItem`` with its ``error``; the others go on. ``language`` / ``initial_prompt``: every audio's
     (None: each audio's language detected). The options (``batch_size`` included) are checked now, before any
-    audio is loaded: ``OptionError``."""
-    scheduler = Scheduler(model, batch_size=batch_size, tokenizer=tokenizer)
+    audio is loaded: ``OptionError``. ``chunking="vad"``: every chunk of every audio is a stream (``batch_size``
+    chunks at a time); ``vad_filter``: see ``transcribe``."""
+    scheduler = make_scheduler(model, batch_size=batch_size, tokenizer=tokenizer, chunking=chunking,
+                               vad_filter=vad_filter, vad_options=vad_options)
     audios = list(audios)
     for index, audio in enumerate(audios):
         scheduler.add(audio, options=options, language=language, initial_prompt=initial_prompt, stream_id=index)
@@ -114,14 +133,16 @@ def _items(events: Iterator[Event], n_audios: int, progress: bool) -> Iterator[B
 @option_keywords
 def transcribe_batch(model, audios: Sequence[Audio], *, options: Optional[TranscriptionOptions] = None,
                      batch_size: int = 8, language: Optional[str] = None, initial_prompt: Optional[str] = None,
-                     tokenizer: Optional[Tokenizer] = None,
-                     progress: bool = False) -> list[tuple[list[Segment], TranscriptionInfo]]:
+                     tokenizer: Optional[Tokenizer] = None, progress: bool = False, chunking: str = "none",
+                     vad_filter: bool = False, vad_options: Optional[VadOptions] = None,
+                     ) -> list[tuple[list[Segment], TranscriptionInfo]]:
     """``(segments, info)`` per audio, in input order; see ``iter_transcribe_batch``. An audio that fails raises
     its error (``AudioError`` naming it; use ``iter_transcribe_batch`` to go on without it)."""
     audios = list(audios)
     results: list = [None] * len(audios)
     for item in iter_transcribe_batch(model, audios, options=options, batch_size=batch_size, language=language,
-                                      initial_prompt=initial_prompt, tokenizer=tokenizer, progress=progress):
+                                      initial_prompt=initial_prompt, tokenizer=tokenizer, progress=progress,
+                                      chunking=chunking, vad_filter=vad_filter, vad_options=vad_options):
         if item.error is not None:
             raise type(item.error)(f"audio {item.index} ({_describe(audios[item.index])}): {item.error}") \
                 from item.error

@@ -1,0 +1,211 @@
+"""The command line's flags: openai-whisper's ``whisper`` (names, short forms, types, defaults, meaning), plus ours.
+
+openai-whisper's word-level flags (``--word_timestamps`` and the ones that need it, ``--clip_timestamps``) are not
+here yet: they come with word timestamps. ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo,
+is not bundled). Ours on top: ``--input_file`` (the audio paths again, as older scripts give them),
+``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``; ``--language auto`` and ``--verbose
+None`` are accepted too. A value that cannot work is an ``OptionError`` whose message names the flag.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OptionError
+from ..io.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+from ..io.writers import FORMATS
+
+OPENAI_FILES = {"large": "large-v3", "turbo": "large-v3-turbo"}  # openai-whisper's names for its .pt files
+DTYPES = ("float32", "float16", "bfloat16")
+BOOL = "{True,False}"
+_TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def str2bool(value: str) -> bool:
+    if value.lower() not in _TRUE_FALSE:
+        raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+    return _TRUE_FALSE[value.lower()]
+
+
+def optional_bool(value: str) -> bool | None:
+    return None if value == "None" else str2bool(value)
+
+
+def optional_int(value: str) -> int | None:
+    return None if value == "None" else int(value)
+
+
+def optional_float(value: str) -> float | None:
+    return None if value == "None" else float(value)
+
+
+def language(value: str) -> str | None:
+    """A language code or English name (any case) as given; None / auto: detect it."""
+    if value.lower() in ("none", "auto"):
+        return None
+    if value.lower() not in LANGUAGES and value.lower() not in TO_LANGUAGE_CODE:
+        raise argparse.ArgumentTypeError(f"unknown language {value!r}: give a code such as en, fr, de, zh or an "
+                                         "English name such as French (--help lists the codes)")
+    return value
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after each option's help unless the help says what its default means itself."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default:" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line (the usage is 30 lines long: --help shows it), exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def prog_name() -> str:
+    """``whisper-trtllm`` when run as the installed script, else how ``python -m`` runs it."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m whisper_model.run" if name in ("", "run.py", "__main__.py", "-c") else name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import torch  # here, not at import: a Ctrl-C while torch loads is already handled by main
+
+    p = _Parser(
+        prog=prog_name(), formatter_class=_HelpFormatter,
+        description="Transcribe or translate audio files and write txt/srt/vtt/tsv/json (openai-whisper's flags).",
+        epilog="Exit status: 0 when every input was transcribed; 1 when an input failed or was missing (the others "
+               "are still transcribed); 2 for a bad option or a model that cannot be loaded; 130 / 143 when "
+               "interrupted by Ctrl-C / SIGTERM (outputs of the inputs already done are kept).")
+    p.add_argument("audio", nargs="*", help="audio or video file(s) to transcribe")
+    p.add_argument("--input_file", nargs="+", action="extend", default=None, metavar="AUDIO",
+                   help="more audio files (the same as the positional paths)")
+    p.add_argument("--model", default="tiny.en", help="model name (bundled: tiny.en, base; other names are read "
+                   "from --model_dir) or a checkpoint: an openai-whisper .pt file, a Hugging Face directory or a "
+                   "CTranslate2 directory")
+    p.add_argument("--model_dir", default=None, help="where models are found by name, as openai-whisper stores "
+                   "them (<model_dir>/<name>.pt) (default: None: ~/.cache/whisper when the file is there)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="device to run on: cpu, cuda or cuda:N")
+    p.add_argument("--output_dir", "-o", default=".", help="directory to save the outputs")
+    p.add_argument("--output_format", "-f", default="all", choices=FORMATS + ("all",),
+                   help="format of the output file(s); all: every format")
+    p.add_argument("--verbose", type=optional_bool, default=True, metavar="{True,False,None}",
+                   help="True: print each segment as it is decoded; False: show a progress bar over the audio "
+                   "seconds instead; None: print neither")
+    p.add_argument("--task", default="transcribe", choices=("transcribe", "translate"),
+                   help="X->X speech recognition ('transcribe') or X->English translation ('translate')")
+    p.add_argument("--language", type=language, default=None, metavar="LANGUAGE", help="language spoken in the "
+                   "audio: a code or an English name, any case (default: None, or auto: detect it on the first "
+                   f"30 s). Codes: {', '.join(sorted(LANGUAGES))}")
+    _decoding_flags(p)
+    _ours(p)
+    return p
+
+
+def _decoding_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=0, help="temperature to sample with; beam search "
+                   "(--beam_size) is used only at temperature 0, --best_of samples above it")
+    p.add_argument("--best_of", type=optional_int, default=5, help="number of candidates when sampling with "
+                   "non-zero temperature")
+    p.add_argument("--beam_size", type=optional_int, default=5, help="number of beams in beam search, only "
+                   "applicable when temperature is zero (None: greedy)")
+    p.add_argument("--patience", type=optional_float, default=None, help="beam search patience, as in "
+                   "https://arxiv.org/abs/2204.05424 (default: None: 1.0, conventional beam search)")
+    p.add_argument("--length_penalty", type=optional_float, default=None, help="token length penalty alpha, as "
+                   "in https://arxiv.org/abs/1609.08144 (default: None: simple length normalization)")
+    p.add_argument("--suppress_tokens", default="-1", help="comma-separated token ids to suppress during "
+                   "sampling; -1: most special characters except common punctuation")
+    p.add_argument("--initial_prompt", default=None, help="text to provide as a prompt for the first window "
+                   "(default: None: no prompt)")
+    p.add_argument("--carry_initial_prompt", type=str2bool, metavar=BOOL, default=False,
+                   help="prepend --initial_prompt to every window's prompt (not supported yet: only False)")
+    p.add_argument("--condition_on_previous_text", type=str2bool, metavar=BOOL, default=True,
+                   help="provide the previous output as a prompt for the next window; False makes the text less "
+                   "consistent across windows but less prone to getting stuck in a failure loop")
+    p.add_argument("--fp16", type=str2bool, metavar=BOOL, default=True,
+                   help="run in float16 on CUDA (float32 on the CPU); --dtype, when given, decides instead")
+    p.add_argument("--temperature_increment_on_fallback", type=optional_float, default=0.2, help="temperature "
+                   "to add when a window fails the thresholds below and is decoded again (None: no fallback)")
+    p.add_argument("--compression_ratio_threshold", type=optional_float, default=2.4, help="if the gzip "
+                   "compression ratio is higher than this value, treat the decoding as failed")
+    p.add_argument("--logprob_threshold", type=optional_float, default=-1.0, help="if the average log "
+                   "probability is lower than this value, treat the decoding as failed")
+    p.add_argument("--no_speech_threshold", type=optional_float, default=0.6, help="if the probability of the "
+                   "no-speech token is higher than this value and the decoding failed --logprob_threshold, "
+                   "consider the window silence")
+    p.add_argument("--threads", type=optional_int, default=0, help="number of threads torch uses on the CPU "
+                   "(0: torch's default); supersedes MKL_NUM_THREADS/OMP_NUM_THREADS")
+
+
+def _ours(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine_dir", default=None, help="an engine built by whisper_model.build, in place of "
+                   "--model (default: None: no engine)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights and activations dtype (default: None: "
+                   "from --fp16 and --device)")
+    p.add_argument("--without_timestamps", action="store_true", help="decode text only (no timestamp tokens)")
+    p.add_argument("--batch_size", type=int, default=1, help="files transcribed together, their windows "
+                   "batched (1: one file after the other)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed flags; ``audio``: the positional paths then those of ``--input_file``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.audio = list(args.audio) + list(args.input_file or [])
+    if not args.audio:
+        parser.error("no audio given: pass the audio files as arguments (or after --input_file)")
+    return args
+
+
+def temperatures(start: float, increment: float | None) -> tuple[float, ...]:
+    """openai-whisper's fallback schedule: start, start + increment, ... up to 1.0 (just ``start`` when there is
+    no increment, or when ``start`` is already above 1)."""
+    if increment is None:
+        return (float(start),)
+    if increment <= 0:
+        raise OptionError(f"--temperature_increment_on_fallback must be positive or None, got {increment}")
+    return tuple(float(t) for t in np.arange(start, 1.0 + 1e-6, increment)) or (float(start),)
+
+
+def default_model_dir() -> Path:
+    """Where openai-whisper keeps its models: $XDG_CACHE_HOME/whisper, else ~/.cache/whisper."""
+    return Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+
+
+def model_source(model: str, model_dir: str | None) -> str:
+    """``--model`` as a path when it names a checkpoint in ``--model_dir`` (``<name>`` or openai-whisper's
+    ``<name>.pt``), else as given (a path, or a bundled name)."""
+    if Path(model).expanduser().exists():
+        return model
+    folder = Path(model_dir).expanduser() if model_dir else default_model_dir()
+    for candidate in (folder / model, folder / f"{OPENAI_FILES.get(model, model)}.pt"):
+        if candidate.exists():
+            return str(candidate)
+    return model
+
+
+_FLAG_NAMES = ("best_of", "beam_size", "length_penalty", "suppress_tokens", "initial_prompt", "suppress_blank",
+               "condition_on_previous_text", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
+               "without_timestamps", "batch_size", "max_initial_timestamp")
+_PLAIN_NAMES = ("task", "language", "temperature", "patience")  # also plain words: a flag only as a subject
+_VALUE = r"(?:=(\S+?)(?=[:;,)]|\s|$))"
+_FLAG_RE = re.compile(rf"(?<![\w.-])(?:({'|'.join(_FLAG_NAMES)})\b{_VALUE}?|({'|'.join(_PLAIN_NAMES)})"
+                      rf"(?:{_VALUE}|(?= (?:must|requires|needs?|and|or|can)\b)))")
+
+
+def for_shell(message: str) -> str:
+    """An option error as a shell user reads it: ``beam_size=0`` -> ``--beam_size 0``, ``patience requires`` ->
+    ``--patience requires``."""
+    def flag(m: re.Match) -> str:
+        name, value = (m[1], m[2]) if m[1] else (m[3], m[4])
+        return f"--{name}" + (f" {value.strip(chr(39))}" if value else "")
+    return _FLAG_RE.sub(flag, message)

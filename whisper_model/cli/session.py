@@ -1,0 +1,196 @@
+"""One run of the command line: check the flags, skip missing inputs, load the model, transcribe every input
+through one ``Scheduler``, write each file's outputs when it is complete, count what happened.
+
+Errors are one line each, written for a shell user (flags named as ``--flag``); nothing here prints a traceback
+for a user's error. ``Session.run`` returns the exit status (see ``args.build_parser``'s epilog).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import AudioError, DecodingError, OptionError, OutputError, WhisperError
+from ..io.tokenizer import normalize_language
+from ..io.writers import write_result
+from ..options import TranscriptionOptions
+from ..pipeline import WhisperModel
+from ..scheduler import Failed, Finished, Scheduler, Segments, Started
+from ..transcribe import result_dict
+from .args import for_shell, model_source, temperatures
+from .progress import Progress
+from .signals import SignalGuard
+
+FILE_ERRORS = (AudioError, DecodingError, OutputError)  # what fails one input while the others go on
+
+
+def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
+    """The flags as ``TranscriptionOptions``. As in openai-whisper's ``transcribe()``, beam search (``--beam_size``,
+    ``--patience``) is used only at temperature 0: a schedule without 0 samples (``--best_of``) at every step."""
+    if args.carry_initial_prompt:
+        raise OptionError("--carry_initial_prompt True is not supported yet; leave it False")
+    schedule = temperatures(args.temperature, args.temperature_increment_on_fallback)
+    beam = 0 in schedule
+    return TranscriptionOptions(
+        task=args.task, temperature=schedule, best_of=args.best_of, beam_size=args.beam_size if beam else None,
+        patience=args.patience if beam else None, length_penalty=args.length_penalty,
+        suppress_tokens=args.suppress_tokens, condition_on_previous_text=args.condition_on_previous_text,
+        compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
+        no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps)
+
+
+def check_device(device: str) -> None:
+    """OptionError unless ``device`` is the CPU or a CUDA device this machine has."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise OptionError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise OptionError(f"--device {device}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = "no GPU is visible" if torch.version.cuda else f"torch {torch.__version__} is built without CUDA"
+        raise OptionError(f"--device {device}: CUDA is not available on this machine ({why}); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise OptionError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def dtype_of(args: argparse.Namespace) -> str:
+    """``--dtype`` when given, else float16 on CUDA with ``--fp16 True`` (openai-whisper's rule), else float32."""
+    if args.dtype is not None:
+        if not args.fp16 and args.dtype != "float32":
+            raise OptionError(f"--fp16 False contradicts --dtype {args.dtype}")
+        return args.dtype
+    return "float16" if args.fp16 and torch.device(args.device).type == "cuda" else "float32"
+
+
+class Session:
+    """The counts of one run (for the summary line, also when interrupted) and its progress display."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.inputs = self.done = self.failed = self.skipped = 0
+        self.audio_s = 0.0
+        self.progress: Progress | None = None
+
+    def summary(self) -> str:
+        wall = time.perf_counter() - self.started
+        left = self.inputs - self.done - self.failed - self.skipped
+        rtf = f" (real-time factor {wall / self.audio_s:.3f})" if self.audio_s else ""
+        counts = f"done {self.done}, failed {self.failed}, skipped {self.skipped}"
+        counts += f", not finished {left}" if left > 0 else ""
+        return f"{counts}; {self.audio_s:.1f} s of audio in {wall:.1f} s{rtf}"
+
+    def run(self, args: argparse.Namespace, guard: SignalGuard) -> int:
+        self.inputs = len(args.audio)
+        try:
+            options = self._prepare(args)
+        except OptionError as e:
+            return _usage_error(e)
+        inputs = self._existing(args.audio)
+        if inputs:
+            try:
+                scheduler = self._scheduler(args, options, inputs)
+            except (WhisperError, RuntimeError, OSError) as e:  # a model, device or output folder that fails
+                return _usage_error(e)
+            self._transcribe(args, inputs, scheduler, guard)
+        print(self.summary(), file=sys.stderr, flush=True)
+        return 1 if self.failed or self.skipped else 0
+
+    def close(self, *, keep: bool) -> None:
+        if self.progress is not None:
+            self.progress.close(keep=keep)
+
+    def _prepare(self, args: argparse.Namespace) -> TranscriptionOptions:
+        if args.batch_size < 1:
+            raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
+        check_device(args.device)
+        args.dtype = dtype_of(args)
+        if args.threads:
+            if args.threads < 0:
+                raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        return transcription_options(args)
+
+    def _existing(self, paths: list[str]) -> list[str]:
+        """The inputs that are files; each other one is reported and skipped."""
+        found = []
+        for path in paths:
+            if Path(path).is_file():
+                found.append(path)
+                continue
+            why = "is a directory" if Path(path).is_dir() else "no such file"
+            print(f"error: {path}: {why}; skipped", file=sys.stderr, flush=True)
+            self.skipped += 1
+        return found
+
+    def _scheduler(self, args: argparse.Namespace, options: TranscriptionOptions, inputs: list[str]) -> Scheduler:
+        """Load the model, queue every input (stream i: ``inputs[i]``), make the output folder."""
+        if args.engine_dir:
+            model = WhisperModel.from_engine(args.engine_dir, device=args.device)
+        else:
+            model = WhisperModel(model_source(args.model, args.model_dir), device=args.device,
+                                 dtype=getattr(torch, args.dtype))
+        language = args.language
+        if language is not None and not model.is_multilingual and normalize_language(language) != "en":
+            print(f"warning: {args.model} is an English-only model but got --language {language}; using English "
+                  "instead", file=sys.stderr)
+            language = "en"
+        scheduler = model.scheduler(batch_size=args.batch_size)
+        for index, path in enumerate(inputs):  # language and task checked for this model here
+            scheduler.add(path, options=options, language=language, initial_prompt=args.initial_prompt,
+                          stream_id=index)
+        try:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"--output_dir {args.output_dir}: cannot create it: {e.strerror or e}") from e
+        return scheduler
+
+    def _transcribe(self, args: argparse.Namespace, inputs: list[str], scheduler: Scheduler,
+                    guard: SignalGuard) -> None:
+        """Run the scheduler: show progress, write each file's outputs once it is complete (a signal waits for
+        the writing to end), report each failure and go on."""
+        progress = self.progress = Progress(inputs, verbose=args.verbose, batch_size=args.batch_size)
+        collected: dict[int, list] = {}
+        clock: dict[int, float] = {}
+        for event in scheduler.events():
+            i, path = event.stream_id, inputs[event.stream_id]
+            try:
+                if isinstance(event, Failed):
+                    raise event.error
+                if isinstance(event, Started):
+                    collected[i], clock[i] = [], time.perf_counter()
+                    progress.started(i, event.info.duration)
+                elif isinstance(event, Segments):
+                    collected[i] += event.segments
+                    progress.segments(i, event.segments, event.done)
+                elif isinstance(event, Finished):
+                    with guard.deferred():
+                        written = _write(args, path, collected.pop(i), event.info)
+                    self.done, self.audio_s = self.done + 1, self.audio_s + event.info.duration
+                    progress.finished(i, event.info.duration, _report(path, event.info, clock.pop(i), written))
+            except FILE_ERRORS as e:
+                self.failed += 1
+                collected.pop(i, None)
+                progress.failed(i, f"error: {path}: {e}")
+        progress.close()
+        self.progress = None
+
+
+def _usage_error(e: Exception) -> int:
+    print(f"error: {for_shell(str(e))}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _write(args: argparse.Namespace, path: str, segments, info) -> list:
+    try:
+        return write_result(result_dict(segments, info), path, args.output_dir, args.output_format)
+    except OSError as e:
+        raise OutputError(f"cannot write the outputs: {e}") from e
+
+
+def _report(path: str, info, since: float, written) -> str:
+    return (f"{path}: language={info.language} duration={info.duration:.1f}s "
+            f"time={time.perf_counter() - since:.1f}s -> {', '.join(str(w) for w in written)}")
