@@ -1,6 +1,7 @@
 """One long file, end to end: sequential windows vs VAD-cut chunks decoded in batches (GPU; runs on CPU too).
 
     python bench/bench_longform.py --model large-v3 --minutes 60 --batch 16 32 --tokens 100 --json OUT.json
+    python bench/bench_longform.py ... --vad_device cpu cuda --profile --audio_dir .carry/audio --vocab_dir DIR
     python bench/bench_longform.py --model tiny --minutes 2 --batch 4 --tokens 20 --device cpu   # a smoke run
 
 The input is real speech: the shared English clips, joined in a fixed shuffled order with 1-6 s gaps of silence or
@@ -15,20 +16,26 @@ detection and language-free decoding are all inside the time.
 * ``chunked B``: ``transcribe(path, chunking="vad", batch_size=B)``: Silero VAD (on ``--vad_device``), chunks of at
   most 30 s cut in pauses, decoded B at a time, each without the previous chunk's text.
 
-Also reported, alone: decoding the WAV, Silero VAD on CPU and on the GPU, the log-mel of the whole file. A warm-up
-run on a 2-minute input comes first for every mode (compiles kernels, captures CUDA graphs). Prints a table (wall
-seconds, real-time factor, "one hour in N s", windows, decoded tokens per second) and writes JSON.
+Also reported, alone: decoding the WAV (also as before 2026-12-04, the resampler on every frame), Silero VAD on CPU
+and on the GPU, the log-mel of the whole file. A warm-up run comes first for every mode (compiles kernels, captures
+the CUDA graph of every row bucket the timed run uses): on a 2-minute input for ``sequential`` (one row), on the
+whole file for a chunked mode (a short input has too few chunks to fill a batch of 16 or 32, and the graphs of the
+larger buckets would be captured inside the timed run). ``--profile`` adds one more chunked run per VAD device at
+the largest batch with the time of each stage. Prints a table (wall seconds, real-time factor, "one hour in N s",
+windows, decoded tokens per second) and writes JSON.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import platform
 import sys
 import tempfile
 import time
 import wave
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,12 +59,14 @@ CLIPS = ["en_jfk.wav", "en_lecture_60s.wav", "en_asterisk_demo_instruct_8k.wav",
          "en_f5_ref.wav", "en_arctic_a0007.wav"]
 
 
-def long_audio(minutes: float, seed: int = 0) -> np.ndarray:
-    """The shared English clips, shuffled, joined with 1-6 s gaps (silence or noise at std 0.003)."""
+def long_audio(minutes: float, seed: int = 0, audio_dir: Path = AUDIO_DIR) -> np.ndarray:
+    """The shared English clips (of ``audio_dir``), shuffled, joined with 1-6 s gaps (silence or noise at std
+    0.003)."""
     rng = np.random.default_rng(seed)
-    clips = [load_audio(AUDIO_DIR / c) for c in CLIPS if (AUDIO_DIR / c).is_file()]
+    audio_dir = Path(audio_dir)
+    clips = [load_audio(audio_dir / c) for c in CLIPS if (audio_dir / c).is_file()]
     if not clips:
-        raise SystemExit(f"no shared clips in {AUDIO_DIR.resolve()}")
+        raise SystemExit(f"no shared clips in {audio_dir.resolve()}")
     pieces, n, k = [], 0, 0
     while n < minutes * 60 * SR:
         for i in rng.permutation(len(clips)):
@@ -89,9 +98,12 @@ def timed(fn, device):
     return time.perf_counter() - start, out
 
 
-def tokenizer_for(model):
-    """The model's vocabulary: openai-whisper's assets when installed, else the bundled checkpoints' own."""
+def tokenizer_for(model, vocab_dir=None):
+    """The model's vocabulary: from ``vocab_dir`` when given (a folder with ``multilingual.tiktoken`` /
+    ``gpt2.tiktoken``), else openai-whisper's assets when installed, else the bundled checkpoints' own."""
     multilingual = model.dims.is_multilingual
+    if vocab_dir is not None:
+        return get_tokenizer(multilingual, num_languages=model.dims.num_languages, vocab_path=vocab_dir)
     try:
         return get_tokenizer(multilingual, num_languages=model.dims.num_languages)
     except FileNotFoundError:
@@ -113,62 +125,143 @@ def decode_file(model, tokenizer, path, options, batch, vad_device):
     return list(segments), info
 
 
+def load_audio_resampled(path) -> np.ndarray:
+    """``load_audio`` as it was before 2026-12-04: every frame through PyAV's resampler (also a 16 kHz s16 mono WAV's),
+    then int16 -> float32 / 32768 in two passes; the same samples."""
+    import av
+
+    chunks = []
+    with av.open(path) as container:
+        stream = container.streams.best("audio")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SR)
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                chunks += [out.to_ndarray().reshape(-1).copy() for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray().reshape(-1).copy() for out in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
 def components(path, samples, n_mels, device) -> dict:
     """Seconds of each front-end step alone on the whole file."""
-    out = {"decode_wav_s": timed(lambda: load_audio(str(path)), "cpu")[0]}
+    load_audio(str(path))  # the file in the page cache
+    out = {"decode_wav_s": timed(lambda: load_audio(str(path)), "cpu")[0],
+           "decode_wav_resampled_s": timed(lambda: load_audio_resampled(str(path)), "cpu")[0]}
     devices = ["cpu"] + (["cuda"] if torch.device(device).type == "cuda" else [])
     for d in devices:
         V.speech_probabilities(samples[: 10 * SR], d)  # load the model, warm up
         seconds, regions = timed(lambda: V.speech_regions(samples, replace(V.CHUNKING, device=d)), d)
-        out[f"vad_{d}_s"], out["speech_regions"] = seconds, len(regions)
-        out["chunks"] = len(V.plan_chunks(regions, len(samples)))
+        chunks = V.plan_chunks(regions, len(samples))
+        out[f"vad_{d}_s"], out[f"speech_regions_{d}"], out[f"chunks_{d}"] = seconds, len(regions), len(chunks)
+        out[f"chunks_crc_{d}"] = zlib.crc32(np.asarray(chunks, np.int64).tobytes())
     log_mel_spectrogram(samples[: 30 * SR], n_mels, padding=0, device=device)
     out["log_mel_s"] = timed(lambda: log_mel_spectrogram(samples, n_mels, device=device), device)[0]
     return out
 
 
-def bench(args) -> dict:
+def bench(args, partial=None) -> dict:
+    """All rows; ``partial(result)`` is called with the result so far after each one (JSON survives a timeout)."""
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     model = random_whisper(args.model, dtype=dtype, device=device)
     if device.type == "cuda":
         from whisper_model.fast.engine import accelerate
 
         model = accelerate(model, max_batch_size=max(args.batch))
-    tokenizer = tokenizer_for(model)
+    tokenizer = tokenizer_for(model, args.vocab_dir)
     options = options_for(tokenizer, args.tokens)
-    samples = long_audio(args.minutes)
+    samples = long_audio(args.minutes, audio_dir=args.audio_dir)
     seconds = len(samples) / SR
     rows, tmp = [], Path(tempfile.mkdtemp(prefix="bench_longform_"))
     path, warm = tmp / "long.wav", tmp / "warm.wav"
     write_wav(path, samples)
     write_wav(warm, samples[: 120 * SR])
     parts = components(path, load_audio(str(path)), model.dims.n_mels, device)
-    for batch in [None] + list(args.batch):
-        mode = "sequential" if batch is None else f"chunked B={batch}"
-        decode_file(model, tokenizer, warm, options, batch, args.vad_device)
-        wall, (segments, info) = timed(lambda: decode_file(model, tokenizer, path, options, batch, args.vad_device),
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    result = dict(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), model=args.model,
+                  dtype=args.dtype, device=gpu, versions=versions(), audio_s=seconds,
+                  tokens_per_window=args.tokens, vad_device=args.vad_device, components=parts, rows=rows)
+    print("alone: " + components_line(parts), flush=True)
+    runs = [(None, None)] if not args.skip_sequential else []
+    runs += [(b, v) for v in args.vad_device for b in args.batch]
+    for batch, vad_device in runs:
+        mode = "sequential" if batch is None else f"chunked B={batch}, VAD {vad_device}"
+        decode_file(model, tokenizer, warm if batch is None else path, options, batch, vad_device)
+        wall, (segments, info) = timed(lambda: decode_file(model, tokenizer, path, options, batch, vad_device),
                                        device)
         windows = len(segments)
         tokens = sum(len(s.tokens) for s in segments)
-        rows.append(dict(mode=mode, batch=batch, seconds=wall, rtf=wall / seconds, hour_s=wall * 3600 / seconds,
-                         windows=windows, tokens=tokens, tokens_per_s=tokens / wall,
-                         speech_s=info.duration_after_vad))
+        rows.append(dict(mode=mode, batch=batch, vad_device=vad_device, seconds=wall, rtf=wall / seconds,
+                         hour_s=wall * 3600 / seconds, windows=windows, tokens=tokens, tokens_per_s=tokens / wall,
+                         speech_s=info.duration_after_vad, chunk_starts_crc=chunk_digest(segments)))
         print(f"{mode}: {wall:.2f} s, {windows} windows, {tokens} tokens", flush=True)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return dict(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), model=args.model,
-                dtype=args.dtype, device=gpu, torch=torch.__version__, audio_s=seconds, tokens_per_window=args.tokens,
-                vad_device=args.vad_device, components=parts, rows=rows)
+        if partial is not None:
+            partial(result)
+    if args.profile:
+        for vad_device in args.vad_device:
+            batch = max(args.batch)
+            stages = profiled(lambda: decode_file(model, tokenizer, path, options, batch, vad_device), device)
+            result.setdefault("profile", {})[f"chunked B={batch}, VAD {vad_device}"] = stages
+            print(f"profile chunked B={batch}, VAD {vad_device}: " + components_line(stages), flush=True)
+            if partial is not None:
+                partial(result)
+    return result
+
+
+def profiled(fn, device) -> dict:
+    """Seconds spent in each stage of one run of ``fn`` (a chunked decode), the device synchronised around each
+    stage (a little slower than the timed run): loading the file, VAD, log-mel of the chunks, the encoder; the
+    rest (``decode_rest_s``) is the decoder, the scheduler and everything else."""
+    from whisper_model import chunked
+    from whisper_model.encoding import WhisperEncoding
+
+    stages = dict.fromkeys(("load_s", "vad_s", "chunk_log_mel_s", "encode_s"), 0.0)
+    saved = [(chunked, "load_samples"), (chunked, "speech_regions"), (WhisperEncoding, "log_mel"),
+             (WhisperEncoding, "encode")]
+    originals = [getattr(owner, name) for owner, name in saved]
+
+    def wrap(original, key):
+        def timed_stage(*a, **k):
+            seconds, out = timed(lambda: original(*a, **k), device)
+            stages[key] += seconds
+            return out
+        return timed_stage
+
+    for (owner, name), original, key in zip(saved, originals, stages):
+        setattr(owner, name, wrap(original, key))
+    try:
+        wall = timed(fn, device)[0]
+    finally:
+        for (owner, name), original in zip(saved, originals):
+            setattr(owner, name, original)
+    return dict(wall_s=wall, **stages, decode_rest_s=wall - sum(stages.values()))
+
+
+def chunk_digest(segments) -> int:
+    """A checksum of the segments' seeks (the chunks' starts): runs that cut the same chunks give the same."""
+    return zlib.crc32(np.asarray([s.seek for s in segments], np.int64).tobytes())
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("triton", "silero-vad", "av", "numpy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def components_line(c: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in c.items())
 
 
 def table(result: dict) -> str:
     lines = [f"{result['model']} {result['dtype']} on {result['device']}, {result['audio_s'] / 60:.1f} min of audio, "
-             f"{result['tokens_per_window']} tokens per window; VAD on {result['vad_device']}",
+             f"{result['tokens_per_window']} tokens per window",
              "| mode | wall s | RTF | one hour in | windows | tokens/s |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['mode']} | {r['seconds']:.2f} | {r['rtf']:.5f} | {r['hour_s']:.1f} s | {r['windows']} | "
                      f"{r['tokens_per_s']:.0f} |")
-    c = result["components"]
-    lines.append("alone: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in c.items()))
+    lines.append("alone: " + components_line(result["components"]))
     return "\n".join(lines)
 
 
@@ -180,15 +273,25 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=100, help="tokens decoded per window / chunk")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="default: float16 on cuda, float32 on cpu")
-    p.add_argument("--vad_device", default="cpu", help="where Silero VAD runs in the chunked runs")
+    p.add_argument("--vad_device", nargs="+", default=["cpu"],
+                   help="where Silero VAD runs in the chunked runs (several: every batch size on each)")
+    p.add_argument("--skip_sequential", action="store_true", help="chunked runs only")
+    p.add_argument("--profile", action="store_true",
+                   help="then one more chunked run (largest batch, each VAD device) timing its stages")
+    p.add_argument("--audio_dir", type=Path, default=AUDIO_DIR, help="folder holding the clips of CLIPS")
+    p.add_argument("--vocab_dir", type=Path, default=None, help="folder with the model's .tiktoken vocabulary")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     args.dtype = args.dtype or ("float16" if torch.device(args.device).type == "cuda" else "float32")
-    result = bench(args)
+
+    def write(result):
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1))
+
+    result = bench(args, partial=write)
     print(table(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+    write(result)
     return 0
 
 

@@ -41,7 +41,7 @@ from .io.tokenizer import Tokenizer
 from .io.vad import CHUNKING, FILTERING, SpeechMap, VadOptions, plan_chunks, speech_regions
 from .longform import Segment, TranscriptionInfo, detect_languages, load_mel
 from .options import TranscriptionOptions, checked_tokenizer
-from .scheduler import Event, Failed, Finished, Scheduler, Segments, Started
+from .scheduler import Event, Failed, Finished, ProgressCallback, Scheduler, Segments, Started
 
 CHUNKINGS = ("none", "vad")
 MIN_WINDOW_S = 1.0  # a chunk's rest shorter than this after its last complete timestamp is not decoded
@@ -67,14 +67,16 @@ def check_chunking(chunking: str, vad_filter: bool, vad_options: Optional[VadOpt
 
 
 def make_scheduler(model, *, batch_size: int = 8, tokenizer: Optional[Tokenizer] = None, chunking: str = "none",
-                   vad_filter: bool = False, vad_options: Optional[VadOptions] = None):
+                   vad_filter: bool = False, vad_options: Optional[VadOptions] = None,
+                   on_progress: Optional[ProgressCallback] = None):
     """A ``Scheduler`` (``chunking="none"`` without ``vad_filter``) or a ``ChunkedScheduler`` around one: both take
-    ``add(audio, options=, language=, initial_prompt=, stream_id=)`` and give per-stream events."""
+    ``add(audio, options=, language=, initial_prompt=, stream_id=)``, give per-stream events and call
+    ``on_progress(stream_id, seconds)`` as windows are decoded."""
     check_chunking(chunking, vad_filter, vad_options)
-    scheduler = Scheduler(model, batch_size=batch_size, tokenizer=tokenizer)
     if chunking == "none" and not vad_filter:
-        return scheduler
-    return ChunkedScheduler(scheduler, chunking=chunking, vad_options=vad_options)
+        return Scheduler(model, batch_size=batch_size, tokenizer=tokenizer, on_progress=on_progress)
+    return ChunkedScheduler(model, batch_size=batch_size, tokenizer=tokenizer, chunking=chunking,
+                            vad_options=vad_options, on_progress=on_progress)
 
 
 @dataclass(eq=False)
@@ -92,6 +94,7 @@ class _File:
     chunks: list = field(default_factory=list)  # [(start, end)] in samples ("vad")
     speech: Optional[SpeechMap] = None  # (vad_filter)
     segments: dict = field(default_factory=dict)  # chunk -> its segments (times within the chunk)
+    decoded: dict = field(default_factory=dict)  # chunk -> seconds of it decoded (``on_progress``)
     finished: set = field(default_factory=set)  # chunks decoded to the end
     emitted: int = 0  # chunks given out
     next_id: int = 0
@@ -100,13 +103,21 @@ class _File:
 class ChunkedScheduler:
     """Files through voice activity detection, as streams of ``scheduler`` (see the module's docstring):
     ``chunking="vad"`` (speech chunks decoded in parallel) or ``"none"`` (``vad_filter``: the speech joined, one
-    stream). The same ``add`` and ``events`` as ``Scheduler``; one ``events()`` iteration at a time."""
+    stream). The same ``add``, ``events`` and ``on_progress`` as ``Scheduler`` (a file's progress: ``vad``, its
+    duration times the share of its chunks' audio decoded; ``vad_filter``, the joined speech's progress on its
+    timeline); one ``events()`` iteration at a time."""
 
-    def __init__(self, scheduler: Scheduler, *, chunking: str = "vad", vad_options: Optional[VadOptions] = None):
+    def __init__(self, model, *, batch_size: int = 8, tokenizer: Optional[Tokenizer] = None, chunking: str = "vad",
+                 vad_options: Optional[VadOptions] = None, on_progress: Optional[ProgressCallback] = None):
         check_chunking(chunking, chunking == "none", vad_options)
-        self.scheduler, self.model, self.tokenizer = scheduler, scheduler.model, scheduler.tokenizer
+        self.on_progress = on_progress
+        self.scheduler = Scheduler(model, batch_size=batch_size, tokenizer=tokenizer,
+                                   on_progress=None if on_progress is None else self._progress)
+        self.model, self.tokenizer = model, tokenizer
         self.chunking = chunking
-        self.vad_options = vad_options or (CHUNKING if chunking == "vad" else FILTERING)
+        # the defaults run Silero where the model runs (the same regions on CPU and GPU, faster on the GPU)
+        self.vad_options = vad_options or replace(CHUNKING if chunking == "vad" else FILTERING,
+                                                  device=str(model.device))
         self._queue: deque[_File] = deque()
         self._files: dict[Hashable, _File] = {}  # started, not finished
         self._ids: set = set()
@@ -243,9 +254,29 @@ class ChunkedScheduler:
             yield from self._filtered(file, event)
         elif isinstance(event, Segments):
             file.segments.setdefault(k, []).extend(event.segments)
+            self._decoded(file, k, event.done)
         elif isinstance(event, Finished):
             file.finished.add(k)
             yield from self._emit(file)
+
+    def _progress(self, stream_id: Hashable, seconds: float) -> None:
+        """A chunk stream's ``on_progress`` -> its file's."""
+        file_id, k = stream_id
+        file = self._files.get(file_id)
+        if file is None:
+            return
+        if self.chunking != "vad":
+            self.on_progress(file_id, file.speech.to_audio(seconds, is_end=True))
+            return
+        self._decoded(file, k, seconds)
+
+    def _decoded(self, file: _File, k: int, seconds: float) -> None:
+        """Chunk ``k`` of ``file`` is decoded up to ``seconds`` (of the chunk): tell ``on_progress``."""
+        speech = file.info.duration_after_vad
+        if self.on_progress is None or not speech:
+            return
+        file.decoded[k] = max(file.decoded.get(k, 0.0), seconds)
+        self.on_progress(file.id, file.duration * min(sum(file.decoded.values()) / speech, 1.0))
 
     def _emit(self, file: _File) -> Iterator[Event]:
         """The segments of the file's finished chunks that follow the ones given out, moved to its timeline."""

@@ -6,8 +6,9 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -19,6 +20,8 @@ from .errors import AudioError
 from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .io.tokenizer import Tokenizer
 from .options import TranscriptionOptions
+
+RowsObserver = Callable[[list[int], torch.Tensor], None]  # (window rows, tokens sampled so far [rows, group, t])
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,14 @@ class LongFormState:
     0 (openai-whisper's loop): every rest is decoded."""
 
     def __init__(self, mel: torch.Tensor, content_frames: int, options: TranscriptionOptions, tokenizer: Tokenizer,
-                 initial_prompt: Optional[str], n_audio_ctx: int, min_window: int = 0):
+                 initial_prompt: Optional[str], n_audio_ctx: int, min_window: int = 0, n_text_ctx: int = 448):
         self.mel, self.content_frames, self.options, self.tokenizer = mel, content_frames, options, tokenizer
         self.min_window = min_window
         self.input_stride = N_FRAMES // n_audio_ctx  # mel frames per timestamp step: 2
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp step: 0.02
-        self.all_tokens: list[int] = []
-        if initial_prompt is not None:
-            self.all_tokens += tokenizer.encode(" " + initial_prompt.strip())
+        self.initial_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt is not None else []
+        self.all_tokens: list[int] = list(self.initial_tokens)
+        self.carried = n_text_ctx // 2 - 1 - len(self.initial_tokens)  # previous-text ids after a carried prompt
         self.prompt_reset_since, self.seek, self.next_id = 0, 0, 0
 
     @property
@@ -78,14 +81,27 @@ class LongFormState:
         """Mel frames of the current window (N_FRAMES, or what is left)."""
         return min(N_FRAMES, self.content_frames - self.seek)
 
+    def reached(self, sampled: torch.Tensor) -> float:
+        """Seconds of the audio that the current window's text has reached: its latest timestamp token among
+        ``sampled`` (any shape of ids), or the window's start when there is none."""
+        stamps = sampled[sampled >= self.tokenizer.timestamp_begin]
+        steps = int(stamps.max()) - self.tokenizer.timestamp_begin if stamps.numel() else 0
+        frames = self.seek + min(steps * self.input_stride, self.segment_size)
+        return float(min(frames, self.content_frames) * HOP_LENGTH / SAMPLE_RATE)
+
     def window(self) -> torch.Tensor:
         """The current window's mel [n_mels, N_FRAMES], zero-padded (log-mel domain) past the content."""
         return WhisperEncoding.window(self.mel, self.seek, self.segment_size)
 
     @property
     def prompt(self) -> list[int]:
-        """Ids of the text since the last prompt reset (the initial prompt first)."""
-        return self.all_tokens[self.prompt_reset_since:]
+        """Ids of the text since the last prompt reset (the initial prompt first). ``carry_initial_prompt``: the
+        initial prompt, then the last of that text that fits in half the text context (none when the initial
+        prompt fills it alone)."""
+        if not self.options.carry_initial_prompt:
+            return self.all_tokens[self.prompt_reset_since:]
+        since = self.all_tokens[max(len(self.initial_tokens), self.prompt_reset_since):]
+        return self.initial_tokens + (since[-self.carried:] if self.carried > 0 else [])
 
     def advance(self, result: DecodingResult) -> list[Segment]:
         """Take the current window's decoded ``result``: its segments (none for a window judged silent)."""
@@ -163,16 +179,18 @@ def detect_languages(model, encoding: WhisperEncoding, mels: Sequence[torch.Tens
 
 
 def decode_with_fallback(model, tokenizer: Optional[Tokenizer], options: TranscriptionOptions,
-                         features: torch.Tensor, prompts: Sequence[list[int]],
-                         languages: Sequence[str]) -> list[DecodingResult]:
+                         features: torch.Tensor, prompts: Sequence[list[int]], languages: Sequence[str],
+                         observer: Optional[RowsObserver] = None) -> list[DecodingResult]:
     """Decode windows ``features [n, n_audio_ctx, d]`` (each with its own prompt ids and language) at each
     temperature of ``options`` in turn; the rows whose result needs a fallback are decoded again, together, at
-    the next temperature. A row keeps its first acceptable result (else its last one)."""
+    the next temperature. A row keeps its first acceptable result (else its last one). ``observer(rows,
+    sampled)``: the tokens sampled so far [len(rows), n_group, t] of the windows ``rows`` (``StepObserver``)."""
     results: list[Optional[DecodingResult]] = [None] * features.shape[0]
     todo = list(range(features.shape[0]))
     for decoding in options.decoding:
         task = DecodingTask(model, decoding, tokenizer, prompts=[prompts[i] for i in todo],
-                            languages=[languages[i] for i in todo])
+                            languages=[languages[i] for i in todo],
+                            observer=None if observer is None else functools.partial(observer, todo))
         index = torch.tensor(todo, device=features.device)
         for i, result in zip(todo, task.run(features if len(todo) == len(results) else features[index])):
             results[i] = result

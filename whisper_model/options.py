@@ -32,6 +32,8 @@ class TranscriptionOptions:
     ``condition_on_previous_text``: prompt each window with the text before it. None (the default) means True
     on the sequential path (openai-whisper's default) and False for VAD chunks, which are decoded in parallel
     and so never see the previous chunk's text (an explicit True with ``chunking="vad"`` is an ``OptionError``).
+    ``carry_initial_prompt``: the initial prompt starts every window's prompt, not only the first window's
+    (the previous text follows it, as much as fits in half the text context).
     ``sample_len``: most tokens decoded per window (None: n_text_ctx // 2, as openai-whisper).
     """
 
@@ -45,6 +47,7 @@ class TranscriptionOptions:
     logprob_threshold: Optional[float] = -1.0
     no_speech_threshold: Optional[float] = 0.6
     condition_on_previous_text: Optional[bool] = None
+    carry_initial_prompt: bool = False
     without_timestamps: bool = False
     suppress_tokens: Optional[Union[str, tuple[int, ...]]] = "-1"
     suppress_blank: bool = True
@@ -61,12 +64,11 @@ class TranscriptionOptions:
         object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
         if self.suppress_tokens is not None and not isinstance(self.suppress_tokens, str):
             object.__setattr__(self, "suppress_tokens", tuple(int(t) for t in self.suppress_tokens))
+        if not isinstance(self.carry_initial_prompt, bool):
+            raise OptionError(f"carry_initial_prompt must be True or False, got {self.carry_initial_prompt!r}")
         if self.condition_on_previous_text not in (None, True, False):
             raise OptionError(f"condition_on_previous_text must be True, False or None (the path's default), "
                               f"got {self.condition_on_previous_text!r}")
-        if (self.beam_size is not None or self.patience is not None) and 0 not in self.temperature:
-            raise OptionError("beam_size and patience need a temperature of 0 in temperature (beam search does "
-                              "not sample); use best_of for temperatures > 0")
         try:
             decoding = tuple(self._window_options(t) for t in self.temperature)
         except ValueError as e:  # DecodingOptions names the option

@@ -30,6 +30,7 @@ from .io.vocab import checkpoint_vocab_dir, vocab_name
 from .longform import detect_languages, load_mel
 from .model import Whisper
 from .options import TranscriptionOptions, option_keywords
+from .scheduler import ProgressCallback
 from .transcribe import (
     BatchItem,
     Segment,
@@ -139,13 +140,14 @@ class WhisperModel:
                                             vad_filter=vad_filter, vad_options=vad_options, batch_size=batch_size))
 
     def scheduler(self, batch_size: int = 8, *, chunking: str = "none", vad_filter: bool = False,
-                  vad_options: Optional[VadOptions] = None):
+                  vad_options: Optional[VadOptions] = None, on_progress: Optional[ProgressCallback] = None):
         """A ``scheduler.Scheduler`` on this model: add streams (each with its options, language and prompt) at
         any time and iterate its events. With ``chunking="vad"`` or ``vad_filter=True`` a
         ``chunked.ChunkedScheduler`` (same ``add`` and ``events``): each file's speech chunks are streams, its
-        events per file."""
+        events per file. ``on_progress(stream_id, seconds)``: how far each stream has come, as its windows are
+        decoded."""
         return make_scheduler(self.model, batch_size=batch_size, tokenizer=self.tokenizer, chunking=chunking,
-                              vad_filter=vad_filter, vad_options=vad_options)
+                              vad_filter=vad_filter, vad_options=vad_options, on_progress=on_progress)
 
     @staticmethod
     def result_dict(segments, info: TranscriptionInfo) -> dict:

@@ -18,10 +18,11 @@ fp16); windows that fall back to sampling draw from the global torch RNG in batc
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from dataclasses import dataclass
-from typing import Hashable, Iterator, Optional
+from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
@@ -32,6 +33,9 @@ from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .io.tokenizer import Tokenizer
 from .longform import LongFormState, Segment, TranscriptionInfo, decode_with_fallback, detect_languages, load_mel
 from .options import TranscriptionOptions, checked_tokenizer
+
+
+ProgressCallback = Callable[[Hashable, float], None]  # (stream_id, seconds of its audio transcribed)
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,19 @@ class Scheduler:
     """Transcribes the streams given to ``add``, ``batch_size`` windows at a time; ``events()`` drives it.
 
     ``model``: ``Whisper`` (or an accelerated wrapper); ``tokenizer`` supplies the vocabulary (default: the
-    model's standard one). One ``events()`` iteration at a time.
+    model's standard one). One ``events()`` iteration at a time. ``on_progress(stream_id, seconds)``: called while
+    a window is decoded (every few tokens; windows with timestamps) with how far into its audio the stream's text
+    has come, between the ``Segments`` events (which carry the same measure, ``done``, per window).
     """
 
-    def __init__(self, model, *, batch_size: int = 8, tokenizer: Optional[Tokenizer] = None):
+    def __init__(self, model, *, batch_size: int = 8, tokenizer: Optional[Tokenizer] = None,
+                 on_progress: Optional[ProgressCallback] = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if on_progress is not None and not callable(on_progress):
+            raise OptionError(f"on_progress must be a callable (stream_id, seconds), got {on_progress!r}")
         self.model, self.batch_size, self.tokenizer = model, batch_size, tokenizer
+        self.on_progress = on_progress
         self.encoding = WhisperEncoding(model)
         self._waiting: deque[Stream] = deque()
         self._active: list[Stream] = []
@@ -168,7 +178,7 @@ class Scheduler:
             duration=float(content_frames * HOP_LENGTH / SAMPLE_RATE), all_language_probs=probs,
             options=stream.options)
         stream.state = LongFormState(mel, content_frames, stream.options, tokenizer, stream.initial_prompt,
-                                     self.model.dims.n_audio_ctx, stream.min_window)
+                                     self.model.dims.n_audio_ctx, stream.min_window, self.model.dims.n_text_ctx)
         stream.audio, stream.features = None, first
 
     def _round(self) -> Iterator[Event]:
@@ -212,12 +222,21 @@ class Scheduler:
         results: list[Optional[DecodingResult]] = [None] * len(active)
         for options, rows in groups.items():
             x = features if len(rows) == len(active) else features[torch.tensor(rows, device=features.device)]
+            observer = None
+            if self.on_progress is not None and not options.without_timestamps:
+                observer = functools.partial(self._observe, [active[i] for i in rows])
             decoded = decode_with_fallback(self.model, self.tokenizer, options, x,
                                            [active[i].state.prompt for i in rows],
-                                           [active[i].info.language for i in rows])
+                                           [active[i].info.language for i in rows], observer)
             for i, result in zip(rows, decoded):
                 results[i] = result
         return results
+
+    def _observe(self, streams: list[Stream], rows: list[int], sampled: torch.Tensor) -> None:
+        """``on_progress`` for the windows ``rows`` of ``streams`` from the tokens they have sampled so far."""
+        for row, tokens in zip(rows, sampled):
+            stream = streams[row]
+            self.on_progress(stream.id, stream.state.reached(tokens))
 
     def _failed(self, stream: Stream, error: Exception) -> Failed:
         self._ids.discard(stream.id)

@@ -311,3 +311,20 @@ def test_pad_or_trim_matches_openai(_, kind, shape, length, axis):
     assert type(ours) is type(ref) and tuple(ours.shape) == tuple(ref.shape)
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
     assert A.pad_or_trim(np.zeros(10)).shape == (A.N_SAMPLES,)
+
+
+def test_16khz_mono_s16_wav_is_read_exactly_without_the_resampler(tmp_path):
+    """A WAV already at 16 kHz, 16-bit, mono skips libswresample (one Python call per 1024-sample frame costs more
+    than decoding a long file): the samples are the file's int16 values / 32768, exactly, at every length."""
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 1023, 1024, 1025, 16000 * 7 + 3):
+        values = rng.integers(-32768, 32768, n, dtype=np.int16)
+        path = tmp_path / f"s16_{n}.wav"
+        with wave.open(str(path), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(16000)
+            f.writeframes(values.tobytes())
+        loaded = load_audio(str(path))
+        assert loaded.dtype == np.float32 and loaded.shape == (n,)
+        assert np.array_equal(loaded, values.astype(np.float32) / 32768.0), n

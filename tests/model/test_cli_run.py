@@ -45,7 +45,7 @@ def test_positional_inputs_a_missing_one_is_skipped_and_the_others_done(tmp_path
 def test_only_missing_inputs_load_no_model_and_write_nothing(tmp_path, capsys):
     code, out = _run(capsys, tmp_path / "a.wav", "--input_file", tmp_path, "-o", tmp_path / "o", *GREEDY)
     assert code == 1
-    assert "a.wav: no such file; skipped" in out.err and "is a directory; skipped" in out.err
+    assert "a.wav: no such file; skipped" in out.err and "a directory with no media files (" in out.err
     assert "done 0, failed 0, skipped 2; 0.0 s of audio" in out.err
     assert not (tmp_path / "o").exists()
 
@@ -91,7 +91,6 @@ def test_cuda_without_cuda_is_one_line_and_no_traceback(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--device", "tpu"], "--device tpu: not a device"),
     (["--fp16", "False", "--dtype", "float16"], "--fp16 False contradicts --dtype float16"),
-    (["--carry_initial_prompt", "True"], "--carry_initial_prompt True is not supported yet"),
     (["--threads", "-2"], "--threads must be 0"),
     (["--beam_size", "None", "--patience", "2"], "--patience requires --beam_size"),
     (["--length_penalty", "3"], "--length_penalty (alpha) must be between 0 and 1"),
@@ -110,4 +109,39 @@ def test_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, out = _run(capsys, SAMPLE, "-o", blocker / "sub", *GREEDY)
-    assert code == 2 and out.err.startswith(f"error: --output_dir {blocker / 'sub'}: cannot create it")
+    assert code == 2 and out.err.startswith(f"error: --output_dir {blocker / 'sub'}: cannot be made: {blocker} is "
+                                            "not a directory")
+
+
+def test_progress_bar_moves_within_a_window(tmp_path, capsys, monkeypatch):
+    """--verbose False: the bar advances while the sample's one window is decoded (the scheduler's on_progress),
+    not only when the window is done."""
+    from whisper_model.cli.progress import Progress
+
+    seen, real = [], Progress.advance
+    monkeypatch.setattr(Progress, "advance", lambda self, i, s: (seen.append(s), real(self, i, s)))
+    code, out = _run(capsys, SAMPLE, "-o", tmp_path, "-f", "txt", "--verbose", "False", *GREEDY)
+    assert code == 0, out.err
+    inside = [s for s in seen if 0 < s < 11.0]
+    assert len(inside) >= 2 and inside == sorted(inside), seen
+    assert "11.0/11.0 s of audio" in out.err
+
+
+def test_chunking_vad_and_vad_filter_transcribe_and_refuse_what_they_cannot_honour(tmp_path, capsys):
+    """--chunking vad: a clip under 30 s is one chunk, so the text equals the sequential one; an explicit
+    --condition_on_previous_text True (the chunks never see the previous text) and --vad_filter together with
+    --chunking vad are one-line errors before any model is loaded."""
+    code, out = _run(capsys, SAMPLE, "-o", tmp_path / "seq", "-f", "txt", "--verbose", "None", *GREEDY)
+    assert code == 0, out.err
+    for flags in (["--chunking", "vad"], ["--vad_filter", "True"], ["--chunking", "vad", "--batch_size", "2"]):
+        folder = tmp_path / "_".join(flags)
+        code, out = _run(capsys, SAMPLE, "-o", folder, "-f", "txt", "--verbose", "None", *GREEDY, *flags)
+        assert code == 0, out.err
+        assert (folder / "jfk.txt").read_text() == (tmp_path / "seq" / "jfk.txt").read_text(), flags
+    for flags, message in ((["--chunking", "vad", "--condition_on_previous_text", "True"],
+                            "--condition_on_previous_text True cannot be used with --chunking vad"),
+                           (["--chunking", "vad", "--vad_filter", "True"],
+                            "--vad_filter True applies to the sequential path (--chunking none)")):
+        code, out = _run(capsys, SAMPLE, "-o", tmp_path / "bad", *GREEDY, *flags)
+        assert code == 2 and out.err.startswith("error: ") and message in out.err, out.err
+        assert "\n" not in out.err.strip() and not (tmp_path / "bad").exists()

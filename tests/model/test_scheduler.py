@@ -174,9 +174,11 @@ def test_transcription_options_checks():
     assert (at5.beam_size, at5.patience, at5.best_of) == (None, None, 5)
     assert options == TranscriptionOptions(beam_size=3, patience=1.0, temperature=(0.0, 0.5), suppress_tokens=(1, 2))
     assert not hasattr(options, "language") and not hasattr(options, "initial_prompt")
+    sampled = TranscriptionOptions(beam_size=2, temperature=0.3).decoding  # beam search at temperature 0 only
+    assert [(d.beam_size, d.best_of, d.temperature) for d in sampled] == [(None, 5, 0.3)]
     for kwargs, name in [(dict(temperature=()), "temperature"), (dict(task="summarize"), "task"),
                          (dict(patience=2.0), "patience"), (dict(best_of=0, temperature=0.5), "best_of"),
-                         (dict(beam_size=2, temperature=0.3), "beam_size"), (dict(length_penalty=3), "length_penalty")]:
+                         (dict(beam_size=0), "beam_size"), (dict(length_penalty=3), "length_penalty")]:
         with pytest.raises(OptionError, match=name):
             TranscriptionOptions(**kwargs)
     model, _ = models("tiny.en")
@@ -190,3 +192,30 @@ def test_transcription_options_checks():
         scheduler.add("never_loaded.wav", stream_id="x")
     with pytest.raises(OptionError, match="batch_size"):
         Scheduler(model, batch_size=0)
+
+
+def test_on_progress_moves_within_each_window_and_changes_nothing():
+    """``on_progress(stream_id, seconds)`` is called while a window is decoded, with seconds that grow inside the
+    window (before its ``Segments`` event), from the latest timestamp token; the segments equal those without
+    it. Without timestamps nothing is reported mid-window."""
+    model, _ = models("tiny.en")
+    audio = samples(LONG)
+    log = []  # ("progress", id, seconds) and ("event", event), in the order they happened
+    scheduler = Scheduler(model, batch_size=2, on_progress=lambda i, s: log.append(("progress", i, s)))
+    scheduler.add(audio, stream_id="long")
+    scheduler.add(samples(SHORT), stream_id="short")
+    per_stream, segments = collect(e for e in scheduler.events() if not log.append(("event", e)))
+    assert_same(segments["long"], alone(model, audio)[0])
+    first = next(k for k, entry in enumerate(log) if entry[0] == "event" and isinstance(entry[1], Segments))
+    inside = [entry[2] for entry in log[:first] if entry[0] == "progress" and entry[1] == "long"]
+    assert len(inside) >= 3 and inside == sorted(inside) and 0 < inside[-1] <= log[first][1].done <= 30.0
+    calls = [entry[1:] for entry in log if entry[0] == "progress"]
+    assert {i for i, _ in calls} == {"long", "short"}
+    assert all(0 <= s <= 60.1 for _, s in calls)
+    quiet = []
+    scheduler = Scheduler(model, batch_size=1, on_progress=lambda i, s: quiet.append(s))
+    scheduler.add(samples(SHORT), options=TranscriptionOptions(without_timestamps=True))
+    list(scheduler.events())
+    assert quiet == []
+    with pytest.raises(OptionError, match="on_progress"):
+        Scheduler(model, on_progress=3)

@@ -115,6 +115,12 @@ def test_detected_language_then_transcription_matches():
     ("prompt_no_conditioning", "tiny.en", "en_lecture_60s.wav",
      dict(initial_prompt="A lecture about Dublin.", condition_on_previous_text=False, best_of=5)),
     ("without_timestamps", "tiny.en", "en_lecture_60s.wav", dict(without_timestamps=True, best_of=5)),
+    ("carry_initial_prompt", "tiny.en", "en_lecture_60s.wav",
+     dict(initial_prompt="A lecture about Dublin.", carry_initial_prompt=True, best_of=5)),
+    ("carry_initial_prompt_no_conditioning", "tiny.en", "en_lecture_60s.wav",
+     dict(initial_prompt="Dublin.", carry_initial_prompt=True, condition_on_previous_text=False, best_of=5)),
+    # beam search is used at temperature 0 only: a schedule without 0 samples with best_of (openai-whisper too)
+    ("beam_size_above_zero", "tiny.en", "en_jfk.wav", dict(temperature=(0.4, 0.8), beam_size=5, best_of=2)),
     ("translate", "base", "zh_sentence.wav", dict(task="translate", language="zh", temperature=0.0)),
 ])
 def test_options_match_openai_whisper(_, name, clip, options):
@@ -170,7 +176,7 @@ def test_empty_and_silent_audio_give_no_text(name):
     ("task", "base", dict(task="summarize")),
     ("temperature", "base", dict(temperature=-0.5)),
     ("temperature", "base", dict(temperature=())),
-    ("beam_size", "base", dict(temperature=0.5, beam_size=5)),
+    ("carry_initial_prompt", "base", dict(carry_initial_prompt="yes")),
     ("patience", "base", dict(patience=2.0)),
     ("length_penalty", "base", dict(length_penalty=2.0)),
 ])

@@ -325,3 +325,21 @@ def test_chunked_scheduler_events_per_file():
     done = [e.done for e in events["a"][1:-1]]
     assert done == sorted(done) and done[-1] == events["a"][-1].info.duration
     assert [type(e) for e in events["b"]] == [Started, Finished]
+
+
+def test_chunked_progress_is_per_file_and_grows_to_its_duration():
+    """``on_progress`` of a ChunkedScheduler names the file (not its chunks): the share of its chunks decoded,
+    times its duration, never falling, reaching the duration; vad_filter's is on the file's timeline."""
+    model = pipeline("tiny.en")
+    audio = joined(12.0, "en_jfk.wav", 25.0, "en_librivox_0870.wav", 20.0)
+    for kwargs in (dict(chunking="vad"), dict(vad_filter=True)):
+        seen = []
+        scheduler = model.scheduler(batch_size=4, on_progress=lambda i, s: seen.append((i, s)), **kwargs)
+        scheduler.add(audio, stream_id="f")
+        finished = [e for e in scheduler.events() if isinstance(e, Finished)]
+        duration = finished[0].info.duration
+        values = [s for _, s in seen]
+        assert {i for i, _ in seen} == {"f"} and len(values) >= 3, kwargs
+        assert all(0 <= v <= duration + 1e-6 for v in values), (kwargs, values)
+        if kwargs.get("chunking"):
+            assert values == sorted(values) and values[-1] == pytest.approx(duration)

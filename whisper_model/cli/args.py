@@ -3,7 +3,7 @@
 openai-whisper's word-level flags (``--word_timestamps`` and the ones that need it, ``--clip_timestamps``) are not
 here yet: they come with word timestamps. ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo,
 is not bundled). Ours on top: ``--input_file`` (the audio paths again, as older scripts give them),
-``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``; ``--language auto`` and ``--verbose
+``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``; ``--language auto`` and ``--verbose
 None`` are accepted too. A value that cannot work is an ``OptionError`` whose message names the flag.
 """
 from __future__ import annotations
@@ -18,11 +18,13 @@ import numpy as np
 
 from ..errors import OptionError
 from ..io.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+from ..chunked import CHUNKINGS
 from ..io.writers import FORMATS
 
 OPENAI_FILES = {"large": "large-v3", "turbo": "large-v3-turbo"}  # openai-whisper's names for its .pt files
 DTYPES = ("float32", "float16", "bfloat16")
 BOOL = "{True,False}"
+CHUNK_BATCH = 16  # --batch_size with --chunking vad when not given
 _TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -127,10 +129,12 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial_prompt", default=None, help="text to provide as a prompt for the first window "
                    "(default: None: no prompt)")
     p.add_argument("--carry_initial_prompt", type=str2bool, metavar=BOOL, default=False,
-                   help="prepend --initial_prompt to every window's prompt (not supported yet: only False)")
-    p.add_argument("--condition_on_previous_text", type=str2bool, metavar=BOOL, default=True,
+                   help="prepend --initial_prompt to every window's prompt, not only the first one's (the previous "
+                   "text follows it as far as it fits); may weaken --condition_on_previous_text")
+    p.add_argument("--condition_on_previous_text", type=str2bool, metavar=BOOL, default=True, action=_Given,
                    help="provide the previous output as a prompt for the next window; False makes the text less "
-                   "consistent across windows but less prone to getting stuck in a failure loop")
+                   "consistent across windows but less prone to getting stuck in a failure loop; with --chunking "
+                   "vad the chunks never see the previous text: giving True there is an error")
     p.add_argument("--fp16", type=str2bool, metavar=BOOL, default=True,
                    help="run in float16 on CUDA (float32 on the CPU); --dtype, when given, decides instead")
     p.add_argument("--temperature_increment_on_fallback", type=optional_float, default=0.2, help="temperature "
@@ -152,8 +156,26 @@ def _ours(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights and activations dtype (default: None: "
                    "from --fp16 and --device)")
     p.add_argument("--without_timestamps", action="store_true", help="decode text only (no timestamp tokens)")
-    p.add_argument("--batch_size", type=int, default=1, help="files transcribed together, their windows "
-                   "batched (1: one file after the other)")
+    p.add_argument("--batch_size", type=int, default=None, help="windows decoded together: of that many files "
+                   "(default: None: 1, one file after the other), or with --chunking vad of that many speech "
+                   f"chunks of any of the files (default: None: {CHUNK_BATCH})")
+    p.add_argument("--chunking", choices=CHUNKINGS, default="none", help="none: openai-whisper's sequential 30 s "
+                   "windows, each prompted with the text before it; vad: cut each file at speech pauses (Silero "
+                   "VAD) into chunks of at most 30 s decoded in parallel (--batch_size), each WITHOUT the previous "
+                   "chunk's text as prompt (--initial_prompt still applies to every chunk); silence, music and "
+                   "noise between chunks are not decoded")
+    p.add_argument("--vad_filter", type=str2bool, metavar=BOOL, default=False, help="sequential decoding of the "
+                   "speech only: pauses of 2 s or more (Silero VAD) are removed before transcribing, times stay on "
+                   "the file's timeline (faster-whisper's vad_filter); not with --chunking vad")
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was given (``args.given``), so that a default can yield to
+    another flag while an explicit value cannot."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", set()) | {self.dest}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.audio = list(args.audio) + list(args.input_file or [])
+    args.given = getattr(args, "given", set())
     if not args.audio:
         parser.error("no audio given: pass the audio files as arguments (or after --input_file)")
     return args
@@ -195,7 +218,7 @@ def model_source(model: str, model_dir: str | None) -> str:
 
 _FLAG_NAMES = ("best_of", "beam_size", "length_penalty", "suppress_tokens", "initial_prompt", "suppress_blank",
                "condition_on_previous_text", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
-               "without_timestamps", "batch_size", "max_initial_timestamp")
+               "without_timestamps", "batch_size", "max_initial_timestamp", "chunking", "vad_filter")
 _PLAIN_NAMES = ("task", "language", "temperature", "patience")  # also plain words: a flag only as a subject
 _VALUE = r"(?:=(\S+?)(?=[:;,)]|\s|$))"
 _FLAG_RE = re.compile(rf"(?<![\w.-])(?:({'|'.join(_FLAG_NAMES)})\b{_VALUE}?|({'|'.join(_PLAIN_NAMES)})"

@@ -20,7 +20,9 @@ from ..options import TranscriptionOptions
 from ..pipeline import WhisperModel
 from ..scheduler import Failed, Finished, Scheduler, Segments, Started
 from ..transcribe import result_dict
-from .args import for_shell, model_source, temperatures
+from ..chunked import check_chunking
+from .args import CHUNK_BATCH, for_shell, model_source, temperatures
+from .inputs import check_output_dir, expand_inputs
 from .progress import Progress
 from .signals import SignalGuard
 
@@ -30,14 +32,20 @@ FILE_ERRORS = (AudioError, DecodingError, OutputError)  # what fails one input w
 def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
     """The flags as ``TranscriptionOptions``. As in openai-whisper's ``transcribe()``, beam search (``--beam_size``,
     ``--patience``) is used only at temperature 0: a schedule without 0 samples (``--best_of``) at every step."""
-    if args.carry_initial_prompt:
-        raise OptionError("--carry_initial_prompt True is not supported yet; leave it False")
     schedule = temperatures(args.temperature, args.temperature_increment_on_fallback)
     beam = 0 in schedule
+    conditioned = args.condition_on_previous_text
+    if args.chunking == "vad" and conditioned:
+        if "condition_on_previous_text" in args.given:
+            raise OptionError("--condition_on_previous_text True cannot be used with --chunking vad: the chunks "
+                              "are decoded in parallel, each without the previous chunk's text; leave it out, or "
+                              "use --chunking none")
+        conditioned = None  # the default: each path's own (chunks: False)
     return TranscriptionOptions(
         task=args.task, temperature=schedule, best_of=args.best_of, beam_size=args.beam_size if beam else None,
         patience=args.patience if beam else None, length_penalty=args.length_penalty,
-        suppress_tokens=args.suppress_tokens, condition_on_previous_text=args.condition_on_previous_text,
+        suppress_tokens=args.suppress_tokens, condition_on_previous_text=conditioned,
+        carry_initial_prompt=args.carry_initial_prompt,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps)
 
@@ -84,12 +92,12 @@ class Session:
         return f"{counts}; {self.audio_s:.1f} s of audio in {wall:.1f} s{rtf}"
 
     def run(self, args: argparse.Namespace, guard: SignalGuard) -> int:
-        self.inputs = len(args.audio)
+        self.inputs = len(args.audio)  # until the directories are expanded
         try:
             options = self._prepare(args)
         except OptionError as e:
             return _usage_error(e)
-        inputs = self._existing(args.audio)
+        inputs = self._existing(args.audio, args.verbose)
         if inputs:
             try:
                 scheduler = self._scheduler(args, options, inputs)
@@ -99,32 +107,44 @@ class Session:
         print(self.summary(), file=sys.stderr, flush=True)
         return 1 if self.failed or self.skipped else 0
 
+    def _advance(self, index: int, seconds: float) -> None:
+        """The scheduler's ``on_progress``: the bar moves within a window as its tokens are decoded."""
+        if self.progress is not None:
+            self.progress.advance(index, seconds)
+
     def close(self, *, keep: bool) -> None:
         if self.progress is not None:
             self.progress.close(keep=keep)
 
     def _prepare(self, args: argparse.Namespace) -> TranscriptionOptions:
+        if args.batch_size is None:
+            args.batch_size = CHUNK_BATCH if args.chunking == "vad" else 1
         if args.batch_size < 1:
             raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
+        check_chunking(args.chunking, args.vad_filter, None)
+        check_output_dir(args.output_dir)
         check_device(args.device)
         args.dtype = dtype_of(args)
         if args.threads:
             if args.threads < 0:
                 raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
             torch.set_num_threads(args.threads)
-        return transcription_options(args)
+        options = transcription_options(args)
+        if args.temperature > 1 and args.temperature_increment_on_fallback is not None and args.verbose is not None:
+            print(f"note: --temperature {args.temperature:g} is above 1, so there is no fallback: every window is "
+                  f"sampled at {args.temperature:g} (the schedule is --temperature, then steps of "
+                  "--temperature_increment_on_fallback up to 1)", file=sys.stderr, flush=True)
+        return options
 
-    def _existing(self, paths: list[str]) -> list[str]:
-        """The inputs that are files; each other one is reported and skipped."""
-        found = []
-        for path in paths:
-            if Path(path).is_file():
-                found.append(path)
-                continue
-            why = "is a directory" if Path(path).is_dir() else "no such file"
-            print(f"error: {path}: {why}; skipped", file=sys.stderr, flush=True)
-            self.skipped += 1
-        return found
+    def _existing(self, paths: list[str], verbose: bool | None) -> list[str]:
+        """The input files (a directory: its media files, sorted, said unless ``verbose`` is None); each input
+        that cannot be read is reported and skipped."""
+        inputs = expand_inputs(paths)
+        for line in [f"error: {p}; skipped" for p in inputs.problems] + (inputs.notes if verbose is not None else []):
+            print(line, file=sys.stderr, flush=True)
+        self.skipped = len(inputs.problems)
+        self.inputs = len(inputs.files) + self.skipped
+        return inputs.files
 
     def _scheduler(self, args: argparse.Namespace, options: TranscriptionOptions, inputs: list[str]) -> Scheduler:
         """Load the model, queue every input (stream i: ``inputs[i]``), make the output folder."""
@@ -138,7 +158,8 @@ class Session:
             print(f"warning: {args.model} is an English-only model but got --language {language}; using English "
                   "instead", file=sys.stderr)
             language = "en"
-        scheduler = model.scheduler(batch_size=args.batch_size)
+        scheduler = model.scheduler(batch_size=args.batch_size, chunking=args.chunking, vad_filter=args.vad_filter,
+                                    on_progress=self._advance)
         for index, path in enumerate(inputs):  # language and task checked for this model here
             scheduler.add(path, options=options, language=language, initial_prompt=args.initial_prompt,
                           stream_id=index)

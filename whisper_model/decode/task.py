@@ -16,7 +16,7 @@ Parts with one job each, wired by ``DecodingTask``:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -29,6 +29,11 @@ from .protocol import TextDecoder
 from .row_layout import RowLayout
 from .token_decoders import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker, TokenDecoder
 
+# Called every OBSERVE_EVERY decoding steps with the tokens sampled so far, [n_audio, n_group, t] (CPU): a window's
+# progress as it is decoded (the latest timestamp token tells how far into the window the text has come).
+StepObserver = Callable[[torch.Tensor], None]
+OBSERVE_EVERY = 8
+
 
 class DecodingTask:
     """Wires tokenizer, initial tokens, logit filters, token decoder and ranker for one ``DecodingOptions``.
@@ -36,12 +41,13 @@ class DecodingTask:
     ``tokenizer`` (optional) supplies the vocabulary; language and task come from the options. Per audio
     (one entry each, for exactly that many audios in ``run``): ``prompts`` (str, ids, or None/empty for none)
     in place of ``options.prompt``, and ``languages`` in place of ``options.language`` (which must then be None).
+    ``observer``: a ``StepObserver`` told of the tokens sampled so far, every ``OBSERVE_EVERY`` steps.
     """
 
     def __init__(self, model, options: DecodingOptions, tokenizer: Optional[Tokenizer] = None, *,
                  prompts: Optional[Sequence[Union[str, Sequence[int], None]]] = None,
-                 languages: Optional[Sequence[str]] = None):
-        self.model, self.options = model, options
+                 languages: Optional[Sequence[str]] = None, observer: Optional[StepObserver] = None):
+        self.model, self.options, self.observer = model, options, observer
         self.tokenizer = tok = tokenizer_for(model, options.language, options.task, tokenizer)
         self.n_rows = self._check_per_audio(prompts, languages)
         self.languages, self.language_tokens = None, None
@@ -204,6 +210,8 @@ class DecodingTask:
             length += 1
             if completed:
                 break
+            if self.observer is not None and step % OBSERVE_EVERY == OBSERVE_EVERY - 1:
+                self.observer(tokens[:, self.sample_begin:length].view(n_audio, n_group, -1))
             ended = [a for a in range(n_audio) if a not in stopped and length > limits[a]]
             if ended:
                 stopped.update(ended)

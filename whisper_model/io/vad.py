@@ -35,6 +35,7 @@ from .audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 
 FRAME, CONTEXT = 512, 64  # samples per scored frame at 16 kHz, and samples of the frame before seen with it
 ENCODER_BATCH = 4096  # frames per encoder call (~2 s of compute on one core, ~10 MB of features)
+LSTM_PIECE = 8192  # frames per cuDNN LSTM call on a GPU (4.4 min of audio)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class VadOptions:
     long ends a region; ``speech_pad_ms``: added on both sides of each region (half the pause each when two
     regions are closer than twice this); ``max_speech_duration_s``: longer regions are cut at their longest
     pause (of at least ``min_silence_at_max_speech_ms``), or at the limit when there is none;
-    ``device``: where the VAD model runs."""
+    ``device``: where the VAD model runs (``chunked`` uses the model's device unless options are given)."""
 
     threshold: float = 0.5
     neg_threshold: Optional[float] = None
@@ -140,8 +141,12 @@ def speech_probabilities(samples: Union[np.ndarray, torch.Tensor], device: str =
     if torch.device(device).type == "cpu":
         with _OneThread():
             hidden, _ = lstm(features[:, None, :, 0])
-    else:
-        hidden, _ = lstm(features[:, None, :, 0])
+    else:  # cuDNN refuses very long sequences: pieces, the state carried over (the same recurrence)
+        sequence, state, pieces = features[:, None, :, 0].contiguous(), None, []
+        for piece in sequence.split(LSTM_PIECE):
+            out, state = lstm(piece, state)
+            pieces.append(out)
+        hidden = torch.cat(pieces)
     return net.decoder.decoder(hidden[:, 0, :, None]).reshape(-1).float().cpu()
 
 
