@@ -151,6 +151,26 @@ class ChunkedScheduler:
         self._queue.append(_File(stream_id, audio, options, language, initial_prompt))
         return stream_id
 
+    def cancel(self, stream_id: Hashable) -> bool:
+        """Drop a queued or started file (``Scheduler.cancel``): its chunk streams leave the scheduler (one being
+        admitted at this moment goes at its next event); the events being given out may still name it, no later
+        one does. Returns whether it was dropped: False for a file finished, failed or unknown, or being started
+        at this moment (call again after the next event)."""
+        for file in self._queue:
+            if file.id == stream_id:
+                self._queue.remove(file)
+                self._ids.discard(stream_id)
+                return True
+        file = self._files.pop(stream_id, None)
+        if file is None:
+            return False
+        self._ids.discard(stream_id)
+        for k in range(len(file.chunks) if self.chunking == "vad" else 1):
+            if k not in file.finished and self.scheduler.cancel((stream_id, k)):
+                self._outstanding -= 1
+        file.finished.clear()  # the file's segments being given out stop
+        return True
+
     def events(self) -> Iterator[Event]:
         """Run until every file added has finished or failed. Per file: ``Started`` (language known), then
         ``Segments`` (``chunking="vad"``: one per chunk, in time order; else one per window), then ``Finished``;
@@ -246,7 +266,9 @@ class ChunkedScheduler:
         if isinstance(event, (Finished, Failed)):
             self._outstanding -= 1
         file = self._files.get(file_id)
-        if file is None:  # the file failed before
+        if file is None:  # the file failed or was cancelled before: its chunk streams still running go too
+            if self.scheduler.cancel(event.stream_id):
+                self._outstanding -= 1
             return
         if isinstance(event, Failed):
             yield self._failed(file, event.error)

@@ -7,26 +7,44 @@
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 import torch
 
-from .io.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
+from .io.audio import N_FRAMES, N_SAMPLES, iter_audio, load_audio, log_mel_spectrogram, pad_or_trim
+from .io.mel_stream import StreamedLogMel
 
 Audio = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor]
 
 
-def load_samples(audio: Audio) -> Union[np.ndarray, torch.Tensor]:
-    """A path / file bytes (decoded to 16 kHz mono), or samples already at 16 kHz mono [n]."""
+def _is_file(audio: Audio) -> bool:
+    """Whether ``audio`` is something to decode (a path, file bytes, a file object); ValueError for what is
+    neither that nor 16 kHz mono samples [n]."""
     if isinstance(audio, (np.ndarray, torch.Tensor)):
         if audio.ndim != 1:
             raise ValueError(f"audio samples must be 16 kHz mono with shape [n], got shape {tuple(audio.shape)}")
-        return audio
+        return False
     if isinstance(audio, (str, os.PathLike, bytes, bytearray)) or hasattr(audio, "read"):
-        return load_audio(audio)
+        return True
     raise ValueError(f"audio must be a path, bytes, a file object, or a 1-D numpy/torch array of samples, "
                      f"got {type(audio).__name__}")
+
+
+def load_samples(audio: Audio) -> Union[np.ndarray, torch.Tensor]:
+    """A path / file bytes (decoded to 16 kHz mono), or samples already at 16 kHz mono [n]."""
+    return load_audio(audio) if _is_file(audio) else audio
+
+
+def sample_blocks(audio: Audio, block: int = N_SAMPLES) -> Iterator[np.ndarray]:
+    """``audio``'s 16 kHz mono samples in order, ``block`` at a time (the last one shorter): a file is decoded
+    as it is read (``io.audio.iter_audio``), never whole."""
+    if _is_file(audio):
+        yield from iter_audio(audio, block=block)
+        return
+    samples = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else audio
+    for start in range(0, samples.shape[0], block):
+        yield samples[start: start + block]
 
 
 class WhisperEncoding:
@@ -40,6 +58,11 @@ class WhisperEncoding:
         """Log-mel [n_mels, (n + padding) // HOP_LENGTH] of the samples followed by ``padding`` zeros,
         computed on the model's device."""
         return log_mel_spectrogram(load_samples(audio), self.n_mels, padding=padding, device=self.model.device)
+
+    def stream_mel(self, audio: Audio) -> StreamedLogMel:
+        """The log-mel of ``audio`` computed block by block on the model's device (``io.mel_stream``: bounded
+        memory at any length), its windows equal to ``window(log_mel(audio), ...)``'s."""
+        return StreamedLogMel(sample_blocks(audio), self.n_mels, device=self.model.device)
 
     @staticmethod
     def window(mel: torch.Tensor, start: int, n_frames: int = N_FRAMES) -> torch.Tensor:

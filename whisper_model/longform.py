@@ -18,6 +18,7 @@ from .decode.task import DecodingTask
 from .encoding import Audio, WhisperEncoding
 from .errors import AudioError
 from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
 from .options import TranscriptionOptions
 
@@ -50,15 +51,16 @@ class TranscriptionInfo:
 class LongFormState:
     """One audio's long-form progress (the state of openai-whisper's ``transcribe()`` loop): the window at
     ``seek``, its prompt, and ``advance`` which cuts a decoded window into segments and moves ``seek`` and the
-    prompt on. ``mel``: [n_mels, content_frames + N_FRAMES] (30 s of silence appended). ``min_window``: mel
+    prompt on. ``mel``: the audio's log-mel, read a window at a time (``io.mel_stream.StreamedLogMel``: its
+    ``content_frames`` and ``window(start, n)``). ``min_window``: mel
     frames; when a window leaves less than this of the audio after its last complete timestamp, that rest is not
     decoded as a window of its own: the text after the last pair of timestamps becomes the last segment, up to
     the audio's end (VAD chunks: a fraction of a second at a chunk's end, mostly padding, invites a hallucination).
     0 (openai-whisper's loop): every rest is decoded."""
 
-    def __init__(self, mel: torch.Tensor, content_frames: int, options: TranscriptionOptions, tokenizer: Tokenizer,
+    def __init__(self, mel: StreamedLogMel, options: TranscriptionOptions, tokenizer: Tokenizer,
                  initial_prompt: Optional[str], n_audio_ctx: int, min_window: int = 0, n_text_ctx: int = 448):
-        self.mel, self.content_frames, self.options, self.tokenizer = mel, content_frames, options, tokenizer
+        self.mel, self.content_frames, self.options, self.tokenizer = mel, mel.content_frames, options, tokenizer
         self.min_window = min_window
         self.input_stride = N_FRAMES // n_audio_ctx  # mel frames per timestamp step: 2
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp step: 0.02
@@ -91,7 +93,7 @@ class LongFormState:
 
     def window(self) -> torch.Tensor:
         """The current window's mel [n_mels, N_FRAMES], zero-padded (log-mel domain) past the content."""
-        return WhisperEncoding.window(self.mel, self.seek, self.segment_size)
+        return self.mel.window(self.seek, self.segment_size)
 
     @property
     def prompt(self) -> list[int]:
@@ -159,23 +161,24 @@ class LongFormState:
         return pieces
 
 
-def load_mel(encoding: WhisperEncoding, audio: Audio) -> torch.Tensor:
-    """An audio's log-mel [n_mels, content_frames + N_FRAMES]; what keeps it from loading is an ``AudioError``."""
+def load_mel(encoding: WhisperEncoding, audio: Audio) -> StreamedLogMel:
+    """An audio's log-mel, computed as it is decoded and read back a window at a time (bounded memory at any
+    length); what keeps it from loading is an ``AudioError``."""
     try:
-        return encoding.log_mel(audio)
+        return encoding.stream_mel(audio)
     except (ValueError, OSError, RuntimeError) as e:  # missing file, AudioDecodeError, bad samples
         raise AudioError(str(e)) from e
 
 
-def detect_languages(model, encoding: WhisperEncoding, mels: Sequence[torch.Tensor],
+def detect_languages(model, encoding: WhisperEncoding, mels: Sequence[StreamedLogMel],
                      tokenizer: Optional[Tokenizer] = None) -> tuple[list[dict], list[Optional[torch.Tensor]]]:
     """Languages of audios on their first 30 s, as openai-whisper's ``transcribe()`` detects them (one encoder
-    batch). ``mels``: [n_mels, content_frames + N_FRAMES] each -> (``{code: probability}`` per audio, per audio
+    batch). ``mels``: ``load_mel``'s -> (``{code: probability}`` per audio, per audio
     the encoder states [n_audio_ctx, n_audio_state] of that window when it is also the audio's first window to
     decode (content_frames >= N_FRAMES; a shorter first window is zero-padded instead), else None)."""
-    features = encoding.encode(torch.stack([encoding.window(mel, 0) for mel in mels]))
+    features = encoding.encode(torch.stack([mel.window(0) for mel in mels]))
     _, probs = detect_language(model, features, tokenizer)
-    return probs, [x if mel.shape[-1] - N_FRAMES >= N_FRAMES else None for mel, x in zip(mels, features)]
+    return probs, [x if mel.content_frames >= N_FRAMES else None for mel, x in zip(mels, features)]
 
 
 def decode_with_fallback(model, tokenizer: Optional[Tokenizer], options: TranscriptionOptions,

@@ -57,7 +57,9 @@ class WhisperModel:
         try:
             dims, state_dict = weights.load_checkpoint(name_or_path)
             vocab_dir = checkpoint_vocab_dir(name_or_path, vocab_name(dims.is_multilingual))
-        except (ValueError, OSError) as e:  # not found, not a Whisper checkpoint, unreadable
+        except CheckpointError:  # "not a Whisper checkpoint: <path>: <why>", or an unknown name
+            raise
+        except (ValueError, OSError) as e:  # not found, unreadable
             raise CheckpointError(str(e)) from e
         self._setup(Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device), vocab_dir)
 

@@ -29,7 +29,8 @@ import torch
 from .decode.options import DecodingResult
 from .encoding import Audio, WhisperEncoding
 from .errors import AudioError, DecodingError, OptionError
-from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from .io.audio import HOP_LENGTH, SAMPLE_RATE
+from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
 from .longform import LongFormState, Segment, TranscriptionInfo, decode_with_fallback, detect_languages, load_mel
 from .options import TranscriptionOptions, checked_tokenizer
@@ -138,6 +139,20 @@ class Scheduler:
             if self._active:
                 yield from self._round()
 
+    def cancel(self, stream_id: Hashable) -> bool:
+        """Drop a waiting or active stream (its caller is gone): its row is free at the next round and its id
+        for ``add``; the events of the round being given out may still name it, no later one does. Returns
+        whether it was dropped: False for an id finished, failed or unknown, and for a stream being admitted at
+        this moment (loaded, its ``Started`` not given out yet: call again after the next event)."""
+        for streams in (self._waiting, self._active):
+            for stream in streams:
+                if stream.id == stream_id:
+                    streams.remove(stream)
+                    self._ids.discard(stream_id)
+                    stream.audio = stream.state = stream.features = None
+                    return True
+        return False
+
     def _admit(self) -> Iterator[Event]:
         """Load waiting streams into the free rows; detect the languages of those that need it together."""
         joined: list[tuple[Stream, torch.Tensor]] = []
@@ -165,11 +180,11 @@ class Scheduler:
             else:
                 self._active.append(stream)
 
-    def _start(self, stream: Stream, mel: torch.Tensor, probs: Optional[dict[str, float]],
+    def _start(self, stream: Stream, mel: StreamedLogMel, probs: Optional[dict[str, float]],
                first: Optional[torch.Tensor]) -> None:
         """The stream's tokenizer, info and long-form state, from its mel and detected ``probs`` (if any);
         ``first``: its first window's encoder states when language detection computed them."""
-        content_frames = mel.shape[-1] - N_FRAMES
+        content_frames = mel.content_frames
         language = stream.language if probs is None else max(probs, key=probs.get)
         tokenizer = checked_tokenizer(self.model, language, stream.options.task, self.tokenizer)
         code = tokenizer.language or "en"
@@ -177,7 +192,7 @@ class Scheduler:
             language=code, language_probability=1.0 if probs is None else probs[code],
             duration=float(content_frames * HOP_LENGTH / SAMPLE_RATE), all_language_probs=probs,
             options=stream.options)
-        stream.state = LongFormState(mel, content_frames, stream.options, tokenizer, stream.initial_prompt,
+        stream.state = LongFormState(mel, stream.options, tokenizer, stream.initial_prompt,
                                      self.model.dims.n_audio_ctx, stream.min_window, self.model.dims.n_text_ctx)
         stream.audio, stream.features = None, first
 

@@ -328,3 +328,24 @@ def test_16khz_mono_s16_wav_is_read_exactly_without_the_resampler(tmp_path):
         loaded = load_audio(str(path))
         assert loaded.dtype == np.float32 and loaded.shape == (n,)
         assert np.array_equal(loaded, values.astype(np.float32) / 32768.0), n
+
+
+@parameterized.expand([(c,) for c in CLIPS])
+def test_iter_audio_blocks_join_to_load_audio(name):
+    """``iter_audio`` decodes as it reads: blocks of the asked size (the last shorter) whose concatenation is
+    exactly ``load_audio``'s samples, for every shared format and rate."""
+    whole = load_audio(_clip(name))
+    blocks = list(A.iter_audio(_clip(name), block=12345))
+    assert all(b.dtype == np.float32 and b.size == 12345 for b in blocks[:-1]) and 0 < blocks[-1].size <= 12345
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+def test_iter_audio_finds_truncation_after_the_last_block(tmp_path):
+    x = (np.sin(np.arange(32000) * 0.01) * 8000).astype(np.int16)[:, None]
+    data = _write_wav(tmp_path / "full.wav", x, 16000).read_bytes()
+    (tmp_path / "half.wav").write_bytes(data[: 44 + 32000])
+    blocks = A.iter_audio(tmp_path / "half.wav", block=4000)
+    got = [next(blocks) for _ in range(4)]  # the decodable part comes first, block by block
+    assert sum(b.size for b in got) == 16000
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        next(blocks)

@@ -96,9 +96,9 @@ def test_equal_prompt_lengths_keep_shared_positions():
     seen = []
     real = model.decoder.step
 
-    def spy(tokens, positions):
+    def spy(tokens, positions, keep=None):
         seen.append(positions.dim())
-        return real(tokens, positions)
+        return real(tokens, positions, keep)
 
     model.decoder.step = spy
     try:

@@ -11,7 +11,8 @@ from whisper_model.errors import OptionError
 # openai-whisper's word-level flags belong to the word-timestamps issue: they are not in our parser yet
 WORD_LEVEL = {"word_timestamps", "prepend_punctuations", "append_punctuations", "highlight_words", "max_line_width",
               "max_line_count", "max_words_per_line", "hallucination_silence_threshold", "clip_timestamps"}
-OURS_ONLY = {"input_file", "engine_dir", "dtype", "without_timestamps", "batch_size", "chunking", "vad_filter"}
+OURS_ONLY = {"input_file", "engine_dir", "dtype", "without_timestamps", "batch_size", "chunking", "vad_filter",
+             "stop_repetition_loops"}
 DEFAULT_DIFFERS = {"model": ("turbo", "tiny.en")}  # turbo is not bundled; names resolve to bundled weights only
 
 

@@ -225,3 +225,28 @@ def test_eager_and_engine_run_one_forward(monkeypatch):
         dec.set_audio(xa)
         dec.step(tok, torch.tensor([0]))
     assert [c for _, c in seen] == [model.decoder.caches, fast.text_decoder.caches]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_step_keep_gives_only_the_kept_columns(device):
+    """``step(tokens, positions, keep)``: the prefill asks for two columns per row (its start-of-transcript and its
+    last token); both decoders give exactly those columns of the full logits (the eager one skips the vocabulary
+    projection of the others)."""
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    model = make(dtype, device)
+    fast = accelerate(model, max_batch_size=2, kernels="torch")
+    xa = torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state, device=device, dtype=dtype)
+    tokens = torch.randint(0, DIMS.n_vocab, (2, 6), device=device)
+    keep = torch.tensor([[1, 5], [3, 5]], device=device)
+    for decoder in (model.text_decoder, fast.text_decoder):
+        decoder.reserve(2)
+        decoder.set_audio(xa)
+        full = decoder.step(tokens, torch.arange(6, device=device))
+        decoder.release()
+        decoder.reserve(2)
+        decoder.set_audio(xa)
+        kept = decoder.step(tokens, torch.arange(6, device=device), keep)
+        decoder.release()
+        assert kept.shape == (2, 2, DIMS.n_vocab)
+        expect = full[torch.arange(2, device=device)[:, None], keep]
+        assert rel(kept, expect) < (1e-6 if device == "cpu" else 5e-3)

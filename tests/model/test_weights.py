@@ -352,11 +352,12 @@ class BadInputTest(unittest.TestCase):
 
     def test_garbage_and_truncated_pt(self):
         (self.tmp / "x.pt").write_bytes(b"not a checkpoint")
-        with self.assertRaisesRegex(ValueError, r"x\.pt: cannot read as a PyTorch checkpoint"):
+        with self.assertRaisesRegex(ValueError, r"not a Whisper checkpoint: .*x\.pt: a text file \(starts 'not a "
+                                                r"checkpoint'\); expected an openai-whisper \.pt file"):
             load_checkpoint(self.tmp / "x.pt")
         path = save_openai(*random_checkpoint(), self.tmp / "y.pt")
         path.write_bytes(path.read_bytes()[:5000])
-        with self.assertRaisesRegex(ValueError, r"y\.pt: cannot read"):
+        with self.assertRaisesRegex(ValueError, r"y\.pt: a truncated or corrupt zip archive"):
             load_checkpoint(path)
         torch.save({"weights": torch.zeros(2)}, self.tmp / "y.pt")
         with self.assertRaisesRegex(ValueError, "not an openai-whisper checkpoint"):

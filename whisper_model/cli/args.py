@@ -3,7 +3,7 @@
 openai-whisper's word-level flags (``--word_timestamps`` and the ones that need it, ``--clip_timestamps``) are not
 here yet: they come with word timestamps. ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo,
 is not bundled). Ours on top: ``--input_file`` (the audio paths again, as older scripts give them),
-``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``; ``--language auto`` and ``--verbose
+``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``, ``--stop_repetition_loops``; ``--language auto`` and ``--verbose
 None`` are accepted too. A value that cannot work is an ``OptionError`` whose message names the flag.
 """
 from __future__ import annotations
@@ -159,6 +159,10 @@ def _ours(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=None, help="windows decoded together: of that many files "
                    "(default: None: 1, one file after the other), or with --chunking vad of that many speech "
                    f"chunks of any of the files (default: None: {CHUNK_BATCH})")
+    p.add_argument("--stop_repetition_loops", type=str2bool, metavar=BOOL, default=True, help="end a window's "
+                   "decoding as soon as its text repeats one block of tokens (4+ times, 48+ tokens: a loop on noise "
+                   "or music) and fall back to the next temperature; False: decode every window to 224 tokens as "
+                   "openai-whisper does (the same text wherever no loop occurs)")
     p.add_argument("--chunking", choices=CHUNKINGS, default="none", help="none: openai-whisper's sequential 30 s "
                    "windows, each prompted with the text before it; vad: cut each file at speech pauses (Silero "
                    "VAD) into chunks of at most 30 s decoded in parallel (--batch_size), each WITHOUT the previous "

@@ -45,7 +45,7 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         task=args.task, temperature=schedule, best_of=args.best_of, beam_size=args.beam_size if beam else None,
         patience=args.patience if beam else None, length_penalty=args.length_penalty,
         suppress_tokens=args.suppress_tokens, condition_on_previous_text=conditioned,
-        carry_initial_prompt=args.carry_initial_prompt,
+        carry_initial_prompt=args.carry_initial_prompt, stop_repetition_loops=args.stop_repetition_loops,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps)
 

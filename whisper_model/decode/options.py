@@ -23,7 +23,8 @@ class DecodingOptions:
     the start-of-transcript sequence (its last n_text_ctx // 2 - 1 ids); ``prefix``: forced start of this
     window's text; ``suppress_tokens``: ids or "1,2,3", where -1 adds the tokenizer's non-speech symbols; None or
     "" suppresses nothing (not even the special tokens). ``max_initial_timestamp``: latest first timestamp in
-    seconds (0.0: the text starts at <|0.00|>), None for no limit."""
+    seconds (0.0: the text starts at <|0.00|>), None for no limit. ``stop_loops``: end a row's text as soon as it
+    ends in a repetition loop, and say so in ``DecodingResult.looped`` (``loops.py``; False: openai-whisper's)."""
 
     task: str = "transcribe"
     language: Optional[str] = None  # None: detect per audio (English-only models: always "en")
@@ -39,6 +40,7 @@ class DecodingOptions:
     suppress_blank: bool = True
     without_timestamps: bool = False
     max_initial_timestamp: Optional[float] = 1.0
+    stop_loops: bool = False  # end a row whose text ends in a repetition loop (``loops.py``); not openai-whisper's
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -79,3 +81,4 @@ class DecodingResult:
     temperature: float = float("nan")
     compression_ratio: float = float("nan")
     language_probs: Optional[dict[str, float]] = None  # set when the language was detected
+    looped: bool = False  # stopped in a repetition loop (``DecodingOptions.stop_loops``)

@@ -7,14 +7,14 @@ Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by 
     dec = model.text_decoder
     dec.reserve(n_rows)                          # caches for n_rows decoder rows (kept across calls while they fit)
     dec.set_audio(features)                      # [n_audio, n_audio_ctx, d]: cross K/V of audio rows 0..n_audio-1
-    logits = dec.step(prompt, arange(n0))        # prefill: [n_rows, n0] tokens -> [n_rows, n0, n_vocab]
+    logits = dec.step(prompt, arange(n0), keep)  # prefill: [n_rows, n0] tokens -> [n_rows, k, n_vocab] (k kept)
     logits = dec.step(next_tokens, tensor([n0])) # then one token per row and step
     dec.reorder(source_rows)                     # beam search: row i continues old row source_rows[i]
     dec.release()                                # done with these rows and audios
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -37,8 +37,10 @@ class TextDecoder(Protocol):
     def set_audio(self, features: torch.Tensor) -> None:
         """features [n_audio, n_audio_ctx, d]: project every layer's cross K/V of audio rows 0..n_audio-1, once."""
 
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """tokens [n_rows, t] at ``positions`` -> logits [n_rows, t, n_vocab] (float32, the caller's to modify)."""
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor,
+             keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """tokens [n_rows, t] at ``positions`` -> logits [n_rows, t, n_vocab] (float32, the caller's to modify);
+        ``keep`` [n_rows, k] int64 (columns of each row): only those logits, [n_rows, k, n_vocab]."""
 
     def reorder(self, index: torch.Tensor) -> None:
         """index [n_rows] int64: row i becomes old row index[i] (its self K/V; cross rows stay per audio)."""

@@ -24,6 +24,7 @@ from ..io.audio import CHUNK_LENGTH
 from ..io.tokenizer import Tokenizer
 from .language import detect_language, features_of, resolve_language, tokenizer_for
 from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
+from .loops import StopRepetitionLoops, sequence_loops, unlooped_first
 from .options import DecodingOptions, DecodingResult, compression_ratio
 from .protocol import TextDecoder
 from .row_layout import RowLayout
@@ -78,6 +79,8 @@ class DecodingTask:
             if options.max_initial_timestamp is not None:
                 max_index = round(options.max_initial_timestamp / precision)
             self.logit_filters.append(ApplyTimestampRules(tok, self.sample_begin, max_index))
+        if options.stop_loops:
+            self.logit_filters.append(StopRepetitionLoops(tok, self.sample_begin))
 
     def _check_per_audio(self, prompts, languages) -> Optional[int]:
         """The number of audios that per-audio ``prompts`` / ``languages`` fix (None when neither is given)."""
@@ -154,7 +157,9 @@ class DecodingTask:
         candidates, scores = self.token_decoder.finalize(tokens.reshape(n_audio, n_group, length),
                                                    sum_logprobs.view(n_audio, n_group))
         candidates = [[self._sampled(seq) for seq in group] for group in candidates]
-        chosen = self.ranker.rank(candidates, scores)
+        looped = [[self.options.stop_loops and sequence_loops(c, tok.timestamp_begin) for c in group]
+                  for group in candidates]
+        chosen = self.ranker.rank(candidates, unlooped_first(scores, looped))
         results = []
         for i, j in enumerate(chosen):
             ids, sum_logprob = candidates[i][j], scores[i][j]
@@ -163,7 +168,8 @@ class DecodingTask:
                 language=languages[i], tokens=ids, text=text, sum_logprob=sum_logprob,
                 avg_logprob=sum_logprob / (len(ids) + 1), no_speech_prob=no_speech_probs[i * n_group],
                 temperature=self.options.temperature, compression_ratio=compression_ratio(text),
-                language_probs=language_probs[i]))
+                language_probs=language_probs[i],
+                looped=looped[i][j]))
         return results
 
     def _sampled(self, seq: list[int]) -> list[int]:
@@ -191,11 +197,12 @@ class DecodingTask:
         self.token_decoder.reset()
         sum_logprobs = torch.zeros(n_batch, device=device)
         length = self.sample_begin
-        logits = decoder.step(tokens[:, :length].to(device), positions[..., :length])  # prefill: [n_batch, n0, V]
         sot = torch.tensor(sot_columns, device=device).repeat_interleave(n_group)
-        probs_at_sot = logits[torch.arange(n_batch, device=device), sot].float().softmax(dim=-1)
+        keep = torch.stack([sot, torch.full_like(sot, length - 1)], dim=1)  # the logits the prefill needs
+        logits = decoder.step(tokens[:, :length].to(device), positions[..., :length], keep)  # [n_batch, 2, V]
+        probs_at_sot = logits[:, 0].float().softmax(dim=-1)
         no_speech_probs = probs_at_sot[:, self.tokenizer.no_speech].tolist()
-        logits = logits[:, -1]
+        logits = logits[:, 1]
         stopped: set[int] = set()  # audios past their text context (rows with shorter prompts go on longer)
         for step in range(self.sample_len):
             if step > 0:

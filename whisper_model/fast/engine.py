@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -152,8 +153,10 @@ class FastDecoder:
         return self.module.compute(st.ops, self.caches, st.tokens, st.pos, st.group)
 
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32, a copy)."""
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor,
+             keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32, a copy); ``keep`` [b, k]:
+        those columns only, [b, k, n_vocab] (taken from the full projection: on the GPU it costs little)."""
         group = self.caches.step_group("decoder", tokens, positions)
         b, t = tokens.shape
         # graphs for one-token steps and short prompts; a long prompt (conditioning on previous text) runs once,
@@ -178,7 +181,10 @@ class FastDecoder:
             st.graph.replay()
         else:
             st.graph.replay()
-        return st.logits[: b * t].view(b, t, -1).clone()
+        logits = st.logits[: b * t].view(b, t, -1)
+        if keep is None:
+            return logits.clone()
+        return logits[torch.arange(b, device=logits.device)[:, None], keep.to(logits.device)]
 
 
 class AcceleratedWhisper:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import io
 import os
 from functools import lru_cache
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .audio_headers import AudioDecodeError, check_not_truncated, declared_seconds, wav_data_sizes
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -37,11 +39,6 @@ AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
 MIN_INPUT_RATE, MAX_INPUT_RATE = 1000, 1_000_000  # input sample rates outside are refused as a corrupt header
 
 
-class AudioDecodeError(ValueError):
-    """The input exists but is not decodable audio (not a media file, corrupt, truncated,
-    empty, or without an audio stream). The message names the file and the problem."""
-
-
 def _describe(src) -> str:
     if isinstance(src, (str, os.PathLike)):
         return repr(os.fspath(src))
@@ -49,42 +46,6 @@ def _describe(src) -> str:
         return f"<{len(src)} bytes in memory>"
     name = getattr(src, "name", None)
     return repr(name) if isinstance(name, str) else f"<file object {type(src).__name__}>"
-
-
-def _wav_data_sizes(src) -> Optional[tuple]:
-    """For a RIFF/WAVE input: (data bytes the header declares, data bytes present), else None.
-
-    FFmpeg silently clamps a WAV's data size to the file size, so truncation is detected here.
-    Streaming headers (size 0 or 0xFFFFFFFF) and non-seekable inputs give None.
-    """
-    try:
-        if isinstance(src, str):
-            with open(src, "rb") as f:
-                head, total = f.read(1 << 16), os.fstat(f.fileno()).st_size
-        elif hasattr(src, "seek") and hasattr(src, "tell") and src.seekable():
-            pos = src.tell()
-            head, total = src.read(1 << 16), src.seek(0, io.SEEK_END) - pos
-            src.seek(pos)
-        else:
-            return None
-    except (OSError, AttributeError, ValueError):
-        return None
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    off = 12
-    while off + 8 <= len(head):
-        cid, size = head[off:off + 4], int.from_bytes(head[off + 4:off + 8], "little")
-        if cid == b"data":
-            if size in (0, 0xFFFFFFFF):
-                return None
-            return size, max(0, total - off - 8)
-        off += 8 + size + (size & 1)  # chunks are word aligned
-    return None
-
-
-# Demuxers whose duration comes from a header (sample count / chunk sizes), so a decoded
-# length far below it means the file was cut short rather than the estimate being off.
-_HEADER_DURATION_FORMATS = ("wav", "w64", "aiff", "caf", "flac", "mov", "mp4", "matroska")
 
 
 def load_audio(
@@ -113,22 +74,47 @@ def load_audio(
         AudioDecodeError (a ValueError): empty file, not a media file, no audio stream,
             undecodable data, or a truncated file (see ``allow_truncated``).
     """
+    blocks = list(iter_audio(path_or_file, sr, allow_truncated=allow_truncated))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def iter_audio(path_or_file: AudioSource, sr: int = SAMPLE_RATE, *, allow_truncated: bool = False,
+               block: int = N_SAMPLES) -> Iterator[np.ndarray]:
+    """``load_audio``'s samples as they are decoded, ``block`` at a time (float32 [block], the last one shorter):
+    memory bounded at any length. The same checks and errors as ``load_audio``; those that need the whole file
+    (corrupt packets, truncation) are raised after the last block."""
     import av  # deferred: the rest of this module works without PyAV
 
     if not isinstance(sr, int) or sr <= 0:
         raise ValueError(f"load_audio: sr must be a positive int sample rate, got {sr!r}")
     what = _describe(path_or_file)
     src = _checked_source(path_or_file, what)
-    wav_sizes = _wav_data_sizes(src)
-    declared, chunks, n_errors, n_packets = _decode_best_audio(av, src, what, sr)
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-    if n_errors and (audio.size == 0 or n_errors * 2 > n_packets):
+    wav_sizes = wav_data_sizes(src)
+    facts: dict = {}
+    pending, size, total = [], 0, 0
+    for chunk in _decode_best_audio(av, src, what, sr, facts):
+        pending.append(chunk)
+        size += chunk.size
+        while size >= block:
+            joined = np.concatenate(pending)
+            yield _scaled(joined[:block])
+            pending, size = [joined[block:]], size - block
+            total += block
+    if size:
+        yield _scaled(np.concatenate(pending))
+        total += size
+    n_errors, n_packets = facts["errors"], facts["packets"]
+    if n_errors and (total == 0 or n_errors * 2 > n_packets):
         raise AudioDecodeError(f"{what}: audio data is corrupt ({n_errors} of {n_packets} "
                                f"packets failed to decode)")
     if not allow_truncated:
-        _check_not_truncated(what, audio.size / sr, wav_sizes, declared)
-    out = np.empty(audio.shape, np.float32)  # int16 / 32768 in one pass (2**-15: exact, as the division)
-    return np.multiply(audio, np.float32(1 / 32768), out=out)
+        check_not_truncated(what, total / sr, wav_sizes, facts["declared"])
+
+
+def _scaled(samples: np.ndarray) -> np.ndarray:
+    """int16 -> float32 / 32768 in one pass (2**-15: exact, as the division)."""
+    out = np.empty(samples.shape, np.float32)
+    return np.multiply(samples, np.float32(1 / 32768), out=out)
 
 
 def _checked_source(path_or_file: AudioSource, what: str):
@@ -150,9 +136,10 @@ def _checked_source(path_or_file: AudioSource, what: str):
     return src
 
 
-def _decode_best_audio(av, src, what: str, sr: int):
-    """Open ``src`` and decode its best audio stream: (header duration in s or None, int16 chunks,
-    packets that failed to decode, packets seen)."""
+def _decode_best_audio(av, src, what: str, sr: int, facts: dict) -> Iterator[np.ndarray]:
+    """Open ``src`` and decode its best audio stream: its int16 chunks, in order; ``facts`` gets the header
+    duration (s, or None: ``declared``), then the packets that failed to decode (``errors``) and those seen
+    (``packets``)."""
     try:
         container = av.open(src, mode="r", metadata_errors="replace")  # non-UTF-8 tags are not an error
     except av.error.FFmpegError as e:
@@ -165,47 +152,28 @@ def _decode_best_audio(av, src, what: str, sr: int):
             stream = None
         if stream is None:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise AudioDecodeError(f"{what} has no audio stream (streams: {', '.join(kinds)})")
-        rate = stream.codec_context.sample_rate
+            raise AudioDecodeError(f"{what} has no audio stream " + ("that can be decoded (a corrupt header?)"
+                                   if "audio" in kinds else f"(streams: {', '.join(kinds)})"))
+        codec = stream.codec_context  # None when FFmpeg has no decoder for the codec
+        if codec is None:
+            raise AudioDecodeError(f"{what}: its audio codec cannot be decoded (FFmpeg has no decoder for it)")
+        rate = codec.sample_rate
         if rate and not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:  # a corrupt header: resampling would take ages
             raise AudioDecodeError(f"{what}: implausible sample rate {rate} Hz (expected "
                                    f"{MIN_INPUT_RATE}..{MAX_INPUT_RATE}); the header is corrupt")
-        declared = _declared_seconds(container, stream)
+        facts["declared"] = declared_seconds(container, stream)
         try:
-            return (declared, *_decode_resampled(av, container, stream, sr))
+            yield from _decode_resampled(av, container, stream, sr, facts)
         except av.error.FFmpegError as e:  # e.g. a channel layout or format the resampler refuses
-            raise AudioDecodeError(f"{what}: cannot convert its audio ({stream.codec_context.name}, {rate} Hz) "
+            raise AudioDecodeError(f"{what}: cannot convert its audio ({codec.name}, {rate} Hz) "
                                    f"to {sr} Hz mono: {e}") from e
 
 
-def _check_not_truncated(what: str, got: float, wav_sizes: Optional[tuple], declared: Optional[float]) -> None:
-    """AudioDecodeError when the header promises more audio than ``got`` seconds decoded."""
-    hint = "(pass allow_truncated=True to load the decodable part)"
-    if wav_sizes is not None and wav_sizes[1] < wav_sizes[0] * 0.99:
-        raise AudioDecodeError(f"WAV file {what} is truncated: its header declares "
-                               f"{wav_sizes[0]} bytes of samples but only {wav_sizes[1]} "
-                               f"are present {hint}")
-    if declared and got < 0.5 * declared and declared - got > 0.1:
-        raise AudioDecodeError(f"{what} looks truncated: its header declares "
-                               f"{declared:.2f} s but only {got:.2f} s decoded {hint}")
-
-
-def _declared_seconds(container, stream) -> Optional[float]:
-    """Duration promised by the file header, or None when the demuxer only estimates it."""
-    fmt = container.format.name
-    if not any(name in fmt.split(",") for name in _HEADER_DURATION_FORMATS):
-        return None
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000  # AV_TIME_BASE units
-    return None
-
-
-def _decode_resampled(av, container, stream, sr: int):
+def _decode_resampled(av, container, stream, sr: int, facts: dict) -> Iterator[np.ndarray]:
     """Demux + decode ``stream``, convert to packed s16 mono at ``sr``.
 
-    Returns (list of int16 arrays, number of packets that failed to decode, packets seen).
+    Yields int16 arrays as they are decoded; ``facts`` gets the number of packets that failed to decode
+    (``errors``) and the packets seen (``packets``) at the end.
     Like the ffmpeg CLI, isolated undecodable packets are skipped. A change of input format
     mid-stream (sample rate / layout) starts a new resampler after flushing the old one.
     """
@@ -252,8 +220,11 @@ def _decode_resampled(av, container, stream, sr: int):
             continue
         for frame in frames:
             push(frame)
+        yield from chunks
+        chunks.clear()
     push(None)  # flush the resampler's buffered tail
-    return chunks, n_errors, n_packets
+    yield from chunks
+    facts["errors"], facts["packets"] = n_errors, n_packets
 
 
 def _safe_flush(av, stream) -> list:

@@ -18,6 +18,7 @@ nothing is written to disk.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -27,6 +28,7 @@ from typing import Sequence
 import torch
 
 MAX_BINARY_VERSION = 6
+MAX_NAME_BYTES = 1024  # names of variables, aliases and specs: CTranslate2's are well under 100
 
 # CTranslate2's DataType enum order (include/ctranslate2/types.h).
 _DTYPES = (torch.float32, torch.int8, torch.int16, torch.int32, torch.float16, torch.bfloat16)
@@ -52,7 +54,13 @@ class _PartStream:
     def error(self, what: str) -> ValueError:
         return ValueError(f"corrupt or truncated CTranslate2 model {self.describe()}: {what} (at byte {self.pos})")
 
+    def need(self, n: int, what: str) -> None:
+        """ValueError unless ``n`` more bytes remain: checked before allocating anything of that size."""
+        if n > self.total - self.pos:
+            raise self.error(f"{what} needs {n} bytes but only {self.total - self.pos} remain")
+
     def read(self, n: int, what: str) -> bytearray:
+        self.need(n, what)
         out = bytearray(n)
         self.readinto(memoryview(out), what)
         return out
@@ -60,8 +68,7 @@ class _PartStream:
     def readinto(self, view: memoryview, what: str) -> None:
         """Fill ``view`` from the stream, crossing part boundaries as needed."""
         n = view.nbytes
-        if n > self.total - self.pos:
-            raise self.error(f"{what} needs {n} bytes but only {self.total - self.pos} remain")
+        self.need(n, what)
         filled = 0
         while filled < n:
             got = self._file.readinto(view[filled:])
@@ -81,8 +88,8 @@ class _PartStream:
 
     def string(self, what: str) -> str:
         length = self.unpack("H", f"{what} length")
-        if length == 0:
-            raise self.error(f"{what} has length 0")
+        if not 0 < length <= MAX_NAME_BYTES:
+            raise self.error(f"{what} has length {length} (expected 1..{MAX_NAME_BYTES})")
         raw = self.read(length, what)
         if raw[-1] != 0:
             raise self.error(f"{what} is not NUL terminated")
@@ -155,15 +162,16 @@ def _read_variable(stream: _PartStream, version: int, i: int) -> tuple[str, torc
     if rank > 8:
         raise stream.error(f"variable {name!r} has implausible rank {rank}")
     shape = struct.unpack(f"<{rank}I", stream.read(4 * rank, f"shape of {name}"))
-    numel = 1
-    for dim in shape:
-        numel *= dim
+    numel = math.prod(shape)
+    if math.prod(d for d in shape if d) > 2**32:  # with a 0 in it, the rest could overflow torch's strides
+        raise stream.error(f"variable {name!r} has implausible shape {list(shape)}")
     dtype, num_bytes = _read_dtype(stream, version, name)
     item = torch.empty((), dtype=dtype).element_size()
     if num_bytes != numel * item:
         raise stream.error(
             f"variable {name!r} of shape {list(shape)} and dtype {dtype} declares {num_bytes} bytes, "
             f"expected {numel * item}")
+    stream.need(num_bytes, f"data of {name}")  # a corrupt size must not allocate gigabytes first
     raw = torch.empty(num_bytes, dtype=torch.uint8)
     stream.readinto(memoryview(raw.numpy()), f"data of {name}")
     return name, raw.view(dtype).reshape(shape)
@@ -177,6 +185,14 @@ def _read_aliases(stream: _PartStream, variables: dict[str, torch.Tensor]) -> No
         if target not in variables:
             raise stream.error(f"alias {alias!r} points to unknown variable {target!r}")
         variables[alias] = variables[target]
+
+
+def _check_scale(name: str, value: torch.Tensor, scale: torch.Tensor) -> None:
+    """ValueError unless ``scale`` is one scalar or one value per row of ``value``."""
+    rows = value.shape[0] if value.dim() else 1
+    if not (scale.numel() == 1 and scale.dim() <= 1) and tuple(scale.shape) != (rows,):
+        raise ValueError(f"CTranslate2 variable {name}_scale has shape {list(scale.shape)}, expected a scalar or "
+                         f"[{rows}] for {name} of shape {list(value.shape)}")
 
 
 def dequantize(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -193,6 +209,7 @@ def dequantize(variables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             raise ValueError(f"CTranslate2 variable {name!r}: zero-point (AWQ) quantization is not supported")
         scale = variables.get(name + "_scale")
         if scale is not None and not value.is_floating_point():
+            _check_scale(name, value, scale)
             scale = scale.float()
             if scale.dim() == 1:
                 scale = scale.reshape(-1, *([1] * (value.dim() - 1)))
@@ -243,6 +260,15 @@ def find_parts(directory: Path) -> list[Path] | None:
     return [numbered[i] for i in sorted(numbered)]
 
 
+def _heads(where: str, name: str, value: torch.Tensor) -> int:
+    """A head count stored as a scalar: a positive integer, else ValueError."""
+    number = value.item()  # int, float or bool
+    whole = isinstance(number, int) or (math.isfinite(number) and float(number).is_integer())
+    if isinstance(number, bool) or not whole or int(number) <= 0:
+        raise ValueError(f"{where}: {name} is {number!r}, expected a positive number of heads")
+    return int(number)
+
+
 def read_whisper_variables(parts: Sequence[Path]) -> tuple[dict[str, torch.Tensor], tuple, list[str]]:
     """(float variables, (encoder heads, decoder heads) or None each, names to ignore: the scalars and a
     tied output projection). ValueError for another architecture or an untied projection."""
@@ -250,9 +276,13 @@ def read_whisper_variables(parts: Sequence[Path]) -> tuple[dict[str, torch.Tenso
     spec, _, variables = read_ct2_model(parts)
     if spec != "WhisperSpec":
         raise ValueError(f"{where}: CTranslate2 model of spec {spec!r}, not a Whisper model (WhisperSpec)")
-    variables = dequantize(variables)
+    try:
+        variables = dequantize(variables)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     scalars = [k for k, v in variables.items() if v.dim() == 0]
-    heads = tuple(int(variables[k]) if k in scalars else None for k in ("encoder/num_heads", "decoder/num_heads"))
+    heads = tuple(_heads(where, k, variables[k]) if k in scalars else None
+                  for k in ("encoder/num_heads", "decoder/num_heads"))
     emb, ignore = variables.get("decoder/embeddings/weight"), scalars
     for name in ("decoder/projection/weight", "decoder/projection/bias"):
         value = variables.get(name)

@@ -114,8 +114,9 @@ class WhisperDecoder(Module):
 
     # -- the forward ----------------------------------------------------------------------------------------
     def compute(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
-                group: int) -> torch.Tensor:
-        """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32)."""
+                group: int, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32); ``keep``: flat
+        indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab]."""
         t = tokens.shape[1]
         x = ops.embed(tokens, pos, self.token_embedding.weight, self.positional_embedding)
         for i, blk in enumerate(self.blocks):
@@ -127,6 +128,8 @@ class WhisperDecoder(Module):
             o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
             x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
             x = blk.mlp_out(ops, x, ln=True, residual=x)
+        if keep is not None:
+            x = x[keep]
         return ops.linear(x, self.token_embedding.weight, None, ln=self.ln, out_dtype=torch.float32)
 
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
@@ -165,12 +168,19 @@ class WhisperDecoder(Module):
         self._reserved("set_audio").set_audio(xa, self.kv_projections())
 
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32)."""
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor,
+             keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32); ``keep`` [b, k]
+        (columns of each row): only those logits, [b, k, n_vocab] (the vocabulary projection of a long prompt's
+        other positions is skipped)."""
         caches = self._reserved("step")
         group = caches.step_group("WhisperDecoder.step", tokens, positions)
         caches.last_pos = positions
-        return self.compute(TORCH_OPS, caches, tokens, positions, group).view(*tokens.shape, -1)
+        b, t = tokens.shape
+        if keep is None:
+            return self.compute(TORCH_OPS, caches, tokens, positions, group).view(b, t, -1)
+        flat = (torch.arange(b, device=keep.device)[:, None] * t + keep).flatten()
+        return self.compute(TORCH_OPS, caches, tokens, positions, group, flat).view(b, keep.shape[1], -1)
 
     def reorder(self, index: torch.Tensor) -> None:
         self._reserved("reorder").reorder(index)

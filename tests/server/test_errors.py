@@ -1,0 +1,76 @@
+"""Bad uploads and options get the right status, the field at fault and a message that says what is wrong, in
+OpenAI's error shape; the server goes on serving after each."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ._server import SAMPLE
+
+JFK = SAMPLE.read_bytes()
+WAV_HEADER_ONLY = (b"RIFF" + (1000036).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                   + bytes.fromhex("01000100803e0000007d000002001000") + b"data" + (1000000).to_bytes(4, "little"))
+
+CASES = [  # (id, form fields, file part or None, status, param, words of the message)
+    ("no file", {"model": "tiny.en"}, None, 400, "file", "'file' is required"),
+    ("file as text", {"file": "jfk.mp3"}, None, 400, "file", "'file' is required"),
+    ("empty file", {}, ("a.wav", b""), 400, "file", "cannot be decoded as audio"),
+    ("not audio", {}, ("notes.txt", b"hello, this is not audio at all" * 50), 400, "file", "not a media file"),
+    ("truncated wav", {}, ("cut.wav", WAV_HEADER_ONLY + bytes(2000)), 400, "file", "cannot be decoded"),
+    ("corrupt mp3", {}, ("bad.mp3", JFK[:400] + bytes(range(256)) * 64), 400, "file", "cannot be decoded"),
+    ("unknown model", {"model": "whisper-large-v9"}, "jfk", 404, "model", "does not exist"),
+    ("unknown field", {"best_of": "3"}, "jfk", 400, "best_of", "unknown field 'best_of'"),
+    ("repeated field", [("language", "en"), ("language", "en")], "jfk", 400, "language", "more than once"),
+    ("response_format", {"response_format": "docx"}, "jfk", 400, "response_format", "must be one of json"),
+    ("temperature text", {"temperature": "warm"}, "jfk", 400, "temperature", "must be a number"),
+    ("temperature range", {"temperature": "1.5"}, "jfk", 400, "temperature", "between 0 and 1"),
+    ("beam_size text", {"beam_size": "five"}, "jfk", 400, "beam_size", "must be an integer"),
+    ("beam_size zero", {"beam_size": "0"}, "jfk", 400, "beam_size", "beam_size"),
+    ("beam_size too large", {"beam_size": "64"}, "jfk", 400, "beam_size", "at most 16"),
+    ("language unknown", {"language": "klingon"}, "jfk", 400, "language", "unsupported language 'klingon'"),
+    ("language on english-only", {"language": "fr"}, "jfk", 400, "language", "English-only"),
+    ("word timestamps", [("timestamp_granularities[]", "segment"), ("timestamp_granularities[]", "word")],
+     "jfk", 400, "timestamp_granularities[]", "word timestamps are not supported yet"),
+    ("granularity unknown", {"timestamp_granularities[]": "sentence"}, "jfk", 400, "timestamp_granularities[]",
+     "must be segment"),
+    ("stream flag", {"stream": "maybe"}, "jfk", 400, "stream", "true or false"),
+]
+
+
+@pytest.mark.parametrize("fields, file, status, param, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_bad_request_is_refused_naming_the_problem(server, fields, file, status, param, words):
+    files = {"file": ("jfk.mp3", JFK)} if file == "jfk" else {"file": file} if file else None
+    data = fields if isinstance(fields, dict) else None
+    if not isinstance(fields, dict):  # repeated fields: encode them by hand, as curl -F does
+        files = [(k, (None, v)) for k, v in fields] + list((files or {}).items())
+    response = httpx.post(server.url + "/v1/audio/transcriptions", data=data, files=files, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and words in error["message"]
+    assert error["type"] == "invalid_request_error"
+
+
+def test_refused_uploads_too_large_with_and_without_a_content_length(server):
+    big = bytes(5 * 2**20)  # the limit is 4 MiB
+    with_length = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": ("big.wav", big)})
+    assert with_length.status_code == 413 and with_length.json()["error"]["code"] == "file_too_large"
+
+    def chunks():  # no Content-Length: the limit is found while the body comes in
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+        for _ in range(5):
+            yield bytes(2**20)
+        yield b"\r\n--b--\r\n"
+
+    chunked = httpx.post(server.url + "/v1/audio/transcriptions", content=chunks(),
+                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert chunked.status_code == 413 and "larger than this server's limit" in chunked.json()["error"]["message"]
+    not_multipart = httpx.post(server.url + "/v1/audio/transcriptions", json={"file": "x"})
+    assert not_multipart.status_code == 400 and not_multipart.json()["error"]["param"] == "file"
+
+
+def test_the_server_goes_on_after_the_failures(server):
+    response = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": ("jfk.mp3", JFK)},
+                          data={"response_format": "text", "language": "english", "temperature": "0"}, timeout=120)
+    assert response.status_code == 200 and "ask not what your country" in response.text.lower()
+    assert server.metric('whisper_requests_total{endpoint="transcriptions",status="400"}') >= len(CASES) - 1
+    assert server.health()["in_flight"] == 0

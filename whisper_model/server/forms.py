@@ -1,0 +1,144 @@
+"""The multipart form of ``/v1/audio/transcriptions`` and ``/translations`` -> a checked ``AudioRequest``.
+
+Fields (OpenAI's names): ``file`` (required), ``model`` (the served id or ``whisper-1``; default the served
+model), ``language`` (a code or English name; default detected, or English on an English-only model),
+``prompt``, ``temperature`` (0, the default: openai-whisper's fallback schedule 0, 0.2, ... 1.0; t > 0: t,
+t + 0.2, ... up to 1, as openai-whisper's command line), ``response_format`` (json, text, srt, vtt,
+verbose_json), ``timestamp_granularities[]`` (segment; word: not yet), ``stream`` (true: server-sent events of
+segments), and ours: ``beam_size`` (beam search at temperature 0). Any other field is refused, naming it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ..cli.args import temperatures
+from ..errors import OptionError
+from ..options import TranscriptionOptions, checked_tokenizer
+from .config import ServedModel
+from .errors import ApiError
+
+FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("timestamp_granularities[]", "timestamp_granularities")
+SINGLE = ("file", "model", "language", "prompt", "response_format", "temperature", "stream", "beam_size")
+TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    data: bytes  # the uploaded file
+    filename: str
+    options: TranscriptionOptions
+    language: Optional[str]
+    prompt: Optional[str]
+    response_format: str
+    stream: bool
+
+
+async def read_form(request: Request, task: str, served: ServedModel) -> AudioRequest:
+    """The request's form, checked (``ApiError`` 400 naming the field, 404 for an unknown model); the upload's
+    temporary file is closed before this returns."""
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except HTTPException as e:  # a malformed multipart body (starlette's MultiPartException)
+        raise ApiError(400, f"the body is not a valid multipart form: {e.detail}") from None
+    try:
+        fields = _fields(form)
+        upload = fields.pop("file", None)
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "'file' is required: the audio, as a multipart/form-data file field",
+                           param="file")
+        data = await upload.read()
+        filename = upload.filename or "audio"
+    finally:
+        await form.close()
+    return _checked(fields, data, filename, task, served)
+
+
+def _fields(form: FormData) -> dict:
+    """Each field's value (``GRANULARITIES``: the list of values); unknown or repeated fields are refused."""
+    fields: dict = {"granularities": []}
+    for name, value in form.multi_items():
+        if name in GRANULARITIES:
+            fields["granularities"].append(value)
+        elif name not in SINGLE:
+            raise ApiError(400, f"unknown field {name!r}; this server takes {', '.join(SINGLE)} and "
+                           "timestamp_granularities[]", param=name)
+        elif name in fields:
+            raise ApiError(400, f"field {name!r} is given more than once", param=name)
+        else:
+            fields[name] = value
+    for name, value in fields.items():
+        if name not in ("file", "granularities") and not isinstance(value, str):
+            raise ApiError(400, f"field {name!r} must be a text field, not a file", param=name)
+    return fields
+
+
+def _checked(fields: dict, data: bytes, filename: str, task: str, served: ServedModel) -> AudioRequest:
+    model = fields.get("model") or served.name
+    if model not in served.ids:
+        raise ApiError(404, f"the model {model!r} does not exist; this server serves {served.name!r} (also "
+                       f"called {', '.join(repr(i) for i in served.ids[1:])})", param="model",
+                       code="model_not_found")
+    response_format = fields.get("response_format") or "json"
+    if response_format not in FORMATS:
+        raise ApiError(400, f"response_format must be one of {', '.join(FORMATS)}, got {response_format!r}",
+                       param="response_format")
+    for granularity in fields["granularities"]:
+        if granularity == "word":
+            raise ApiError(400, "timestamp_granularities[]=word: word timestamps are not supported yet; use "
+                           "segment (the segments of verbose_json)", param="timestamp_granularities[]")
+        if granularity != "segment":
+            raise ApiError(400, f"timestamp_granularities[] must be segment (or word, not supported yet), got "
+                           f"{granularity!r}", param="timestamp_granularities[]")
+    given = fields.get("language") or None
+    try:  # the language (a code or a name) and the task, for this model; None: detected
+        language = checked_tokenizer(served.model, given, task, served.tokenizer).language
+    except OptionError as e:
+        raise ApiError(400, str(e), param="language" if "language" in str(e) else "model") from None
+    options = _options(fields, task, served.base_options)
+    if (options.beam_size or 0) > served.max_beam_size:
+        raise ApiError(400, f"beam_size must be at most {served.max_beam_size} on this server, got "
+                       f"{options.beam_size}", param="beam_size")
+    return AudioRequest(data=data, filename=filename, options=options,
+                        language=language if given is not None else None, prompt=fields.get("prompt") or None,
+                        response_format=response_format, stream=_flag(fields, "stream"))
+
+
+def _options(fields: dict, task: str, base: TranscriptionOptions) -> TranscriptionOptions:
+    changes: dict = {"task": task}
+    if fields.get("temperature"):
+        t = _number(fields, "temperature", float)
+        if not 0.0 <= t <= 1.0:
+            raise ApiError(400, f"temperature must be between 0 and 1, got {t}", param="temperature")
+        if t > 0:  # 0: the base schedule (openai-whisper's fallback from 0)
+            changes["temperature"] = temperatures(t, 0.2)
+    if fields.get("beam_size"):
+        changes["beam_size"] = _number(fields, "beam_size", int)
+    try:
+        return replace(base, **changes)
+    except OptionError as e:
+        param = next((name for name in changes if name in str(e)), None)
+        raise ApiError(400, str(e), param=param) from None
+
+
+def _number(fields: dict, name: str, kind: type):
+    try:
+        return kind(fields[name])
+    except ValueError:
+        raise ApiError(400, f"{name} must be {'an integer' if kind is int else 'a number'}, got "
+                       f"{fields[name]!r}", param=name) from None
+
+
+def _flag(fields: dict, name: str) -> bool:
+    value = fields.get(name) or "false"
+    if value.lower() not in TRUE_FALSE:
+        raise ApiError(400, f"{name} must be true or false, got {value!r}", param=name)
+    return TRUE_FALSE[value.lower()]
+
+
+__all__ = ["AudioRequest", "FORMATS", "read_form"]

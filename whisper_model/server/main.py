@@ -1,0 +1,120 @@
+"""``python -m whisper_model.serve``: load a model, serve OpenAI's audio API with uvicorn.
+
+    python -m whisper_model.serve --model base --port 8000
+    python -m whisper_model.serve --engine_dir engines/base --batch_size 32 --api_key "$KEY"
+
+SIGINT / SIGTERM: no new connection is taken, the requests in flight finish (up to ``--shutdown_timeout`` s),
+the worker thread ends, then the process ends by that signal, as uvicorn does (status 130 / 143 in a shell; a
+service manager counts it as a clean stop). A model that cannot be loaded or a bad flag: one line, status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+API_KEY_ENV = "WHISPER_API_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m whisper_model.serve", description="OpenAI-compatible "
+                                "transcription server (/v1/audio/transcriptions, /translations) with continuous "
+                                "batching: every request is a stream of one scheduler")
+    p.add_argument("--model", default="tiny.en", help="a bundled name (tiny.en, base), a checkpoint path, or a "
+                   "name in --model_dir (default: tiny.en)")
+    p.add_argument("--model_dir", default=None, help="where to look for <model>.pt (default: ~/.cache/whisper)")
+    p.add_argument("--engine_dir", default=None, help="a GPU engine from python -m whisper_model.build (then "
+                   "--model is not loaded)")
+    p.add_argument("--served_model_name", default=None, help="the model's id in the API (default: --model, or "
+                   "the engine folder's name); 'whisper-1' is accepted as well")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when there is one)")
+    p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
+                   help="default: float16 on CUDA, float32 on the CPU")
+    p.add_argument("--eager", action="store_true", help="on CUDA, run the eager modules instead of the fast path "
+                   "(Triton kernels + CUDA graphs)")
+    p.add_argument("--max_beam_width", type=int, default=5, help="the fast path's rows: batch x this (beam_size "
+                   "of a request may not exceed it; default 5)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--batch_size", type=int, default=16, help="windows decoded together (default 16)")
+    p.add_argument("--max_queue", type=int, default=256, help="requests that may wait for a row; more get 503 "
+                   "with Retry-After (default 256)")
+    p.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default 25, as "
+                   "OpenAI)")
+    p.add_argument("--request_timeout", type=float, default=600.0, help="seconds; a request not done by then "
+                   "gets 504 and its rows are dropped (default 600)")
+    p.add_argument("--batch_wait_ms", type=float, default=0.0, help="before a round with free rows (the first "
+                   "after idling, or one after requests finished), wait up to this long for requests to fill them "
+                   "(default 0: never; 20-50 helps a GPU's throughput when every request is one window)")
+    p.add_argument("--batch_gap_ms", type=float, default=None, help="and stop waiting when none came for this "
+                   "long (default: a quarter of --batch_wait_ms)")
+    p.add_argument("--api_key", default=os.environ.get(API_KEY_ENV), help="require 'Authorization: Bearer "
+                   f"KEY' (default: ${API_KEY_ENV}; unset: no key)")
+    p.add_argument("--shutdown_timeout", type=float, default=30.0, help="seconds the requests in flight get to "
+                   "finish on SIGTERM / SIGINT (default 30)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return p
+
+
+def load(args: argparse.Namespace):
+    """The ``ServedModel`` of the flags (``CheckpointError`` / ``OptionError`` when it cannot be)."""
+    import torch
+
+    from ..cli.args import model_source
+    from ..cli.session import check_device
+    from ..options import TranscriptionOptions
+    from ..pipeline import WhisperModel
+    from .config import ServedModel
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.engine_dir:
+        whisper = WhisperModel.from_engine(args.engine_dir, device=device)
+        module, name = whisper.model, args.served_model_name or Path(args.engine_dir).name
+    else:
+        dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
+        whisper = WhisperModel(model_source(args.model, args.model_dir), device=device, dtype=getattr(torch, dtype))
+        module, name = whisper.model, args.served_model_name or args.model
+        if torch.device(device).type == "cuda" and not args.eager:
+            from ..fast.engine import accelerate
+
+            module = accelerate(module, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width)
+    return ServedModel(module, whisper.tokenizer, name, TranscriptionOptions())
+
+
+def config_of(args: argparse.Namespace):
+    from .config import ServerConfig
+
+    return ServerConfig(batch_size=args.batch_size, max_queue=args.max_queue,
+                        max_upload_bytes=int(args.max_upload_mb * 2**20), request_timeout_s=args.request_timeout,
+                        api_key=args.api_key or None, batch_wait_s=args.batch_wait_ms / 1000,
+                        batch_gap_s=None if args.batch_gap_ms is None else args.batch_gap_ms / 1000,
+                        shutdown_timeout_s=args.shutdown_timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from ..errors import WhisperError
+
+    try:
+        config = config_of(args)
+        served = load(args)
+    except (WhisperError, ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    import uvicorn
+
+    from .app import create_app
+
+    uvicorn.run(create_app(served, config), host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.shutdown_timeout or None)
+    return 0
+
+
+__all__ = ["build_parser", "main"]
