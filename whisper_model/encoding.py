@@ -1,8 +1,10 @@
 """Audio to encoder states: samples -> log-mel -> 30 s windows -> ``[n_windows, n_audio_ctx, n_audio_state]``.
 
     enc = WhisperEncoding(model)
-    mel = enc.log_mel("clip.wav")                       # [n_mels, n_frames + N_FRAMES] (30 s of silence appended)
-    x = enc.encode(enc.window(mel, 0, 2000)[None])      # [1, n_audio_ctx, n_audio_state]
+    mel = enc.stream_mel("clip.wav")                    # computed block by block, read back a window at a time
+    x = enc.encode(mel.window(0, 2000)[None])           # [1, n_audio_ctx, n_audio_state]
+    whole = enc.log_mel("clip.wav")                     # the whole-file reference: [n_mels, n_frames + N_FRAMES]
+    assert torch.allclose(enc.window(whole, 0, 2000), mel.window(0, 2000), atol=1e-6)
 """
 from __future__ import annotations
 

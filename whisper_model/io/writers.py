@@ -79,16 +79,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def render(result: dict, output_format: str) -> str:
+    """The text of one format (``FORMATS``) for a result dict: what ``write_result`` writes."""
+    if output_format not in _RENDER:
+        raise ValueError(f"output_format must be one of {FORMATS + ('all',)}, got {output_format!r}")
+    return _RENDER[output_format](result)
+
+
 def write_result(result: dict, audio_path: str | Path, output_dir: str | Path, output_format: str) -> list[Path]:
     """Render every requested format first, then write each atomically; returns the written paths."""
     formats = FORMATS if output_format == "all" else (output_format,)
-    unknown = [f for f in formats if f not in _RENDER]
-    if unknown:
-        raise ValueError(f"output_format must be one of {FORMATS + ('all',)}, got {output_format!r}")
+    rendered = {fmt: render(result, fmt) for fmt in formats}
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(audio_path).stem
-    rendered = {fmt: _RENDER[fmt](result) for fmt in formats}
     paths = []
     for fmt, text in rendered.items():
         path = output_dir / f"{stem}.{fmt}"

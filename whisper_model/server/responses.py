@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..io.tokenizer import LANGUAGES
-from ..io.writers import write_result
+from ..io.writers import render
 from ..longform import Segment, TranscriptionInfo
 from ..transcribe import result_dict
 from .errors import ApiError
@@ -45,14 +43,7 @@ def rendered(segments: Sequence[Segment], info: TranscriptionInfo, response_form
                              "usage": usage(info)})
     if response_format == "text":
         return PlainTextResponse(text + "\n")
-    return PlainTextResponse(written(result, response_format))
-
-
-def written(result: dict, output_format: str) -> str:
-    """What ``io.writers.write_result`` writes for ``output_format`` (in a temporary folder, removed here)."""
-    with tempfile.TemporaryDirectory(prefix="whisper-serve-") as folder:
-        (path,) = write_result(result, "audio", folder, output_format)
-        return Path(path).read_text(encoding="utf-8")
+    return PlainTextResponse(render(result, response_format))  # what the command line writes
 
 
 def sse_delta(segment: Segment) -> str:
@@ -70,4 +61,4 @@ def sse_error(error: ApiError) -> str:
     return json.dumps({"type": "error", **error.body()}, ensure_ascii=False)
 
 
-__all__ = ["rendered", "sse_delta", "sse_done", "sse_error", "usage", "written"]
+__all__ = ["rendered", "sse_delta", "sse_done", "sse_error", "usage"]
