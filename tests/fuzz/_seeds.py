@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import tempfile
 import wave
 from functools import lru_cache
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from _ct2_file import ct2_bytes  # noqa: F401 (re-exported to the fuzz tests)
 from whisper_model.config import ModelDimensions
 from whisper_model.io.ct2 import ct2_name
 from whisper_model.io.export import hf_config, save_openai, to_hf
@@ -22,7 +22,6 @@ from whisper_model.io.layout import expected_shapes
 REPO = Path(__file__).resolve().parents[2]
 AUDIO_DIR = REPO / ".." / "shared" / "data" / "audio"
 JFK_MP3 = REPO / "samples" / "jfk.mp3"
-_CT2_DTYPES = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 4, torch.bfloat16: 5}
 
 
 def tiny_dims() -> ModelDimensions:
@@ -42,22 +41,6 @@ def state_dict(dims: ModelDimensions, seed: int = 0) -> dict[str, torch.Tensor]:
         sd[f"decoder.blocks.{i}.attn.qkv.bias"][t:2 * t] = 0
         sd[f"decoder.blocks.{i}.cross_attn.kv.bias"][:t] = 0
     return sd
-
-
-def ct2_bytes(variables: dict[str, torch.Tensor], aliases=(), spec: str = "WhisperSpec", version: int = 6) -> bytes:
-    """A CTranslate2 model.bin (layout of CTranslate2's model_spec.py ``_serialize``)."""
-    def string(s: str) -> bytes:
-        raw = s.encode() + b"\0"
-        return struct.pack("<H", len(raw)) + raw
-
-    out = [struct.pack("<I", version), string(spec), struct.pack("<I", 3), struct.pack("<I", len(variables))]
-    for name, t in variables.items():
-        data = t.contiguous().numpy().tobytes()
-        out += [string(name), struct.pack("<B", t.dim()), struct.pack(f"<{t.dim()}I", *t.shape),
-                struct.pack("<BI", _CT2_DTYPES[t.dtype], len(data)), data]
-    out.append(struct.pack("<I", len(aliases)))
-    out += [string(a) + string(b) for a, b in aliases]
-    return b"".join(out)
 
 
 def ct2_variables(dims: ModelDimensions, sd: dict[str, torch.Tensor], int8: bool = False) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _seeds, _ct2_file
 with atheris.instrument_imports(include=["whisper_model"]):
     import _seeds
     import _targets

@@ -9,7 +9,6 @@ import functools
 import json
 import os
 import shutil
-import struct
 import tempfile
 import unittest
 import unittest.mock
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _ct2_file import ct2_bytes
 from parameterized import parameterized
 
 from whisper_model.config import MODEL_DIMS, scaled
@@ -90,21 +90,8 @@ def random_checkpoint(seed=0, **changes):
 
 
 def write_ct2(path, variables, aliases=(), spec="WhisperSpec", version=6):
-    """Minimal CTranslate2 model.bin writer (test-only; layout from CTranslate2's model_spec.py)."""
-    ids = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 4, torch.bfloat16: 5}
-
-    def string(s):
-        raw = s.encode() + b"\0"
-        return struct.pack("<H", len(raw)) + raw
-
-    out = [struct.pack("<I", version), string(spec), struct.pack("<I", 3), struct.pack("<I", len(variables))]
-    for name, t in variables.items():
-        data = t.contiguous().numpy().tobytes()
-        out += [string(name), struct.pack("<B", t.dim()), struct.pack(f"<{t.dim()}I", *t.shape),
-                struct.pack("<BI", ids[t.dtype], len(data)), data]
-    out.append(struct.pack("<I", len(aliases)))
-    out += [string(a) + string(b) for a, b in aliases]
-    Path(path).write_bytes(b"".join(out))
+    """A CTranslate2 model.bin at ``path`` (tests/_ct2_file.py)."""
+    Path(path).write_bytes(ct2_bytes(variables, aliases, spec, version))
 
 
 class BundledTest(unittest.TestCase):
