@@ -3,8 +3,9 @@
 openai-whisper's word-level flags (``--word_timestamps`` and the ones that need it, ``--clip_timestamps``) are not
 here yet: they come with word timestamps. ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo,
 is not bundled). Ours on top: ``--input_file`` (the audio paths again, as older scripts give them),
-``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``, ``--stop_repetition_loops``; ``--language auto`` and ``--verbose
-None`` are accepted too. A value that cannot work is an ``OptionError`` whose message names the flag.
+``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``,
+``--stop_repetition_loops``; ``--language auto`` and ``--verbose None`` are accepted too. A value that cannot
+work is an ``OptionError`` whose message names the flag.
 """
 from __future__ import annotations
 

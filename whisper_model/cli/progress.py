@@ -3,7 +3,8 @@
 ``--verbose True``: each segment printed as it is decoded (``[00:01.000 --> 00:04.000] text``; a file name first
 when several files are decoded together), a "reading" line before a long input is read; ``False``: one progress
 bar over the audio seconds of all the inputs (it moves as each window's tokens are decoded, through the
-scheduler's ``on_progress``, and with every decoded window; "reading <file>" while an input is read); ``None``: neither. Errors and the per-file lines go to stderr (``None``: errors only).
+scheduler's ``on_progress``, and with every decoded window; "reading <file>" while an input is read);
+``None``: neither. Errors and the per-file lines go to stderr (``None``: errors only).
 
 The bar follows the scheduler's events (``Started``, ``Segments`` with the seconds done, ``Finished``, ``Failed``)
 and its order of admission: inputs are read in order, ``batch_size`` at first, one more each time a file ends.

@@ -176,8 +176,8 @@ def plan_chunks(regions: Sequence[tuple[int, int]], n_samples: int,
     """Chunks ``[(start, end)]`` of at most ``max_samples`` that cover every speech region, cut only between
     regions (in pauses): consecutive regions join the current chunk while it stays within the limit; a region
     longer than the limit (only when it has no pause to cut at) is cut into equal parts. Edges are moved out to
-    whole mel frames (160 samples) within the audio and the limit; two chunks that touch keep one cut. An audio of at most ``max_samples`` with any
-    speech is one chunk, the whole audio (what sequential decoding sees)."""
+    whole mel frames (160 samples) within the audio and the limit; two chunks that touch keep one cut. An audio
+    of at most ``max_samples`` with any speech is one chunk, the whole audio (what sequential decoding sees)."""
     if not regions:
         return []
     if n_samples <= max_samples:
