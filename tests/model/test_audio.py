@@ -349,3 +349,56 @@ def test_iter_audio_finds_truncation_after_the_last_block(tmp_path):
     assert sum(b.size for b in got) == 16000
     with pytest.raises(AudioDecodeError, match="truncated"):
         next(blocks)
+
+
+
+def _tone() -> np.ndarray:
+    return (np.sin(np.arange(8000) / 9) * 8000).astype(np.int16)[:, None]
+
+
+def _wav_with_latin1_tag(path) -> Path:
+    """A 16 kHz mono s16 WAV whose LIST/INFO title is latin-1 bytes (not UTF-8), as old tools write them."""
+    raw = _write_wav(path, _tone(), 16000).read_bytes()
+    title = "Caf\xe9 m\xfcsli".encode("latin-1") + b"\0"
+    info = b"INFO" + b"INAM" + len(title).to_bytes(4, "little") + title
+    info += b"\0" * (len(info) % 2)
+    data = raw[12:] + b"LIST" + len(info).to_bytes(4, "little") + info
+    path.write_bytes(b"RIFF" + (len(data) + 4).to_bytes(4, "little") + b"WAVE" + data)
+    return path
+
+
+def _pyav_major(av) -> int:
+    return int(av.__version__.split(".")[0])
+
+
+def test_tags_that_are_not_utf8_are_no_error(tmp_path):
+    import av
+
+    path = _wav_with_latin1_tag(tmp_path / "latin1.wav")
+    if _pyav_major(av) >= 19:  # the tag is read, byte exact, as surrogates
+        with av.open(str(path)) as c:
+            assert c.metadata["title"].encode("utf-8", "surrogateescape") == "Caf\xe9 m\xfcsli".encode("latin-1")
+    else:  # the tag is there and is not UTF-8: strict decoding (the default before 19) fails on it
+        with pytest.raises(UnicodeDecodeError), av.open(str(path)) as c:
+            dict(c.metadata)
+    np.testing.assert_array_equal(load_audio(path), _tone()[:, 0] / np.float32(32768))
+
+
+@pytest.mark.parametrize("version", ["18.1.0", "19.0.2", "20.1.0"])
+def test_open_input_speaks_each_pyav_api(tmp_path, monkeypatch, version):
+    """PyAV 19 removed ``metadata_errors`` from ``av.open`` (TypeError when given); older releases need it for
+    tags that are not UTF-8. The call made must be the one the installed release takes."""
+    import av
+
+    calls, real_open, installed = [], av.open, _pyav_major(av)
+
+    def open_as(src, mode="r", **kwargs):  # av.open as release `version` declares it, opening with the real one
+        calls.append(kwargs)
+        if int(version.split(".")[0]) >= 19 and "metadata_errors" in kwargs:
+            raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+        return real_open(src, mode=mode, **({"metadata_errors": "replace"} if installed < 19 else {}))
+
+    monkeypatch.setattr(av, "__version__", version)
+    monkeypatch.setattr(av, "open", open_as)
+    assert load_audio(_wav_with_latin1_tag(tmp_path / "latin1.wav")).shape == (8000,)
+    assert calls == [{} if version[:2] != "18" else {"metadata_errors": "replace"}]

@@ -136,12 +136,21 @@ def _checked_source(path_or_file: AudioSource, what: str):
     return src
 
 
+def open_input(av, src):
+    """``av.open(src)`` for reading, where tags that are not UTF-8 are no error on any PyAV: before 19 that takes
+    ``metadata_errors="replace"``; PyAV 19 dropped the keyword and always reads tags as UTF-8 with
+    ``surrogateescape``."""
+    if int(av.__version__.split(".")[0]) < 19:
+        return av.open(src, mode="r", metadata_errors="replace")
+    return av.open(src, mode="r")
+
+
 def _decode_best_audio(av, src, what: str, sr: int, facts: dict) -> Iterator[np.ndarray]:
     """Open ``src`` and decode its best audio stream: its int16 chunks, in order; ``facts`` gets the header
     duration (s, or None: ``declared``), then the packets that failed to decode (``errors``) and those seen
     (``packets``)."""
     try:
-        container = av.open(src, mode="r", metadata_errors="replace")  # non-UTF-8 tags are not an error
+        container = open_input(av, src)
     except av.error.FFmpegError as e:
         raise AudioDecodeError(f"cannot read {what} as audio/video (not a media file, or "
                                f"corrupt): {e}") from e
