@@ -8,12 +8,25 @@ from .attention import Attention, CrossAttention, causal_mask, check_input_pos
 from .conv import Conv1d
 from .embedding import Embedding
 from .kv_cache import KVCache
+from .kv_cache_int8 import Int8KVCache
 from .linear import ColumnLinear, Linear, RowLinear, tp_shard
 from .mlp import MLP
 from .module import LAYOUTS, Module, init_random_
 from .normalization import LayerNorm
+from .quant_linear import WeightOnlyQuantColumnLinear, WeightOnlyQuantLinear, WeightOnlyQuantRowLinear
+from .quantization import (
+    QuantMode,
+    dequantize_kv,
+    dequantize_weight,
+    pack_int4,
+    quantize_kv,
+    quantize_weight,
+    unpack_int4,
+)
 
 __all__ = [
-    "Attention", "ColumnLinear", "Conv1d", "CrossAttention", "Embedding", "KVCache", "LAYOUTS", "LayerNorm",
-    "Linear", "MLP", "Module", "RowLinear", "causal_mask", "check_input_pos", "init_random_", "tp_shard",
+    "Attention", "ColumnLinear", "Conv1d", "CrossAttention", "Embedding", "Int8KVCache", "KVCache", "LAYOUTS",
+    "LayerNorm", "Linear", "MLP", "Module", "QuantMode", "RowLinear", "WeightOnlyQuantColumnLinear",
+    "WeightOnlyQuantLinear", "WeightOnlyQuantRowLinear", "causal_mask", "check_input_pos", "dequantize_kv",
+    "dequantize_weight", "init_random_", "pack_int4", "quantize_kv", "quantize_weight", "tp_shard", "unpack_int4",
 ]

@@ -4,6 +4,7 @@ Both use fused input projections in TensorRT-LLM's style (self: ``qkv`` [3*hidde
 cross: ``query`` [hidden, hidden] and ``kv`` [2*hidden, kv_hidden], rows k, v) and a ``RowLinear`` output
 projection ``dense``. Models without a key bias (Whisper) store zeros in that part of the fused bias.
 Attention itself is ``torch.nn.functional.scaled_dot_product_attention`` (flash/efficient kernels on GPU).
+``quant_mode`` ("int8" / "int4", with ``group_size``) makes every projection a weight-only quantized layer.
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .linear import ColumnLinear, RowLinear, tp_shard
+from .linear import tp_shard
 from .module import ArrayLike, Module, check_input, positive, to_tensor
+from .quant_linear import column_linear, row_linear
+from .quantization import DEFAULT_GROUP_SIZE
 
 
 def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
@@ -115,12 +118,14 @@ class Attention(_AttentionBase):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, *, bias: bool = True, causal: bool = False,
-                 dtype: torch.dtype = torch.float32, device=None, tp_size: int = 1, tp_rank: int = 0, tp_group=None):
+                 dtype: torch.dtype = torch.float32, device=None, tp_size: int = 1, tp_rank: int = 0, tp_group=None,
+                 quant_mode=None, group_size: int = DEFAULT_GROUP_SIZE):
         super().__init__(hidden_size, num_heads, tp_size)
-        tp = dict(dtype=dtype, device=device, tp_size=tp_size, tp_rank=tp_rank, tp_group=tp_group)
+        tp = dict(dtype=dtype, device=device, tp_size=tp_size, tp_rank=tp_rank, tp_group=tp_group,
+                  quant_mode=quant_mode, group_size=group_size)
         self.causal = causal
-        self.qkv = ColumnLinear(hidden_size, 3 * hidden_size, bias, gather_output=False, **tp)
-        self.dense = RowLinear(hidden_size, hidden_size, bias, **tp)
+        self.qkv = column_linear(hidden_size, 3 * hidden_size, bias, gather_output=False, **tp)
+        self.dense = row_linear(hidden_size, hidden_size, bias, **tp)
 
     def setup_cache(self, max_batch: int, max_len: int, *, dtype: torch.dtype | None = None, device=None) -> None:
         """Preallocate the KV cache [max_batch, local_heads, max_len, head_dim]."""
@@ -162,14 +167,16 @@ class CrossAttention(_AttentionBase):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, kv_hidden_size: int | None = None, *, bias: bool = True,
-                 dtype: torch.dtype = torch.float32, device=None, tp_size: int = 1, tp_rank: int = 0, tp_group=None):
+                 dtype: torch.dtype = torch.float32, device=None, tp_size: int = 1, tp_rank: int = 0, tp_group=None,
+                 quant_mode=None, group_size: int = DEFAULT_GROUP_SIZE):
         super().__init__(hidden_size, num_heads, tp_size)
         kv_hidden_size = hidden_size if kv_hidden_size is None else positive("kv_hidden_size", kv_hidden_size)
-        tp = dict(dtype=dtype, device=device, tp_size=tp_size, tp_rank=tp_rank, tp_group=tp_group)
+        tp = dict(dtype=dtype, device=device, tp_size=tp_size, tp_rank=tp_rank, tp_group=tp_group,
+                  quant_mode=quant_mode, group_size=group_size)
         self.kv_hidden_size = kv_hidden_size
-        self.query = ColumnLinear(hidden_size, hidden_size, bias, gather_output=False, **tp)
-        self.kv = ColumnLinear(kv_hidden_size, 2 * hidden_size, bias, gather_output=False, **tp)
-        self.dense = RowLinear(hidden_size, hidden_size, bias, **tp)
+        self.query = column_linear(hidden_size, hidden_size, bias, gather_output=False, **tp)
+        self.kv = column_linear(kv_hidden_size, 2 * hidden_size, bias, gather_output=False, **tp)
+        self.dense = row_linear(hidden_size, hidden_size, bias, **tp)
         self.kv_len = 0  # positions of the cache holding the current audio's K/V (0: none)
         self.kv_rows = 0
 

@@ -65,10 +65,44 @@ class Module(nn.Module):
         Raises ValueError naming the parameter on an unknown or (with ``strict``) missing name, a
         non-floating dtype, or a shape mismatch; nothing is written unless every value is valid.
         """
+        staged = self.stage_weights(weights, layout=layout, strict=strict)
+        with torch.no_grad():
+            for target, tensor in staged:
+                target.copy_(tensor)  # copy_ handles any strides and casts to the declared dtype
+
+    def stage_weights(self, weights: Mapping[str, ArrayLike], *, layout: str = "out_in",
+                      strict: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Check ``weights`` as ``load_weights`` does: the (target, value) pairs it writes. Submodules with a
+        loading contract of their own (an override of ``stage_weights``, e.g. quantized layers) check the names
+        under their prefix themselves."""
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        targets = dict(self.named_parameters())
-        targets.update((n, b) for n, b in self.named_buffers() if self._is_persistent(n))
+        own, rest = self._own_loaders(), {}
+        parts: dict[str, dict] = {prefix: {} for prefix in own}
+        for name, value in weights.items():
+            prefix = next((p for p in own if name.startswith(p + ".")), None)
+            (rest if prefix is None else parts[prefix])[name if prefix is None else name[len(prefix) + 1:]] = value
+        staged = []
+        for prefix, layer in own.items():
+            if parts[prefix] or strict:
+                try:
+                    staged += layer.stage_weights(parts[prefix], layout=layout, strict=strict)
+                except ValueError as e:
+                    raise ValueError(f"{type(self).__name__}: {prefix}: {e}") from None
+        targets = {n: p for n, p in self.named_parameters() if not _under(n, own)}
+        targets.update((n, b) for n, b in self.named_buffers() if self._is_persistent(n) and not _under(n, own))
+        return staged + self._stage_plain(rest, targets, layout, strict)
+
+    def _own_loaders(self) -> dict[str, "Module"]:
+        """The outermost submodules (by prefix) that override ``stage_weights``."""
+        found: dict[str, Module] = {}
+        for name, sub in self.named_modules():
+            if name and isinstance(sub, Module) and type(sub).stage_weights is not Module.stage_weights \
+                    and not _under(name, found):
+                found[name] = sub
+        return found
+
+    def _stage_plain(self, weights: Mapping[str, ArrayLike], targets: dict, layout: str, strict: bool) -> list:
         unknown = sorted(set(weights) - set(targets))
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown weight names {unknown}; expected {sorted(targets)}")
@@ -88,9 +122,7 @@ class Module(nn.Module):
             if _shares_memory(tensor, targets.values()):
                 tensor = tensor.clone()  # e.g. a layer's own weight, transposed: copy before overwriting
             staged.append((target, tensor))
-        with torch.no_grad():
-            for target, tensor in staged:
-                target.copy_(tensor)  # copy_ handles any strides and casts to the declared dtype
+        return staged
 
     def _owner(self, name: str) -> tuple["Module", str]:
         path, _, local = name.rpartition(".")
@@ -101,6 +133,10 @@ class Module(nn.Module):
         path, _, local = name.rpartition(".")
         owner = self.get_submodule(path) if path else self
         return local not in owner._non_persistent_buffers_set
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name.startswith(p + ".") for p in prefixes)
 
 
 def _shares_memory(tensor: torch.Tensor, targets) -> bool:

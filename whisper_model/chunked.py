@@ -44,6 +44,7 @@ from .options import TranscriptionOptions, checked_tokenizer
 from .scheduler import Event, Failed, Finished, ProgressCallback, Scheduler, Segments, Started
 
 CHUNKINGS = ("none", "vad")
+VAD_PATHS = {"vad": "chunking='vad'", "none": "vad_filter=True"}  # the ChunkedScheduler's two paths, as options
 MIN_WINDOW_S = 1.0  # a chunk's rest shorter than this after its last complete timestamp is not decoded
 
 
@@ -131,12 +132,16 @@ class ChunkedScheduler:
     def add(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
             initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None) -> Hashable:
         """Queue ``audio`` (a path, file bytes, or 16 kHz mono samples [n]); it is loaded and its speech found
-        when the scheduler needs more chunks. ``OptionError`` now for a bad ``language`` / ``options.task``, and
-        for ``condition_on_previous_text=True`` with ``chunking="vad"``."""
+        when the scheduler needs more chunks. ``OptionError`` now for a bad ``language`` / ``options.task``, for
+        ``condition_on_previous_text=True`` with ``chunking="vad"`` and for ``options.clip_timestamps`` other than
+        the whole audio."""
         options = TranscriptionOptions() if options is None else options
         if not isinstance(options, TranscriptionOptions):
             raise TypeError(f"options must be a TranscriptionOptions, got {type(options).__name__}")
         checked_tokenizer(self.model, language, options.task, self.tokenizer)
+        if options.clipped:
+            raise OptionError(f"clip_timestamps cannot be used with {VAD_PATHS[self.chunking]}: the times decoded "
+                              "are the speech that VAD finds; leave it at '0' (the whole audio), or decode without VAD")
         if self.chunking == "vad":
             if options.condition_on_previous_text:
                 raise OptionError("condition_on_previous_text=True cannot be used with chunking='vad': the chunks "
@@ -344,15 +349,21 @@ def _moved(segment: Segment, segment_id: int, start: int, end: int) -> Segment:
     """``segment`` of the chunk of samples [start, end) (``start`` a whole mel frame) on the file's timeline; times
     past the chunk's end (timestamps in the window's padding) are the chunk's end."""
     offset, last = start / SAMPLE_RATE, end / SAMPLE_RATE
+    words = None if segment.words is None else [
+        replace(w, start=round(min(w.start + offset, last), 2), end=round(min(w.end + offset, last), 2))
+        for w in segment.words]
     return replace(segment, id=segment_id, seek=segment.seek + start // HOP_LENGTH,
-                   start=min(segment.start + offset, last), end=min(segment.end + offset, last))
+                   start=min(segment.start + offset, last), end=min(segment.end + offset, last), words=words)
 
 
 def _mapped(segment: Segment, speech: SpeechMap, margin: float) -> Segment:
     """``segment`` of the joined speech, on the file's timeline (``SpeechMap.span_to_audio``)."""
     seek = round(speech.to_audio(segment.seek * HOP_LENGTH / SAMPLE_RATE) * SAMPLE_RATE) // HOP_LENGTH
     start, end = speech.span_to_audio(segment.start, segment.end, margin)
-    return replace(segment, seek=seek, start=start, end=end)
+    words = None if segment.words is None else [
+        replace(w, start=round(speech.to_audio(w.start), 2), end=round(speech.to_audio(w.end, is_end=True), 2))
+        for w in segment.words]
+    return replace(segment, seek=seek, start=start, end=end, words=words)
 
 
 def _decoding_error(e: Exception) -> DecodingError:

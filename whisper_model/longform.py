@@ -15,12 +15,14 @@ import torch
 from .decode.language import detect_language
 from .decode.options import DecodingResult
 from .decode.task import DecodingTask
+from .decode.timing import Word, WordTiming, place_words
 from .encoding import Audio, WhisperEncoding
 from .errors import AudioError
 from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
 from .options import TranscriptionOptions
+from .words import Piece, Window, last_end, seek_after_words, skip_hallucinations
 
 RowsObserver = Callable[[list[int], torch.Tensor], None]  # (window rows, tokens sampled so far [rows, group, t])
 
@@ -37,6 +39,7 @@ class Segment:
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+    words: Optional[list[Word]] = None  # with word_timestamps: the segment's words, in order
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,32 @@ class TranscriptionInfo:
     options: TranscriptionOptions
     duration_after_vad: Optional[float] = None  # seconds of speech decoded (VAD chunking or filtering), else None
 
+@dataclass
+class WindowCut:
+    """A decoded window cut into pieces (``LongFormState.cut``), before they become segments (``emit``):
+    ``keep`` False drops the window (silence, or a hallucination after a gap)."""
+    result: DecodingResult
+    window: Window
+    pieces: list[Piece]
+    single_timestamp_ending: bool = False
+    absorbed: bool = False  # the rest after the last timestamp was too short to decode and joined the last piece
+    keep: bool = True
+
+    def texts(self, eot: int) -> list[list[int]]:
+        """Each piece's text ids (no timestamps)."""
+        return [[t for t in p.tokens if t < eot] for p in self.pieces]
+
+
 class LongFormState:
     """One audio's long-form progress (the state of openai-whisper's ``transcribe()`` loop): the window at
-    ``seek``, its prompt, and ``advance`` which cuts a decoded window into segments and moves ``seek`` and the
-    prompt on. ``mel``: the audio's log-mel, read a window at a time (``io.mel_stream.StreamedLogMel``: its
-    ``content_frames`` and ``window(start, n)``). ``min_window``: mel
-    frames; when a window leaves less than this of the audio after its last complete timestamp, that rest is not
-    decoded as a window of its own: the text after the last pair of timestamps becomes the last segment, up to
-    the audio's end (VAD chunks: a fraction of a second at a chunk's end, mostly padding, invites a hallucination).
-    0 (openai-whisper's loop): every rest is decoded."""
+    ``seek``, its prompt, and per decoded window ``cut`` (its pieces; ``seek`` moved on), ``time_words`` (with
+    word timestamps: the pieces' words, and what they change) and ``emit`` (the segments; the prompt moved on).
+    ``mel``: the audio's log-mel, read a window at a time (``io.mel_stream.StreamedLogMel``: its
+    ``content_frames`` and ``window(start, n)``). ``options.clip_timestamps``: only those spans are decoded, in
+    order. ``min_window``: mel frames; when a window leaves less than this of the audio after its last complete
+    timestamp, that rest is not decoded as a window of its own: the text after the last pair of timestamps becomes
+    the last segment, up to the audio's end (VAD chunks: a fraction of a second at a chunk's end, mostly padding,
+    invites a hallucination). 0 (openai-whisper's loop): every rest is decoded."""
 
     def __init__(self, mel: StreamedLogMel, options: TranscriptionOptions, tokenizer: Tokenizer,
                  initial_prompt: Optional[str], n_audio_ctx: int, min_window: int = 0, n_text_ctx: int = 448):
@@ -67,11 +87,27 @@ class LongFormState:
         self.initial_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt is not None else []
         self.all_tokens: list[int] = list(self.initial_tokens)
         self.carried = n_text_ctx // 2 - 1 - len(self.initial_tokens)  # previous-text ids after a carried prompt
-        self.prompt_reset_since, self.seek, self.next_id = 0, 0, 0
+        self.prompt_reset_since, self.next_id = 0, 0
+        self.last_speech = 0.0  # seconds: the end of the last word given out (word timestamps)
+        self.clips = clip_spans(options.clip_timestamps, self.content_frames)
+        self.clip, self.seek = 0, self.clips[0][0] if self.clips else 0
+        self._settle()
+
+    def _settle(self) -> None:
+        """Move ``seek`` into the current clip, or on to the next clip once it is past this one."""
+        while self.clip < len(self.clips):
+            start, end = self.clips[self.clip]
+            if self.seek < start:
+                self.seek = start
+            if self.seek < end:
+                return
+            self.clip += 1
+            if self.clip < len(self.clips):
+                self.seek = self.clips[self.clip][0]
 
     @property
     def done(self) -> bool:
-        return self.seek >= self.content_frames
+        return self.clip >= len(self.clips)
 
     @property
     def position(self) -> float:
@@ -80,8 +116,9 @@ class LongFormState:
 
     @property
     def segment_size(self) -> int:
-        """Mel frames of the current window (N_FRAMES, or what is left)."""
-        return min(N_FRAMES, self.content_frames - self.seek)
+        """Mel frames of the current window (N_FRAMES, or what is left of the audio or the clip)."""
+        end = self.clips[self.clip][1] if not self.done else self.content_frames
+        return max(0, min(N_FRAMES, self.content_frames - self.seek, end - self.seek))
 
     def reached(self, sampled: torch.Tensor) -> float:
         """Seconds of the audio that the current window's text has reached: its latest timestamp token among
@@ -106,29 +143,61 @@ class LongFormState:
         return self.initial_tokens + (since[-self.carried:] if self.carried > 0 else [])
 
     def advance(self, result: DecodingResult) -> list[Segment]:
-        """Take the current window's decoded ``result``: its segments (none for a window judged silent)."""
-        previous_seek, segment_size = self.seek, self.segment_size
+        """``cut`` then ``emit`` (no word timestamps): the current window's segments."""
+        return self.emit(self.cut(result))
+
+    def cut(self, result: DecodingResult) -> WindowCut:
+        """Cut the current window's decoded ``result`` into pieces and move ``seek`` on (past a silent window)."""
+        window = Window(self.seek, self.segment_size, self.content_frames)
         if self.options.is_silent(result):
-            self.seek += segment_size  # silence: skip the window
-            return []
+            self.seek += window.size
+            return WindowCut(result, window, [], keep=False)
+        pieces, single, absorbed = self._pieces(result.tokens, window.size)
+        eot = self.tokenizer.eot
+        return WindowCut(result, window, [Piece(a, b, ids, self.tokenizer.decode([t for t in ids if t < eot]))
+                                          for a, b, ids in pieces], single, absorbed)
+
+    def time_words(self, cut: WindowCut, alignment: list[WordTiming]) -> None:
+        """The cut's words from the window's ``alignment`` (``decode.alignment``), the pieces' edges and the next
+        seek from them, and (``hallucination_silence_threshold``) the silence around hallucinations skipped."""
+        options, window = self.options, cut.window
+        spans = [(p.start, p.end, text) for p, text in zip(cut.pieces, cut.texts(self.tokenizer.eot))]
+        placed, _ = place_words(alignment, spans, window.time_offset, self.last_speech,
+                                options.prepend_punctuations, options.append_punctuations)
+        for piece, (start, end, words) in zip(cut.pieces, placed):
+            piece.start, piece.end, piece.words = start, end, words
+        if not cut.absorbed:
+            self.seek = seek_after_words(cut.pieces, window, self.seek, cut.single_timestamp_ending)
+        if options.hallucination_silence_threshold is not None:
+            self.seek, cut.keep = skip_hallucinations(cut.pieces, window, self.seek, cut.single_timestamp_ending,
+                                                      self.last_speech, options.hallucination_silence_threshold)
+        end = last_end(cut.pieces) if cut.keep else None
+        if end is not None:
+            self.last_speech = end
+
+    def emit(self, cut: WindowCut) -> list[Segment]:
+        """The cut's segments (instantaneous or empty ones kept, cleared); the prompt moves on."""
         segments = []
-        for start, end, piece in self._pieces(result.tokens, segment_size):
-            text = self.tokenizer.decode([t for t in piece if t < self.tokenizer.eot])
-            if start == end or text.strip() == "":  # instantaneous or empty: keep it, cleared
-                text, piece = "", []
-            self.all_tokens.extend(piece)
+        for p in cut.pieces if cut.keep else []:
+            text, ids, words = p.text, p.tokens, p.words
+            if p.start == p.end or text.strip() == "":
+                text, ids, words = "", [], None if words is None else []
+            self.all_tokens.extend(ids)
+            r = cut.result
             segments.append(Segment(
-                id=self.next_id, seek=previous_seek, start=start, end=end, text=text, tokens=list(piece),
-                temperature=result.temperature, avg_logprob=result.avg_logprob,
-                compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob))
+                id=self.next_id, seek=cut.window.seek, start=p.start, end=p.end, text=text, tokens=list(ids),
+                temperature=r.temperature, avg_logprob=r.avg_logprob, compression_ratio=r.compression_ratio,
+                no_speech_prob=r.no_speech_prob, words=words))
             self.next_id += 1
-        if not self.options.conditioned or result.temperature > 0.5:
+        if cut.keep and (not self.options.conditioned or cut.result.temperature > 0.5):
             self.prompt_reset_since = len(self.all_tokens)  # do not prompt with text sampled at a high temperature
+        self._settle()
         return segments
 
-    def _pieces(self, tokens: list[int], segment_size: int) -> list[tuple[float, float, list[int]]]:
+    def _pieces(self, tokens: list[int], segment_size: int) -> tuple[list[tuple[float, float, list[int]]], bool, bool]:
         """Cut a window's tokens at pairs of timestamps into ``(start, end, tokens)`` and move ``seek`` on: to the
-        last complete timestamp, or past the window when the text ends with a single timestamp or has none."""
+        last complete timestamp, or past the window when the text ends with a single timestamp or has none.
+        Also returns whether the text ended with a single timestamp, and whether a too short rest was absorbed."""
         ts_begin = self.tokenizer.timestamp_begin
         time_offset = float(self.seek * HOP_LENGTH / SAMPLE_RATE)
         is_ts = [t >= ts_begin for t in tokens]
@@ -140,7 +209,7 @@ class LongFormState:
             if timestamps and timestamps[-1] != ts_begin:
                 duration = (timestamps[-1] - ts_begin) * self.time_precision
             self.seek += segment_size
-            return [(time_offset, time_offset + duration, tokens)]
+            return [(time_offset, time_offset + duration, tokens)], single_timestamp_ending, False
         pieces, last = [], 0
         for cut in consecutive + ([len(tokens)] if single_timestamp_ending else []):
             piece = tokens[last:cut]
@@ -149,16 +218,25 @@ class LongFormState:
             last = cut
         if single_timestamp_ending:  # no speech after the last timestamp
             self.seek += segment_size
-            return pieces
+            return pieces, True, False
         rest = segment_size - (tokens[last - 1] - ts_begin) * self.input_stride  # frames after the last timestamp
         if self.seek + segment_size >= self.content_frames and rest < self.min_window:  # too little to decode
             if any(t < ts_begin for t in tokens[last:]):
                 pieces.append((time_offset + (tokens[last] - ts_begin) * self.time_precision,
                                time_offset + segment_size * HOP_LENGTH / SAMPLE_RATE, tokens[last:]))
             self.seek += segment_size
-        else:  # the unfinished last segment is decoded again in the next window
-            self.seek += (tokens[last - 1] - ts_begin) * self.input_stride
-        return pieces
+            return pieces, False, True
+        self.seek += (tokens[last - 1] - ts_begin) * self.input_stride  # the unfinished last segment comes again
+        return pieces, False, False
+
+
+def clip_spans(clip_timestamps: Sequence[float], content_frames: int) -> list[tuple[int, int]]:
+    """openai-whisper's ``clip_timestamps`` (seconds: start, end, start, end, ...; an odd count runs the last clip
+    to the end) -> [(first frame, end frame)], ends within the audio; no clips: the whole audio."""
+    points = [round(t * SAMPLE_RATE / HOP_LENGTH) for t in clip_timestamps] or [0]
+    if len(points) % 2:
+        points.append(content_frames)
+    return [(start, min(end, content_frames)) for start, end in zip(points[::2], points[1::2])]
 
 
 def load_mel(encoding: WhisperEncoding, audio: Audio) -> StreamedLogMel:
@@ -203,4 +281,4 @@ def decode_with_fallback(model, tokenizer: Optional[Tokenizer], options: Transcr
     return results
 
 
-__all__ = ["LongFormState", "Segment", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel"]
+__all__ = ["LongFormState", "Segment", "WindowCut", "clip_spans", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from .decode import DecodingOptions, DecodingResult, tokenizer_for
+from .decode.timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .errors import OptionError
 from .io.tokenizer import Tokenizer
 
@@ -58,6 +62,11 @@ class TranscriptionOptions:
     suppress_blank: bool = True
     max_initial_timestamp: Optional[float] = 1.0
     sample_len: Optional[int] = None
+    word_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
+    clip_timestamps: Union[str, tuple[float, ...]] = "0"
+    hallucination_silence_threshold: Optional[float] = None
     decoding: tuple[DecodingOptions, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -69,7 +78,8 @@ class TranscriptionOptions:
         object.__setattr__(self, "temperature", tuple(float(t) for t in temps))
         if self.suppress_tokens is not None and not isinstance(self.suppress_tokens, str):
             object.__setattr__(self, "suppress_tokens", tuple(int(t) for t in self.suppress_tokens))
-        for name in ("carry_initial_prompt", "stop_repetition_loops"):
+        self._check_word_options()
+        for name in ("carry_initial_prompt", "stop_repetition_loops", "word_timestamps"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.condition_on_previous_text not in (None, True, False):
@@ -80,6 +90,24 @@ class TranscriptionOptions:
         except ValueError as e:  # DecodingOptions names the option
             raise OptionError(str(e)) from None
         object.__setattr__(self, "decoding", decoding)
+
+    def _check_word_options(self) -> None:
+        """``clip_timestamps`` as a tuple of seconds; the punctuations and the threshold checked."""
+        object.__setattr__(self, "clip_timestamps", clip_seconds(self.clip_timestamps))
+        for name in ("prepend_punctuations", "append_punctuations"):
+            if not isinstance(getattr(self, name), str):
+                raise OptionError(f"{name} must be a string of punctuation marks, got {getattr(self, name)!r}")
+        threshold = self.hallucination_silence_threshold
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+                raise OptionError(f"hallucination_silence_threshold must be a number of seconds > 0 or None, "
+                                  f"got {threshold!r}")
+            object.__setattr__(self, "hallucination_silence_threshold", float(threshold))
+
+    @property
+    def clipped(self) -> bool:
+        """Whether ``clip_timestamps`` selects parts of the audio (not the whole audio from 0)."""
+        return self.clip_timestamps not in ((), (0.0,))
 
     def _window_options(self, t: float) -> DecodingOptions:
         """A window's options at temperature ``t`` (language and prompt are given per audio): beam search
@@ -112,6 +140,30 @@ class TranscriptionOptions:
         confident = self.logprob_threshold is not None and result.avg_logprob > self.logprob_threshold
         return (self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold
                 and not confident)
+
+
+def clip_seconds(clips: Union[str, Sequence[float]]) -> tuple[float, ...]:
+    """openai-whisper's ``clip_timestamps`` (``"start,end,start,end,..."`` seconds, or a sequence of numbers) as a
+    tuple of floats, each >= 0 and each clip's end after its start (an odd count: the last clip has no end)."""
+    if isinstance(clips, str):
+        try:
+            seconds = [float(part) for part in clips.split(",")] if clips.strip() else []
+        except ValueError:
+            raise OptionError(f"clip_timestamps must be comma-separated seconds, start,end,start,end,... (an odd "
+                              f"count: the last clip runs to the end), got {clips!r}") from None
+    else:
+        items = list(clips) if isinstance(clips, Iterable) else None
+        if items is None or not all(isinstance(t, numbers.Real) and not isinstance(t, bool) for t in items):
+            raise OptionError(f"clip_timestamps must be a string 'start,end,...' or a sequence of seconds, "
+                              f"got {clips!r}")
+        seconds = [float(t) for t in items]
+    for k, t in enumerate(seconds):
+        if not math.isfinite(t) or t < 0:
+            raise OptionError(f"clip_timestamps must be seconds >= 0, got {t:g} in {clips!r}")
+        if k % 2 and t <= seconds[k - 1]:
+            raise OptionError(f"clip_timestamps: each clip must end after its start, got the clip {seconds[k - 1]:g} "
+                              f"to {t:g} in {clips!r}")
+    return tuple(seconds)
 
 
 def checked_tokenizer(model, language: Optional[str], task: str, base: Optional[Tokenizer] = None) -> Tokenizer:
@@ -149,4 +201,4 @@ def option_keywords(fn):
     return wrapper
 
 
-__all__ = ["OPTION_NAMES", "TranscriptionOptions", "checked_tokenizer", "option_keywords"]
+__all__ = ["OPTION_NAMES", "TranscriptionOptions", "checked_tokenizer", "clip_seconds", "option_keywords"]

@@ -7,6 +7,8 @@
     model.transcribe_dict("clip.wav")                       # openai-whisper's result dict
     scheduler = model.scheduler(batch_size=8)               # streams added at any time, events as they come
     segments, info = model.transcribe("hour.mp3", chunking="vad", batch_size=16)   # VAD chunks decoded in parallel
+    model = WhisperModel("base", weight_only_precision="int8", int8_kv_cache=True)  # quantized (see model/quant.py)
+    model.save("base_int8.safetensors")                     # WhisperModel("base_int8.safetensors") loads it back
 
 Every transcription method takes ``options=TranscriptionOptions(...)`` or its fields as keywords (openai-whisper's
 names and defaults; ``inspect.signature`` lists them), plus the per-call ``language`` and ``initial_prompt``,
@@ -22,13 +24,15 @@ import torch
 
 from .chunked import make_scheduler
 from .encoding import Audio, WhisperEncoding
-from .errors import CheckpointError
+from .errors import CheckpointError, OptionError
 from .io import weights
+from .io.alignment_heads import read_alignment_heads
+from .io.quantized import find_quantized, load_quantized, save_quantized
 from .io.tokenizer import Tokenizer, get_tokenizer
 from .io.vad import VadOptions
 from .io.vocab import checkpoint_vocab_dir, vocab_name
 from .longform import detect_languages, load_mel
-from .model import Whisper
+from .model import Whisper, check_quantization
 from .options import TranscriptionOptions, option_keywords
 from .scheduler import ProgressCallback
 from .transcribe import (
@@ -45,32 +49,47 @@ from .transcribe import (
 class WhisperModel:
     """A Whisper model ready to transcribe.
 
-    ``name_or_path``: a bundled name ("tiny.en", "base") or a checkpoint (see ``weights.load_checkpoint``);
-    ``device``: default "cuda" when available, else "cpu"; ``dtype``: default float16 on CUDA, float32 on CPU.
+    ``name_or_path``: a bundled name ("tiny.en", "base") or a checkpoint (see ``weights.load_checkpoint``), or a
+    quantized checkpoint (``save``; ``io.quantized``); ``device``: default "cuda" when available, else "cpu";
+    ``dtype``: default float16 on CUDA, float32 on CPU. ``weight_only_precision`` ("int8" / "int4", int4 in groups
+    of ``weight_only_group_size`` input features, default 128): quantize the weights at load (a quantized
+    checkpoint is loaded as it is; a different precision is an ``OptionError``); ``int8_kv_cache``: the
+    decoder's K/V caches in int8 (see ``model/quant.py``).
     """
 
     def __init__(self, name_or_path: Union[str, os.PathLike] = "tiny.en", *, device=None,
-                 dtype: Optional[torch.dtype] = None):
+                 dtype: Optional[torch.dtype] = None, weight_only_precision: Optional[str] = None,
+                 int8_kv_cache: bool = False, weight_only_group_size: Optional[int] = None):
+        check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)  # before loading
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
+        dims, state_dict, recorded, heads, vocab_dir = _read_checkpoint(name_or_path)
+        if recorded is not None:  # a quantized checkpoint: its own precision and group size
+            weight_only_precision, weight_only_group_size = _recorded(name_or_path, recorded, weight_only_precision,
+                                                                      weight_only_group_size)
         try:
-            dims, state_dict = weights.load_checkpoint(name_or_path)
-            vocab_dir = checkpoint_vocab_dir(name_or_path, vocab_name(dims.is_multilingual))
-        except CheckpointError:  # "not a Whisper checkpoint: <path>: <why>", or an unknown name
-            raise
-        except (ValueError, OSError) as e:  # not found, unreadable
-            raise CheckpointError(str(e)) from e
-        self._setup(Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device), vocab_dir)
+            model = Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device,
+                                            weight_only_precision=weight_only_precision,
+                                            weight_only_group_size=weight_only_group_size, int8_kv_cache=int8_kv_cache)
+        except ValueError as e:
+            if recorded is None or isinstance(e, OptionError):
+                raise
+            raise CheckpointError(f"{name_or_path}: {e}") from e
+        model.alignment_heads = heads
+        self._setup(model, vocab_dir)
 
     @classmethod
     def from_engine(cls, engine_dir: Union[str, os.PathLike], *, device="cuda", **overrides) -> "WhisperModel":
-        """The fast path (``fast.engine.load_engine``): what ``python -m whisper_model.build`` wrote."""
+        """The fast path (``fast.engine.load_engine``): what ``python -m whisper_model.build`` wrote, with the
+        quantization recorded there (``int8_kv_cache=`` overrides the engine's cache format)."""
         from .fast.engine import load_engine
 
         self = cls.__new__(cls)
         try:
             engine = load_engine(engine_dir, device=device, **overrides)
+        except (CheckpointError, OptionError):
+            raise
         except (ValueError, OSError) as e:
             raise CheckpointError(str(e)) from e
         self._setup(engine, checkpoint_vocab_dir(engine_dir, vocab_name(engine.is_multilingual)))
@@ -151,6 +170,13 @@ class WhisperModel:
         return make_scheduler(self.model, batch_size=batch_size, tokenizer=self.tokenizer, chunking=chunking,
                               vad_filter=vad_filter, vad_options=vad_options, on_progress=on_progress)
 
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the weights as they are held (quantized ones as qweight + scales) to one safetensors file, with
+        the dims, quantization and alignment heads; ``WhisperModel(path)`` loads it back without re-quantizing."""
+        whisper = self.model if isinstance(self.model, Whisper) else self.model.model  # an engine's modules
+        return save_quantized(path, whisper.dims, whisper.state_dict(), whisper.quantization.to_dict(),
+                              whisper.alignment_heads)
+
     @staticmethod
     def result_dict(segments, info: TranscriptionInfo) -> dict:
         return result_dict(segments, info)
@@ -161,6 +187,35 @@ class WhisperModel:
         (probs,), _ = detect_languages(self.model, self.encoding, [load_mel(self.encoding, audio)], self.tokenizer)
         language = max(probs, key=probs.get)
         return language, probs[language], probs
+
+
+def _read_checkpoint(name_or_path):
+    """(dims, state dict, recorded quantization or None, alignment heads, vocabulary directory or None)."""
+    try:
+        quantized = find_quantized(name_or_path)
+        if quantized is not None:
+            dims, state_dict, recorded, heads = load_quantized(quantized)
+            return dims, state_dict, recorded, heads, checkpoint_vocab_dir(quantized.parent,
+                                                                           vocab_name(dims.is_multilingual))
+        dims, state_dict = weights.load_checkpoint(name_or_path)
+        vocab_dir = checkpoint_vocab_dir(name_or_path, vocab_name(dims.is_multilingual))
+        return dims, state_dict, None, read_alignment_heads(name_or_path, dims), vocab_dir
+    except CheckpointError:  # "not a Whisper checkpoint: <path>: <why>", or an unknown name
+        raise
+    except (ValueError, OSError) as e:  # not found, unreadable
+        raise CheckpointError(str(e)) from e
+
+
+def _recorded(source, recorded: dict, precision: Optional[str], group_size: Optional[int]):
+    """A quantized checkpoint's (precision, group size); OptionError when the caller asked for others."""
+    have, have_group = recorded.get("weight_only_precision"), recorded.get("group_size")
+    if precision is not None and precision != have:
+        raise OptionError(f"weight_only_precision={precision!r}: {source} holds {have or 'float'} weights (its "
+                          f"quantization is fixed when it is saved); leave weight_only_precision out")
+    if group_size is not None and have == "int4" and group_size != have_group:
+        raise OptionError(f"weight_only_group_size={group_size}: {source} holds int4 weights in groups of "
+                          f"{have_group}; leave weight_only_group_size out")
+    return have, have_group
 
 
 __all__ = ["BatchItem", "Segment", "TranscriptionInfo", "TranscriptionOptions", "WhisperModel"]

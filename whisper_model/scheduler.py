@@ -26,13 +26,22 @@ from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
+from .decode.alignment import align_windows
 from .decode.options import DecodingResult
 from .encoding import Audio, WhisperEncoding
 from .errors import AudioError, DecodingError, OptionError
 from .io.audio import HOP_LENGTH, SAMPLE_RATE
 from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
-from .longform import LongFormState, Segment, TranscriptionInfo, decode_with_fallback, detect_languages, load_mel
+from .longform import (
+    LongFormState,
+    Segment,
+    TranscriptionInfo,
+    WindowCut,
+    decode_with_fallback,
+    detect_languages,
+    load_mel,
+)
 from .options import TranscriptionOptions, checked_tokenizer
 
 
@@ -200,13 +209,20 @@ class Scheduler:
         """Encode and decode the active streams' current windows; advance each stream."""
         active = self._active
         try:
-            results = self._decode(active, self._encode(active))
+            features = self._encode(active)
+            results = self._decode(active, features)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory: the round's streams fail, later ones go on
             self._active = []
             yield from (self._failed(s, _decoding_error(e)) for s in active)
             return
-        events: list[Event] = [Segments(s.id, s.state.advance(result), s.state.position)
-                               for s, result in zip(active, results)]
+        cuts = [s.state.cut(result) for s, result in zip(active, results)]
+        try:
+            self._time_words(active, cuts, features)
+        except (RuntimeError, ValueError) as e:
+            self._active = []
+            yield from (self._failed(s, _decoding_error(e)) for s in active)
+            return
+        events: list[Event] = [Segments(s.id, s.state.emit(cut), s.state.position) for s, cut in zip(active, cuts)]
         self._active = [s for s in active if not s.state.done]
         for stream in active:
             if stream.state.done:
@@ -246,6 +262,19 @@ class Scheduler:
             for i, result in zip(rows, decoded):
                 results[i] = result
         return results
+
+    def _time_words(self, active: list[Stream], cuts: list[WindowCut], features: torch.Tensor) -> None:
+        """Word timestamps of the windows that want them and have text: one alignment pass for all of them."""
+        rows = [i for i, (s, cut) in enumerate(zip(active, cuts)) if s.options.word_timestamps and cut.keep]
+        if not rows:
+            return
+        eot = active[rows[0]].state.tokenizer.eot
+        texts = [[t for text in cuts[i].texts(eot) for t in text] for i in rows]
+        x = features if len(rows) == len(active) else features[torch.tensor(rows, device=features.device)]
+        alignments = align_windows(self.model, [active[i].state.tokenizer for i in rows], x, texts,
+                                   [cuts[i].window.size for i in rows])
+        for i, alignment in zip(rows, alignments):
+            active[i].state.time_words(cuts[i], alignment)
 
     def _observe(self, streams: list[Stream], rows: list[int], sampled: torch.Tensor) -> None:
         """``on_progress`` for the windows ``rows`` of ``streams`` from the tokens they have sampled so far."""

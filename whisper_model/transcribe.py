@@ -25,7 +25,7 @@ the previous chunk's text; ``vad_filter=True`` removes non-speech before the seq
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator, Optional, Sequence
 
 import tqdm
@@ -159,10 +159,22 @@ def _describe(audio: Audio) -> str:
 
 
 def result_dict(segments: Sequence[Segment], info: TranscriptionInfo) -> dict:
-    """openai-whisper's result: {"text", "segments": [dicts], "language"}; ``segments`` may be the generator."""
-    segments = [asdict(s) for s in segments]
+    """openai-whisper's result: {"text", "segments": [dicts], "language"}; ``segments`` may be the generator.
+    A segment's dict has ``words`` (openai-whisper's {"word", "start", "end", "probability"} dicts) only when the
+    segment has word timestamps (``Segment.words`` not None)."""
+    segments = [segment_dict(s) for s in segments]
     return {"text": "".join(s["text"] for s in segments), "segments": segments, "language": info.language}
 
 
+def segment_dict(segment: Segment) -> dict:
+    """One segment of ``result_dict``."""
+    out = asdict(replace(segment, words=None))
+    del out["words"]
+    if segment.words is not None:
+        out["words"] = [{"word": w.word, "start": float(w.start), "end": float(w.end),
+                         "probability": float(w.probability)} for w in segment.words]
+    return out
+
+
 __all__ = ["BatchItem", "Segment", "TranscriptionInfo", "TranscriptionOptions", "iter_transcribe_batch",
-           "result_dict", "transcribe", "transcribe_batch"]
+           "result_dict", "segment_dict", "transcribe", "transcribe_batch"]

@@ -32,6 +32,23 @@ def test_every_flag_of_run_py_with_its_default_and_the_jobs_own():
     assert args.audio == ["a.wav", "b.wav"] and args.num_workers == 1 and args.address is None
 
 
+def test_the_word_flags_reach_the_workers_and_the_writers(capsys):
+    from whisper_model.io.writers import WriterOptions
+
+    spec = prepare(parse_job_args(["x.wav", "--device", "cpu", "--word_timestamps", "True", "--clip_timestamps",
+                                   "0,5", "--hallucination_silence_threshold", "1.5", "--max_line_width", "30",
+                                   "--max_words_per_line", "4", "--highlight_words", "True"]))
+    options = spec.worker.options
+    assert options.word_timestamps and options.clip_timestamps == (0.0, 5.0)
+    assert options.hallucination_silence_threshold == 1.5
+    assert spec.writer == WriterOptions(highlight_words=True, max_line_width=30, max_words_per_line=4)
+    assert capsys.readouterr().err.startswith("warning: --max_words_per_line with --max_line_width")
+    assert prepare(parse_job_args(["x.wav", "--device", "cpu"])).writer == WriterOptions()
+    with pytest.raises(SystemExit) as e:
+        parse_job_args(["x.wav", "--highlight_words", "True"])
+    assert e.value.code == 2 and "--highlight_words requires --word_timestamps True" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("device, gpus, expected", [
     ("cpu", None, ("cpu", 0.0)), ("cuda", None, ("cuda", 1.0)), (None, 0.5, ("cuda", 0.5)), (None, 0.0, ("cpu", 0.0)),
 ])
@@ -45,6 +62,8 @@ def test_device_and_gpus_per_worker(device, gpus, expected):
     (["--device", "cuda", "--gpus_per_worker", "0"], "--device cuda needs --gpus_per_worker above 0"),
     (["--num_workers", "0"], "--num_workers must be a positive integer"),
     (["--chunking", "vad", "--condition_on_previous_text", "True"], "cannot be used with --chunking vad"),
+    (["--chunking", "vad", "--clip_timestamps", "1,2"], "--clip_timestamps 1,2 cannot be used with --chunking vad"),
+    (["--word_timestamps", "True", "--max_line_count", "0"], "--max_line_count must be a positive integer"),
 ])
 def test_bad_flags_stop_the_job_before_ray_starts(tmp_path, capsys, argv, message):
     with pytest.raises(OptionError, match="."):

@@ -8,11 +8,10 @@ import pytest
 from whisper_model.cli import args as cli_args
 from whisper_model.errors import OptionError
 
-# openai-whisper's word-level flags belong to the word-timestamps issue: they are not in our parser yet
 WORD_LEVEL = {"word_timestamps", "prepend_punctuations", "append_punctuations", "highlight_words", "max_line_width",
               "max_line_count", "max_words_per_line", "hallucination_silence_threshold", "clip_timestamps"}
 OURS_ONLY = {"input_file", "engine_dir", "dtype", "without_timestamps", "batch_size", "chunking", "vad_filter",
-             "stop_repetition_loops"}
+             "stop_repetition_loops", "weight_only_precision", "int8_kv_cache"}
 DEFAULT_DIFFERS = {"model": ("turbo", "tiny.en")}  # turbo is not bundled; names resolve to bundled weights only
 
 
@@ -57,6 +56,16 @@ VALUES = [
     ("--compression_ratio_threshold", "None"), ("--compression_ratio_threshold", "2.0"),
     ("--logprob_threshold", "None"), ("--logprob_threshold", "-0.5"), ("--no_speech_threshold", "None"),
     ("--no_speech_threshold", "0.3"), ("--threads", "3"), ("--threads", "None"),
+    ("--word_timestamps", "True"), ("--word_timestamps", "False"), ("--prepend_punctuations", "([\"'"),
+    ("--prepend_punctuations", ""), ("--append_punctuations", ".,!?"), ("--append_punctuations", "。"),
+    ("--clip_timestamps", "1.5,10,20"), ("--clip_timestamps", ""), ("--clip_timestamps", "0"),
+    ("--hallucination_silence_threshold", "2"), ("--hallucination_silence_threshold", "None"),
+]
+# the srt/vtt word flags need --word_timestamps True (openai-whisper stops at parse time without it)
+WORD_VALUES = [
+    ("--highlight_words", "True"), ("--highlight_words", "False"), ("--max_line_width", "42"),
+    ("--max_line_width", "None"), ("--max_line_count", "2"), ("--max_line_count", "None"),
+    ("--max_words_per_line", "5"), ("--max_words_per_line", "None"),
 ]
 
 
@@ -64,19 +73,20 @@ def test_every_openai_flag_is_here_with_its_short_forms_and_default(monkeypatch)
     theirs, parser = openai_parse(["a.wav"], monkeypatch)
     ours = cli_args.parse_args(["a.wav"])
     their_options, our_options = options_of(parser), options_of(cli_args.build_parser())
-    missing = set(their_options) - set(our_options) - WORD_LEVEL
+    missing = set(their_options) - set(our_options)
     assert not missing, f"openai-whisper flags missing: {sorted(missing)}"
     assert set(our_options) - set(their_options) == OURS_ONLY
     for dest, action in their_options.items():
-        if dest in WORD_LEVEL or dest == "help":
+        if dest == "help":
             continue
         assert sorted(our_options[dest].option_strings) == sorted(action.option_strings), dest
         assert our_options[dest].help, f"--{dest} has no help text"
         expected = DEFAULT_DIFFERS.get(dest, (getattr(theirs, dest),) * 2)
         assert getattr(theirs, dest) == expected[0] and getattr(ours, dest) == expected[1], dest
-    covered = {flag for flag, _ in VALUES} | {"audio"}
+    covered = {flag for flag, _ in VALUES + WORD_VALUES} | {"audio"}
     flags = {max(a.option_strings, key=len) if a.option_strings else a.dest for d, a in their_options.items()
-             if d not in WORD_LEVEL and d != "help"}
+             if d != "help"}
+    assert {f"--{d}" for d in WORD_LEVEL} <= flags
     assert flags <= covered | {"-o", "-f"}, f"no parse test for {sorted(flags - covered)}"
 
 
@@ -89,6 +99,119 @@ def test_same_parsed_value_as_openai_whisper(monkeypatch, flag, value):
     assert getattr(ours, dest) == getattr(theirs, dest), f"{flag} {value}"
     assert type(getattr(ours, dest)) is type(getattr(theirs, dest)), f"{flag} {value}"
     assert ours.audio == theirs.audio == ["a.wav", "b.mp3"]
+
+
+@pytest.mark.parametrize("flag, value", WORD_VALUES, ids=[f"{f}={v}" for f, v in WORD_VALUES])
+def test_same_parsed_word_flag_as_openai_whisper(monkeypatch, capsys, flag, value):
+    argv = ["a.wav", "--word_timestamps", "True", flag, value]
+    theirs, parser = openai_parse(argv, monkeypatch)
+    ours = cli_args.parse_args(argv)
+    dest = next(a.dest for a in parser._actions if flag in a.option_strings)
+    assert getattr(ours, dest) == getattr(theirs, dest), f"{flag} {value}"
+    assert type(getattr(ours, dest)) is type(getattr(theirs, dest)), f"{flag} {value}"
+    assert ours.word_timestamps is theirs.word_timestamps is True
+
+
+def openai_cli_outcome(argv, monkeypatch, capsys):
+    """What openai-whisper's ``cli()`` says about the word flags of ``argv``: ("error", its message) when it stops
+    with a usage error, else ("warnings", [its warning texts]); stopped before it transcribes anything."""
+    import warnings
+
+    import whisper
+    import whisper.transcribe  # noqa: F401  (the package's whisper.transcribe is the function: the module below)
+
+    reference = sys.modules["whisper.transcribe"]
+
+    class _Stop(Exception):
+        pass
+
+    monkeypatch.setattr(sys, "argv", ["whisper", *argv])
+    monkeypatch.setattr(whisper, "load_model", lambda *a, **k: object())
+    monkeypatch.setattr(reference, "get_writer", lambda *a, **k: None)
+    monkeypatch.setattr(reference, "transcribe", lambda *a, **k: (_ for _ in ()).throw(_Stop()))
+    monkeypatch.setattr(reference.traceback, "print_exc", lambda: None)
+    monkeypatch.setattr(reference.os, "makedirs", lambda *a, **k: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            reference.cli()
+        except SystemExit as e:
+            assert e.code == 2
+            return "error", capsys.readouterr().err.strip().splitlines()[-1]
+    capsys.readouterr()
+    return "warnings", [str(w.message) for w in caught if "English-only" not in str(w.message)]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--highlight_words", "True"], ["--max_line_width", "42"], ["--max_line_count", "2"],
+    ["--max_words_per_line", "3"], ["--word_timestamps", "False", "--max_line_width", "10"],
+])
+def test_word_flags_need_word_timestamps(monkeypatch, capsys, flags):
+    name = flags[-2]
+    kind, message = openai_cli_outcome(["a.wav", "--model", "tiny.en", *flags], monkeypatch, capsys)
+    assert kind == "error" and f"{name} requires --word_timestamps True" in message  # the reference
+    with pytest.raises(SystemExit) as e:
+        cli_args.parse_args(["a.wav", *flags])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"error: {name} requires --word_timestamps True" in err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--max_line_count", "2"], ["--max_line_count has no effect without --max_line_width"]),
+    (["--max_words_per_line", "3", "--max_line_width", "20", "--max_line_count", "2"],
+     ["--max_words_per_line has no effect with --max_line_width and --max_line_count"]),
+    (["--max_words_per_line", "3", "--max_line_width", "20"],
+     ["--max_words_per_line with --max_line_width: each subtitle still ends after 3 words of a segment"]),
+    (["--max_line_count", "2", "--max_words_per_line", "3"],
+     ["--max_line_count has no effect without --max_line_width"]),
+    (["--max_line_width", "20", "--max_line_count", "2", "--highlight_words", "True"], []),
+    (["--max_words_per_line", "3"], []),
+])
+def test_word_flag_warnings_where_openai_whisper_warns(monkeypatch, capsys, flags, expected):
+    argv = ["a.wav", "--word_timestamps", "True", *flags]
+    kind, theirs = openai_cli_outcome(["--model", "tiny.en", *argv], monkeypatch, capsys)
+    assert kind == "warnings" and len(theirs) == len(expected)  # the same cases as the reference
+    cli_args.parse_args(argv)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(expected)
+    for line, text in zip(lines, expected):
+        assert line.startswith(f"warning: {text}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--clip_timestamps", "5,2"], "--clip_timestamps: each clip must end after its start"),
+    (["--clip_timestamps", "1,x"], "--clip_timestamps must be comma-separated seconds"),
+    (["--clip_timestamps", "5", "--chunking", "vad"], "--clip_timestamps 5 cannot be used with --chunking vad"),
+    (["--clip_timestamps", "0,10", "--vad_filter", "True"], "cannot be used with --vad_filter True"),
+    (["--hallucination_silence_threshold", "0"], "--hallucination_silence_threshold must be a number of seconds"),
+    (["--word_timestamps", "True", "--max_line_width", "0"], "--max_line_width must be a positive integer"),
+])
+def test_bad_word_flag_values_are_option_errors_naming_the_flag(argv, message):
+    from whisper_model.cli.session import transcription_options, writer_options
+
+    args = cli_args.parse_args(["a.wav", *argv])
+    with pytest.raises(OptionError) as e:
+        transcription_options(args)
+        writer_options(args)
+    assert message in cli_args.for_shell(str(e.value))
+
+
+def test_word_flags_reach_the_options():
+    from whisper_model.cli.session import transcription_options, writer_options
+    from whisper_model.io.writers import WriterOptions
+
+    args = cli_args.parse_args(["a.wav", "--word_timestamps", "True", "--prepend_punctuations", "(",
+                                "--clip_timestamps", "1,2.5,4", "--hallucination_silence_threshold", "2",
+                                "--append_punctuations", ".", "--max_line_width", "30", "--max_line_count", "2",
+                                "--highlight_words", "True"])
+    options = transcription_options(args)
+    assert (options.word_timestamps, options.prepend_punctuations, options.append_punctuations) == (True, "(", ".")
+    assert options.clip_timestamps == (1.0, 2.5, 4.0) and options.hallucination_silence_threshold == 2.0
+    assert writer_options(args) == WriterOptions(highlight_words=True, max_line_width=30, max_line_count=2)
+    defaults = transcription_options(cli_args.parse_args(["a.wav"]))
+    assert not defaults.word_timestamps and not defaults.clipped and defaults.hallucination_silence_threshold is None
+    assert transcription_options(cli_args.parse_args(["a.wav", "--chunking", "vad", "--clip_timestamps", "0"]))
 
 
 def test_input_file_is_an_alias_of_the_positional_paths():

@@ -179,6 +179,10 @@ def test_empty_and_silent_audio_give_no_text(name):
     ("carry_initial_prompt", "base", dict(carry_initial_prompt="yes")),
     ("patience", "base", dict(patience=2.0)),
     ("length_penalty", "base", dict(length_penalty=2.0)),
+    ("clip_timestamps", "tiny.en", dict(clip_timestamps="1,2", chunking="vad")),
+    ("clip_timestamps", "tiny.en", dict(clip_timestamps=(0.5,), vad_filter=True)),
+    ("clip_timestamps", "tiny.en", dict(clip_timestamps="3,1")),
+    ("hallucination_silence_threshold", "tiny.en", dict(hallucination_silence_threshold=0)),
 ])
 def test_invalid_options_raise_before_decoding(option, name, kwargs):
     mine, _ = models(name)
@@ -188,8 +192,8 @@ def test_invalid_options_raise_before_decoding(option, name, kwargs):
 
 def test_unknown_keyword_is_rejected():
     mine, _ = models("tiny.en")
-    with pytest.raises(TypeError, match="word_timestamps"):
-        transcribe(mine, np.zeros(16000, np.float32), word_timestamps=True)
+    with pytest.raises(TypeError, match="word_timestamp\\b"):
+        transcribe(mine, np.zeros(16000, np.float32), word_timestamp=True)
     with pytest.raises(TypeError, match="not both"):
         transcribe(mine, np.zeros(16000, np.float32), options=TranscriptionOptions(), beam_size=5)
 
@@ -211,13 +215,75 @@ def test_options_object_equals_keywords_and_signatures_list_the_options():
         for name in ("task", "temperature", "beam_size", "best_of", "patience", "length_penalty",
                      "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
                      "condition_on_previous_text", "without_timestamps", "suppress_tokens", "suppress_blank",
-                     "max_initial_timestamp"):
+                     "max_initial_timestamp", "word_timestamps", "prepend_punctuations", "append_punctuations",
+                     "hallucination_silence_threshold"):
             assert params[name].default == getattr(defaults, name), (fn, name)
             assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert params["language"].default is None and params["initial_prompt"].default is None
     assert (defaults.best_of, defaults.compression_ratio_threshold, defaults.logprob_threshold,
             defaults.no_speech_threshold, defaults.suppress_tokens, defaults.max_initial_timestamp) == \
         (5, 2.4, -1.0, 0.6, "-1", 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the word-timestamp options (no model needed)
+@pytest.mark.parametrize("clips, expected", [
+    ("0", (0.0,)), ("", ()), ("1.5,10,20", (1.5, 10.0, 20.0)), (" 1 , 2 ", (1.0, 2.0)), ([0, 30.5], (0.0, 30.5)),
+    ((np.float32(1.0), 2), (1.0, 2.0)), ((), ()),
+])
+def test_clip_timestamps_become_a_tuple_of_seconds(clips, expected):
+    options = TranscriptionOptions(clip_timestamps=clips)
+    assert options.clip_timestamps == expected and all(type(t) is float for t in options.clip_timestamps)
+    assert options.clipped == (expected not in ((), (0.0,)))
+    assert {options: 1}[TranscriptionOptions(clip_timestamps=expected)] == 1  # hashable, equal once normalised
+
+
+@pytest.mark.parametrize("clips, message", [
+    ("a,b", "comma-separated seconds"), ("1,,2", "comma-separated seconds"), ("1;2", "comma-separated seconds"),
+    ("-1", "seconds >= 0"), ([0, -2.5], "seconds >= 0"), ("nan", "seconds >= 0"), ("inf", "seconds >= 0"),
+    ("5,3", "each clip must end after its start"), ("0,10,20,20", "each clip must end after its start"),
+    (5, "a sequence of seconds"), ([1, "2"], "a sequence of seconds"), ([True, 2], "a sequence of seconds"),
+    (None, "a sequence of seconds"),
+])
+def test_bad_clip_timestamps(clips, message):
+    with pytest.raises(OptionError, match="clip_timestamps") as e:
+        TranscriptionOptions(clip_timestamps=clips)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(hallucination_silence_threshold=0), "hallucination_silence_threshold"),
+    (dict(hallucination_silence_threshold=-1.5), "hallucination_silence_threshold"),
+    (dict(hallucination_silence_threshold=float("nan")), "hallucination_silence_threshold"),
+    (dict(hallucination_silence_threshold=True), "hallucination_silence_threshold"),
+    (dict(hallucination_silence_threshold="2"), "hallucination_silence_threshold"),
+    (dict(word_timestamps=1), "word_timestamps"), (dict(word_timestamps="True"), "word_timestamps"),
+    (dict(prepend_punctuations=None), "prepend_punctuations"), (dict(append_punctuations=list(".,")),
+                                                                  "append_punctuations"),
+])
+def test_bad_word_options(kwargs, name):
+    with pytest.raises(OptionError, match=name):
+        TranscriptionOptions(**kwargs)
+
+
+def test_word_options_have_openai_whisper_defaults_and_are_keywords():
+    from whisper_model.options import option_keywords
+
+    defaults = TranscriptionOptions()
+    reference = inspect.signature(REFERENCE_TRANSCRIBE.transcribe).parameters
+    for name in ("word_timestamps", "prepend_punctuations", "append_punctuations", "clip_timestamps",
+                 "hallucination_silence_threshold"):
+        assert inspect.signature(transcribe).parameters[name].default == reference[name].default, name
+    assert defaults.clip_timestamps == (0.0,) and not defaults.clipped
+    assert TranscriptionOptions(hallucination_silence_threshold=2).hallucination_silence_threshold == 2.0
+    assert TranscriptionOptions(hallucination_silence_threshold=2) != defaults  # accepted without word timestamps
+
+    @option_keywords
+    def fn(audio, *, options=None):
+        return options
+
+    assert fn(None, word_timestamps=True, clip_timestamps="1,2", hallucination_silence_threshold=1) == \
+        TranscriptionOptions(word_timestamps=True, clip_timestamps=[1, 2], hallucination_silence_threshold=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

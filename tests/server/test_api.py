@@ -68,6 +68,24 @@ def test_every_response_format_equals_the_command_line(server, cli_outputs):
     assert "ask not what your country can do for you" in cli["text"].lower()
 
 
+def test_word_granularity_gives_the_words_the_model_gives(server):
+    """verbose_json with ``timestamp_granularities[]`` word (and segment): the words and times the model gives the
+    clip in this process (same weights, fp32 CPU), as OpenAI's shape ({word, start, end}, no leading space)."""
+    segments, _ = WhisperModel("tiny.en", device="cpu").transcribe(load_audio(SAMPLE), word_timestamps=True,
+                                                                    beam_size=None)
+    segments = list(segments)
+    want = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in segments for w in s.words]
+    both = post(server, {"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+                sample_file())
+    only = post(server, {"response_format": "verbose_json", "timestamp_granularities[]": ["word"]}, sample_file())
+    assert both.status_code == only.status_code == 200, (both.text, only.text)
+    assert len(want) >= 20 and both.json()["words"] == only.json()["words"] == want
+    assert [s["text"] for s in both.json()["segments"]] == [s.text for s in segments]
+    assert "words" not in both.json()["segments"][0] and "segments" not in only.json()
+    plain = post(server, {"response_format": "verbose_json"}, sample_file()).json()
+    assert "words" not in plain and [s["text"] for s in plain["segments"]] == [s.text for s in segments]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # openai 3.x marks audio.translations deprecated
 def test_the_openai_client(server, cli_outputs):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)

@@ -29,10 +29,10 @@ CASES = [  # (id, form fields, file part or None, status, param, words of the me
     ("beam_size too large", {"beam_size": "64"}, "jfk", 400, "beam_size", "at most 16"),
     ("language unknown", {"language": "klingon"}, "jfk", 400, "language", "unsupported language 'klingon'"),
     ("language on english-only", {"language": "fr"}, "jfk", 400, "language", "English-only"),
-    ("word timestamps", [("timestamp_granularities[]", "segment"), ("timestamp_granularities[]", "word")],
-     "jfk", 400, "timestamp_granularities[]", "word timestamps are not supported yet"),
-    ("granularity unknown", {"timestamp_granularities[]": "sentence"}, "jfk", 400, "timestamp_granularities[]",
-     "must be segment"),
+    ("granularity without verbose_json", [("timestamp_granularities[]", "segment"), ("timestamp_granularities[]",
+     "word")], "jfk", 400, "timestamp_granularities[]", "needs response_format verbose_json, got 'json'"),
+    ("granularity unknown", {"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, "jfk",
+     400, "timestamp_granularities[]", "must be segment or word, got 'sentence'"),
     ("stream flag", {"stream": "maybe"}, "jfk", 400, "stream", "true or false"),
 ]
 

@@ -3,6 +3,10 @@
 They compute what the unfused ``trtllm_ext`` layers compute (LayerNorm in float32, then the product in the
 weight dtype, GELU and the residual add after the rounding of each op), so they serve as the kernels'
 parity oracle and as the engine's CPU / no-Triton backend.
+
+``weight_only_linear`` takes a weight-only quantized weight (int8 / packed int4 + scales) in place of a float one;
+``self_attention_int8`` / ``cross_attention_int8`` take an int8 K/V cache with its float32 scales (one per row,
+head and position, ``quantization.quantize_kv``): new K/V quantized on write, the cache dequantized on read.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import grouped_attention
+from ..quantization import dequantize_kv, dequantize_weight, quantize_kv
 
 
 def _finish(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -35,6 +40,19 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if residual is not None:
         y = residual + y
     return _finish(y.to(out_dtype or (out.dtype if out is not None else x.dtype)), out)
+
+
+def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                       bias: torch.Tensor | None = None, *, mode: str, group_size: int | None = None,
+                       ln: tuple[torch.Tensor, torch.Tensor, float] | None = None, gelu: bool = False,
+                       residual: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                       out_dtype: torch.dtype | None = None, pdl: bool = False, config=None,
+                       workspace=None) -> torch.Tensor:
+    """``fused_linear`` with a weight-only quantized weight: x [M, K]; ``mode`` "int8": qweight int8 [N, K],
+    scales [N]; "int4": qweight uint8 [N, K // 2] (low nibble = even k), scales [N, K // group_size]
+    (``group_size`` checked when given). The weight is dequantized to scales' dtype, then ``fused_linear``."""
+    weight = dequantize_weight(qweight, scales, mode, x.shape[-1], group_size=group_size, dtype=scales.dtype)
+    return fused_linear(x, weight, bias, ln=ln, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, *,
@@ -73,8 +91,10 @@ def self_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     rows = torch.arange(b, device=pos.device)[:, None]
     k_cache[rows, :, pos] = k.transpose(1, 2).to(k_cache.dtype)  # [b, t, H, D] at (row, position)
     v_cache[rows, :, pos] = v.transpose(1, 2).to(v_cache.dtype)
-    mask = torch.arange(k_cache.shape[2], device=pos.device) <= pos[:, :, None]  # [b, t, L]
-    o = F.scaled_dot_product_attention(q, k_cache[:b], v_cache[:b], attn_mask=mask[:, None])
+    # on the CPU only the written prefix is read (the length costs no sync there; a GPU graph needs a fixed shape)
+    n = int(pos.max()) + 1 if k_cache.device.type == "cpu" else k_cache.shape[2]
+    mask = torch.arange(n, device=pos.device) <= pos[:, :, None]  # [b, t, n]
+    o = F.scaled_dot_product_attention(q, k_cache[:b, :, :n], v_cache[:b, :, :n], attn_mask=mask[:, None])
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
 
 
@@ -87,3 +107,38 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int, g
     qh = F.pad(_heads(q, b, t, h), (0, 0, 0, 0, 0, 0, 0, a * group - b))
     o = grouped_attention(qh, k[:a], v[:a])[:b]
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
+
+
+def self_attention_int8(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, t: int,
+                        *, k_scale: torch.Tensor, v_scale: torch.Tensor, out: torch.Tensor | None = None,
+                        pdl: bool = False) -> torch.Tensor:
+    """``self_attention`` over an int8 cache: caches int8 [maxB, H, L, D] with float32 scales [maxB, H, L, 1].
+
+    Each new K/V token-head is quantized (amax / 127) into the cache at its position first; the rows read are
+    then dequantized to qkv's dtype, and a query sees the cache positions <= its own."""
+    h, d = k_cache.shape[1], k_cache.shape[3]
+    b = qkv.shape[0] // t
+    q, k, v = (_heads(p, b, t, h) for p in qkv.split(h * d, dim=1))
+    pos = pos.expand(b, t) if pos.dim() == 1 else pos[:b]
+    rows = torch.arange(b, device=pos.device)[:, None]
+    for cache, scale, x in ((k_cache, k_scale, k), (v_cache, v_scale, v)):
+        qx, sx = quantize_kv(x)  # [b, H, t, D], [b, H, t, 1]
+        cache[rows, :, pos] = qx.transpose(1, 2)
+        scale[rows, :, pos] = sx.transpose(1, 2)
+    n = int(pos.max()) + 1 if k_cache.device.type == "cpu" else k_cache.shape[2]
+    kd = dequantize_kv(k_cache[:b, :, :n], k_scale[:b, :, :n], q.dtype)
+    vd = dequantize_kv(v_cache[:b, :, :n], v_scale[:b, :, :n], q.dtype)
+    mask = torch.arange(n, device=pos.device) <= pos[:, :, None]  # [b, t, n]
+    o = F.scaled_dot_product_attention(q, kd, vd, attn_mask=mask[:, None])
+    return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
+
+
+def cross_attention_int8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: int, group: int = 1, *,
+                         k_scale: torch.Tensor, v_scale: torch.Tensor, out: torch.Tensor | None = None,
+                         pdl: bool = False, **_) -> torch.Tensor:
+    """``cross_attention`` over int8 k/v [A, H, S, D] with float32 scales [A, H, S, 1] (dequantized to q's
+    dtype for the audios the rows read)."""
+    a = -(-(q.shape[0] // t) // group)
+    kd = dequantize_kv(k[:a], k_scale[:a], q.dtype)
+    vd = dequantize_kv(v[:a], v_scale[:a], q.dtype)
+    return cross_attention(q, kd, vd, t, group, out=out)

@@ -1,11 +1,14 @@
 """The command line's flags: openai-whisper's ``whisper`` (names, short forms, types, defaults, meaning), plus ours.
 
-openai-whisper's word-level flags (``--word_timestamps`` and the ones that need it, ``--clip_timestamps``) are not
-here yet: they come with word timestamps. ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo,
-is not bundled). Ours on top: ``--input_file`` (the audio paths again, as older scripts give them),
-``--engine_dir``, ``--dtype``, ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``,
-``--stop_repetition_loops``; ``--language auto`` and ``--verbose None`` are accepted too. A value that cannot
-work is an ``OptionError`` whose message names the flag.
+openai-whisper's word-level flags are here: ``--word_timestamps`` with ``--prepend_punctuations`` /
+``--append_punctuations`` and ``--hallucination_silence_threshold``, the srt/vtt flags that need it
+(``--highlight_words``, ``--max_line_width``, ``--max_line_count``, ``--max_words_per_line``: without
+``--word_timestamps True`` a usage error, as openai-whisper's), and ``--clip_timestamps`` (not with VAD).
+``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo, is not bundled). Ours on top:
+``--input_file`` (the audio paths again, as older scripts give them), ``--engine_dir``, ``--dtype``,
+``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``, ``--stop_repetition_loops``;
+``--language auto`` and ``--verbose None`` are accepted too. A value that cannot work is an ``OptionError`` whose
+message names the flag.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ import numpy as np
 from ..errors import OptionError
 from ..io.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 from ..chunked import CHUNKINGS
+from ..decode.timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from ..io.writers import FORMATS
 
 OPENAI_FILES = {"large": "large-v3", "turbo": "large-v3-turbo"}  # openai-whisper's names for its .pt files
 DTYPES = ("float32", "float16", "bfloat16")
 BOOL = "{True,False}"
 CHUNK_BATCH = 16  # --batch_size with --chunking vad when not given
+WRITER_FLAGS = ("highlight_words", "max_line_width", "max_line_count", "max_words_per_line")  # need word timestamps
 _TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -110,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "audio: a code or an English name, any case (default: None, or auto: detect it on the first "
                    f"30 s). Codes: {', '.join(sorted(LANGUAGES))}")
     _decoding_flags(p)
+    _word_flags(p)
     _ours(p)
     return p
 
@@ -151,6 +157,59 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
                    "(0: torch's default); supersedes MKL_NUM_THREADS/OMP_NUM_THREADS")
 
 
+def _word_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--word_timestamps", type=str2bool, metavar=BOOL, default=False, help="time every word (from the "
+                   "cross-attention of the alignment heads) and move the segments' edges onto them; the json then "
+                   "lists each segment's words, and srt/vtt can cut and underline them (the flags below)")
+    p.add_argument("--prepend_punctuations", default=PREPEND_PUNCTUATIONS, help="with --word_timestamps True: "
+                   "these marks are joined to the word after them")
+    p.add_argument("--append_punctuations", default=APPEND_PUNCTUATIONS, help="with --word_timestamps True: "
+                   "these marks are joined to the word before them")
+    p.add_argument("--highlight_words", type=str2bool, metavar=BOOL, default=False, help="(needs --word_timestamps "
+                   "True) srt and vtt: underline each word while it is spoken")
+    p.add_argument("--max_line_width", type=optional_int, default=None, help="(needs --word_timestamps True) srt "
+                   "and vtt: break a line before it grows past this many characters (default: None: one line per "
+                   "segment)")
+    p.add_argument("--max_line_count", type=optional_int, default=None, help="(needs --word_timestamps True and "
+                   "--max_line_width) srt and vtt: at most this many lines in a subtitle, which then no longer "
+                   "follows the segments (default: None: a subtitle per segment)")
+    p.add_argument("--max_words_per_line", type=optional_int, default=None, help="(needs --word_timestamps True; "
+                   "no effect with --max_line_width and --max_line_count) srt and vtt: start a new subtitle after "
+                   "this many words of a segment (default: None: no limit)")
+    p.add_argument("--clip_timestamps", default="0", help="the parts of each file to transcribe, in seconds: "
+                   "start,end,start,end,... (an odd count: the last part runs to the end of the file); 0: the whole "
+                   "file; not with --chunking vad or --vad_filter True")
+    p.add_argument("--hallucination_silence_threshold", type=optional_float, default=None, help="with "
+                   "--word_timestamps True (no effect without it): when a segment looks hallucinated, skip the "
+                   "silence around it if longer than this many seconds (default: None: no skipping)")
+
+
+def check_word_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """openai-whisper's rules for the srt/vtt word flags: without ``--word_timestamps True`` a usage error (exit
+    status 2), and a warning (one line on stderr) for a combination where one of them has no effect."""
+    if not args.word_timestamps:
+        for name in WRITER_FLAGS:
+            if getattr(args, name):
+                parser.error(f"--{name} requires --word_timestamps True (srt and vtt cut and underline words only "
+                             "when the words are timed)")
+    for line in word_flag_warnings(args):
+        print(line, file=sys.stderr, flush=True)
+
+
+def word_flag_warnings(args: argparse.Namespace) -> list[str]:
+    """The warnings openai-whisper gives for its srt/vtt word flags (the same cases), as lines for a shell user."""
+    lines = []
+    if args.max_line_count and not args.max_line_width:
+        lines.append("warning: --max_line_count has no effect without --max_line_width")
+    if args.max_words_per_line and args.max_line_width:
+        lines.append("warning: --max_words_per_line has no effect with --max_line_width and --max_line_count"
+                     if args.max_line_count else
+                     f"warning: --max_words_per_line with --max_line_width: each subtitle still ends after "
+                     f"{args.max_words_per_line} words of a segment, and its lines break at {args.max_line_width} "
+                     "characters")
+    return lines
+
+
 def _ours(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine_dir", default=None, help="an engine built by whisper_model.build, in place of "
                    "--model (default: None: no engine)")
@@ -172,6 +231,11 @@ def _ours(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vad_filter", type=str2bool, metavar=BOOL, default=False, help="sequential decoding of the "
                    "speech only: pauses of 2 s or more (Silero VAD) are removed before transcribing, times stay on "
                    "the file's timeline (faster-whisper's vad_filter); not with --chunking vad")
+    p.add_argument("--weight_only_precision", choices=("int8", "int4"), default=None, help="quantize the weights "
+                   "at load: int8 per output channel, int4 in groups of 128 input features (default: None: the "
+                   "checkpoint's; an engine or a quantized checkpoint keeps the precision it was saved with)")
+    p.add_argument("--int8_kv_cache", action="store_true", help="hold the decoder's self and cross K/V caches in "
+                   "int8 (one scale per token and head)")
 
 
 class _Given(argparse.Action):
@@ -191,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.given = getattr(args, "given", set())
     if not args.audio:
         parser.error("no audio given: pass the audio files as arguments (or after --input_file)")
+    check_word_flags(parser, args)
     return args
 
 
@@ -223,7 +288,9 @@ def model_source(model: str, model_dir: str | None) -> str:
 
 _FLAG_NAMES = ("best_of", "beam_size", "length_penalty", "suppress_tokens", "initial_prompt", "suppress_blank",
                "condition_on_previous_text", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
-               "without_timestamps", "batch_size", "max_initial_timestamp", "chunking", "vad_filter")
+               "without_timestamps", "batch_size", "max_initial_timestamp", "chunking", "vad_filter",
+               "word_timestamps", "prepend_punctuations", "append_punctuations", "clip_timestamps",
+               "hallucination_silence_threshold", *WRITER_FLAGS)
 _PLAIN_NAMES = ("task", "language", "temperature", "patience")  # also plain words: a flag only as a subject
 _VALUE = r"(?:=(\S+?)(?=[:;,)]|\s|$))"
 _FLAG_RE = re.compile(rf"(?<![\w.-])(?:({'|'.join(_FLAG_NAMES)})\b{_VALUE}?|({'|'.join(_PLAIN_NAMES)})"

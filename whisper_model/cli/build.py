@@ -1,7 +1,8 @@
 """Build an engine directory for the fast GPU path.
 
     python -m whisper_model.build --model NAME_OR_PATH --dtype float16 --max_batch_size 16 \\
-        --max_beam_width 5 --output_dir ENGINE_DIR [--random_weights large-v3] [--no_warmup]
+        --max_beam_width 5 --output_dir ENGINE_DIR [--random_weights large-v3] [--no_warmup] \\
+        [--weight_only_precision {int8,int4} [--weight_only_group_size 128]] [--int8_kv_cache]
 
 What it writes: see ``whisper_model.fast.build``.
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..fast.build import build
+from ..model.quant import DEFAULT_GROUP_SIZE, WEIGHT_ONLY_PRECISIONS
 
 
 def main(argv=None) -> int:
@@ -25,13 +27,21 @@ def main(argv=None) -> int:
     ap.add_argument("--output_dir", required=True)
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no_warmup", action="store_true", help="skip loading the engine on the GPU after writing")
+    ap.add_argument("--weight_only_precision", choices=WEIGHT_ONLY_PRECISIONS, default=None,
+                    help="quantize the projections' weights once, here (int8: per output channel; int4: per group "
+                    "of --weight_only_group_size input features) and save them quantized (default: float weights)")
+    ap.add_argument("--weight_only_group_size", type=int, default=None,
+                    help=f"int4's group size (default: {DEFAULT_GROUP_SIZE})")
+    ap.add_argument("--int8_kv_cache", action="store_true", help="record that the decoder's K/V caches are int8")
     args = ap.parse_args(argv)
     if args.max_batch_size < 1 or args.max_beam_width < 1:
         ap.error("--max_batch_size and --max_beam_width must be >= 1")
     try:
         meta = build(args.model, Path(args.output_dir), dtype=args.dtype, max_batch_size=args.max_batch_size,
                      max_beam_width=args.max_beam_width, random_weights=args.random_weights, seed=args.seed,
-                     warm=not args.no_warmup, overwrite=args.overwrite)
+                     warm=not args.no_warmup, overwrite=args.overwrite,
+                     weight_only_precision=args.weight_only_precision,
+                     weight_only_group_size=args.weight_only_group_size, int8_kv_cache=args.int8_kv_cache)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"build: {e}", file=sys.stderr)
         return 2

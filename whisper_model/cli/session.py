@@ -15,7 +15,7 @@ import torch
 
 from ..errors import AudioError, DecodingError, OptionError, OutputError, WhisperError
 from ..io.tokenizer import normalize_language
-from ..io.writers import write_result
+from ..io.writers import WriterOptions, write_result
 from ..options import TranscriptionOptions
 from ..pipeline import WhisperModel
 from ..scheduler import Failed, Finished, Scheduler, Segments, Started
@@ -31,7 +31,8 @@ FILE_ERRORS = (AudioError, DecodingError, OutputError)  # what fails one input w
 
 def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
     """The flags as ``TranscriptionOptions``. As in openai-whisper's ``transcribe()``, beam search (``--beam_size``,
-    ``--patience``) is used only at temperature 0: a schedule without 0 samples (``--best_of``) at every step."""
+    ``--patience``) is used only at temperature 0: a schedule without 0 samples (``--best_of``) at every step.
+    ``--clip_timestamps`` (other than the whole file) with VAD is an ``OptionError``."""
     schedule = temperatures(args.temperature, args.temperature_increment_on_fallback)
     beam = 0 in schedule
     conditioned = args.condition_on_previous_text
@@ -41,13 +42,28 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
                               "are decoded in parallel, each without the previous chunk's text; leave it out, or "
                               "use --chunking none")
         conditioned = None  # the default: each path's own (chunks: False)
-    return TranscriptionOptions(
+    options = TranscriptionOptions(
         task=args.task, temperature=schedule, best_of=args.best_of, beam_size=args.beam_size if beam else None,
         patience=args.patience if beam else None, length_penalty=args.length_penalty,
         suppress_tokens=args.suppress_tokens, condition_on_previous_text=conditioned,
         carry_initial_prompt=args.carry_initial_prompt, stop_repetition_loops=args.stop_repetition_loops,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
-        no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps)
+        no_speech_threshold=args.no_speech_threshold, without_timestamps=args.without_timestamps,
+        word_timestamps=args.word_timestamps, prepend_punctuations=args.prepend_punctuations,
+        append_punctuations=args.append_punctuations, clip_timestamps=args.clip_timestamps,
+        hallucination_silence_threshold=args.hallucination_silence_threshold)
+    if options.clipped and (args.chunking == "vad" or args.vad_filter):
+        vad = "--chunking vad" if args.chunking == "vad" else "--vad_filter True"
+        raise OptionError(f"--clip_timestamps {args.clip_timestamps} cannot be used with {vad}: the times decoded "
+                          "are the speech that VAD finds; leave --clip_timestamps out, or transcribe without VAD")
+    return options
+
+
+def writer_options(args: argparse.Namespace) -> WriterOptions:
+    """The srt/vtt flags as ``WriterOptions`` (``args.check_word_flags`` has checked them against
+    ``--word_timestamps``)."""
+    return WriterOptions(highlight_words=args.highlight_words, max_line_width=args.max_line_width,
+                         max_line_count=args.max_line_count, max_words_per_line=args.max_words_per_line)
 
 
 def check_device(device: str) -> None:
@@ -82,6 +98,7 @@ class Session:
         self.inputs = self.done = self.failed = self.skipped = 0
         self.audio_s = 0.0
         self.progress: Progress | None = None
+        self.writer = WriterOptions()
 
     def summary(self) -> str:
         wall = time.perf_counter() - self.started
@@ -130,6 +147,7 @@ class Session:
                 raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
             torch.set_num_threads(args.threads)
         options = transcription_options(args)
+        self.writer = writer_options(args)
         if args.temperature > 1 and args.temperature_increment_on_fallback is not None and args.verbose is not None:
             print(f"note: --temperature {args.temperature:g} is above 1, so there is no fallback: every window is "
                   f"sampled at {args.temperature:g} (the schedule is --temperature, then steps of "
@@ -148,11 +166,15 @@ class Session:
 
     def _scheduler(self, args: argparse.Namespace, options: TranscriptionOptions, inputs: list[str]) -> Scheduler:
         """Load the model, queue every input (stream i: ``inputs[i]``), make the output folder."""
-        if args.engine_dir:
-            model = WhisperModel.from_engine(args.engine_dir, device=args.device)
+        precision, int8_kv = getattr(args, "weight_only_precision", None), getattr(args, "int8_kv_cache", False)
+        if args.engine_dir:  # the engine's recorded quantization; --int8_kv_cache turns its caches int8
+            quant = dict(weight_only_precision=precision) if precision else {}
+            model = WhisperModel.from_engine(args.engine_dir, device=args.device, **quant,
+                                             **(dict(int8_kv_cache=True) if int8_kv else {}))
         else:
             model = WhisperModel(model_source(args.model, args.model_dir), device=args.device,
-                                 dtype=getattr(torch, args.dtype))
+                                 dtype=getattr(torch, args.dtype), weight_only_precision=precision,
+                                 int8_kv_cache=int8_kv)
         language = args.language
         if language is not None and not model.is_multilingual and normalize_language(language) != "en":
             print(f"warning: {args.model} is an English-only model but got --language {language}; using English "
@@ -189,7 +211,7 @@ class Session:
                     progress.segments(i, event.segments, event.done)
                 elif isinstance(event, Finished):
                     with guard.deferred():
-                        written = _write(args, path, collected.pop(i), event.info)
+                        written = _write(args, path, collected.pop(i), event.info, self.writer)
                     self.done, self.audio_s = self.done + 1, self.audio_s + event.info.duration
                     progress.finished(i, event.info.duration, _report(path, event.info, clock.pop(i), written))
             except FILE_ERRORS as e:
@@ -205,9 +227,9 @@ def _usage_error(e: Exception) -> int:
     return 2
 
 
-def _write(args: argparse.Namespace, path: str, segments, info) -> list:
+def _write(args: argparse.Namespace, path: str, segments, info, writer: WriterOptions) -> list:
     try:
-        return write_result(result_dict(segments, info), path, args.output_dir, args.output_format)
+        return write_result(result_dict(segments, info), path, args.output_dir, args.output_format, writer)
     except OSError as e:
         raise OutputError(f"cannot write the outputs: {e}") from e
 

@@ -10,11 +10,12 @@ Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by 
     logits = dec.step(prompt, arange(n0), keep)  # prefill: [n_rows, n0] tokens -> [n_rows, k, n_vocab] (k kept)
     logits = dec.step(next_tokens, tensor([n0])) # then one token per row and step
     dec.reorder(source_rows)                     # beam search: row i continues old row source_rows[i]
+    probs, scores = dec.align(tokens, heads, eot) # word timestamps: one pass over a window's final tokens
     dec.release()                                # done with these rows and audios
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -44,6 +45,13 @@ class TextDecoder(Protocol):
 
     def reorder(self, index: torch.Tensor) -> None:
         """index [n_rows] int64: row i becomes old row index[i] (its self K/V; cross rows stay per audio)."""
+
+    def align(self, tokens: torch.Tensor, heads: Sequence[tuple[int, int]],
+              vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word alignment: whole sequences tokens [a, t] (row i over audio row i, positions 0..t-1; rows padded at
+        the end) -> (probs [a, t-1] float32: each next token's probability under a softmax over ids <
+        ``vocab_limit`` (0 for an id past it), scores [a, len(heads), t, n_audio_ctx] float32: the pre-softmax
+        cross-attention logits of the (layer, head) pairs ``heads``). Overwrites the self K/V of rows 0..a-1."""
 
     def release(self) -> None:
         """Forget the rows and audios (the storage is kept for the next call)."""

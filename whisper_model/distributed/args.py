@@ -5,8 +5,9 @@ forms, types and defaults), plus where and on how many workers it runs.
         --num_workers 4 --gpus_per_worker 1 --batch_size 16 --address auto
 
 ``prepare(args)`` checks them all on the driver, before Ray starts or any weights are loaded (``OptionError``
-naming the flag), and turns them into a ``JobSpec``: the ``TranscriptionOptions`` (``cli.session``'s own
-translation of the flags), the absolute paths a worker on any node needs, and the resources of one worker.
+naming the flag), and turns them into a ``JobSpec``: the ``TranscriptionOptions`` and the srt/vtt
+``WriterOptions`` (``cli.session``'s own translation of the flags), the absolute paths a worker on any node needs,
+and the resources of one worker.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..chunked import check_chunking
-from ..cli.args import CHUNK_BATCH, build_parser, model_source
+from ..cli.args import CHUNK_BATCH, build_parser, check_word_flags, model_source
 from ..cli.inputs import check_output_dir
-from ..cli.session import dtype_of, transcription_options
+from ..cli.session import dtype_of, transcription_options, writer_options
 from ..errors import OptionError
+from ..io.writers import WriterOptions
 from ..options import TranscriptionOptions
 
 PROG = "python -m whisper_model.distributed"
@@ -74,6 +76,7 @@ def parse_job_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.given = getattr(args, "given", set())
     if not args.audio:
         parser.error("no audio given: pass the audio files or directories as arguments (or after --input_file)")
+    check_word_flags(parser, args)
     return args
 
 
@@ -106,6 +109,7 @@ class JobSpec:
     cpus_per_worker: float
     address: Optional[str]
     in_flight: int  # files sent ahead to each worker, so that its batch never waits for the driver
+    writer: WriterOptions = WriterOptions()  # how the driver writes srt and vtt (the word flags)
 
 
 def resolve_device(device: Optional[str], gpus: Optional[float]) -> tuple[str, float]:
@@ -145,7 +149,7 @@ def prepare(args: argparse.Namespace) -> JobSpec:
     check_output_dir(args.output_dir)
     args.device, gpus = resolve_device(args.device, args.gpus_per_worker)
     args.dtype = dtype_of(args)
-    options = transcription_options(args)
+    options, writer = transcription_options(args), writer_options(args)
     model = model_source(args.model, args.model_dir)
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().absolute())
@@ -159,7 +163,7 @@ def prepare(args: argparse.Namespace) -> JobSpec:
     return JobSpec(worker=worker, output_dir=os.path.abspath(os.path.expanduser(args.output_dir)),
                    output_format=args.output_format, verbose=args.verbose, num_workers=args.num_workers,
                    gpus_per_worker=gpus, cpus_per_worker=args.cpus_per_worker, address=args.address,
-                   in_flight=max(2, 2 * args.batch_size))
+                   in_flight=max(2, 2 * args.batch_size), writer=writer)
 
 
 __all__ = ["JobSpec", "PROG", "WorkerSpec", "build_job_parser", "parse_job_args", "prepare", "resolve_device"]

@@ -135,7 +135,8 @@ class Job:
         path = outcome["input"]
         if outcome.get("error") is None:
             try:
-                written = write_result(outcome["result"], path, self.spec.output_dir, self.spec.output_format)
+                written = write_result(outcome["result"], path, self.spec.output_dir, self.spec.output_format,
+                                       self.spec.writer)
             except (OSError, ValueError) as e:
                 outcome = dict(outcome, error=f"cannot write the outputs: {e}", error_type="OutputError")
             else:

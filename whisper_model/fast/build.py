@@ -8,7 +8,12 @@ max_batch_size, max_beam_width, model dims, decode settings). With a CUDA device
 then loads the engine once and captures the decode steps of every batch bucket, which compiles the Triton
 kernels into Triton's on-disk cache so a later ``engine.load_engine(ENGINE_DIR)`` starts without compiling.
 ``random_weights=NAME`` builds random weights of a published model's shapes (benchmarks) instead of loading
-``model``."""
+``model``.
+
+``weight_only_precision="int8"`` / ``"int4"`` (``weight_only_group_size``) quantizes the weights once, here: the
+directory then holds ``quantized.safetensors`` (``io.quantized``: qweight + scales, read back as stored) and the
+Hugging Face ``config.json`` / ``generation_config.json`` beside it in place of the float ``model.safetensors``;
+``engine.json`` records ``quantization`` (with ``int8_kv_cache``: the decoder's caches in int8)."""
 from __future__ import annotations
 
 import json
@@ -17,21 +22,25 @@ import time
 import torch
 
 from ..config import dims_for
-from ..io.export import save_hf
+from ..io.alignment_heads import read_alignment_heads
+from ..io.export import atomic_dir, hf_config, save_hf
+from ..io.quantized import QUANTIZED_FILE, save_quantized
 from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files
 from ..io.weights import load_checkpoint
-from ..model import Whisper
+from ..model import Quantization, Whisper, check_quantization
 from .engine import ENGINE_FILE, load_engine
 
 FORMAT_VERSION = 1
 
 
-def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None, seed: int = 0) -> Whisper:
-    """A model of ``name``'s shapes with random weights (``init_random_``); key biases zero, as Whisper's."""
+def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None, seed: int = 0,
+                   **quantization) -> Whisper:
+    """A model of ``name``'s shapes with random weights (``init_random_``); key biases zero, as Whisper's;
+    ``quantization``: ``Whisper``'s options (quantized layers get random integers and scales)."""
     from trtllm_ext import init_random_
 
     dims = dims_for(name)
-    model = init_random_(Whisper(dims, dtype=dtype, device=device), seed=seed)
+    model = init_random_(Whisper(dims, dtype=dtype, device=device, **quantization), seed=seed)
     with torch.no_grad():
         for blk in model.encoder.blocks:
             blk.attn.qkv.bias[dims.n_audio_state: 2 * dims.n_audio_state].zero_()
@@ -63,24 +72,25 @@ def warmup(engine, max_rows: int, prompt_len: int = 4) -> float:
 
 
 def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_size: int = 1, max_beam_width: int = 1,
-          random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False) -> dict:
+          random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False,
+          weight_only_precision: str | None = None, weight_only_group_size: int | None = None,
+          int8_kv_cache: bool = False) -> dict:
     t0 = time.perf_counter()
     torch_dtype = getattr(torch, dtype)
-    if random_weights:
-        m = random_whisper(random_weights, dtype=torch_dtype, seed=seed)
-        dims, sd, source = m.dims, m.state_dict(), f"random:{random_weights}:seed={seed}"
+    quant = check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)
+    if not random_weights and not model:
+        raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
+    if quant.weight_only_precision:
+        out, dims, source = _write_quantized(model, output_dir, torch_dtype, quant, random_weights, seed, overwrite)
     else:
-        if not model:
-            raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
-        dims, sd = load_checkpoint(model, dtype=torch_dtype)
-        source = str(model)
-    out = save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite)
+        out, dims, source = _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite)
     vocab = None if random_weights else checkpoint_vocab_dir(model)
     if vocab is not None:  # the checkpoint's own vocabulary travels along
         copy_vocab_files(vocab, out)
     meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
-                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source, weights="model.safetensors",
-                torch=torch.__version__)
+                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source,
+                weights=QUANTIZED_FILE if quant.weight_only_precision else "model.safetensors",
+                quantization=quant.to_dict(), torch=torch.__version__)
     (out / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     meta["convert_s"] = time.perf_counter() - t0
     if warm and torch.cuda.is_available():
@@ -90,3 +100,38 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
         meta["warmup_s"] = warmup(engine, max_batch_size * max_beam_width)
     meta["build_s"] = time.perf_counter() - t0
     return meta
+
+
+def _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite):
+    """The float weights in the Hugging Face layout: (directory, dims, source)."""
+    if random_weights:
+        m = random_whisper(random_weights, dtype=torch_dtype, seed=seed)
+        dims, sd, source = m.dims, m.state_dict(), f"random:{random_weights}:seed={seed}"
+    else:
+        dims, sd = load_checkpoint(model, dtype=torch_dtype)
+        source = str(model)
+    heads = None if random_weights else read_alignment_heads(model, dims)
+    return save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite, alignment_heads=heads), dims, source
+
+
+def _write_quantized(model, output_dir, torch_dtype, quant: Quantization, random_weights, seed, overwrite):
+    """The weights quantized once (from the checkpoint's own precision) into ``QUANTIZED_FILE``, with the Hugging
+    Face config files beside it: (directory, dims, source)."""
+    kw = dict(weight_only_precision=quant.weight_only_precision, weight_only_group_size=quant.group_size)
+    if random_weights:
+        m = random_whisper(random_weights, dtype=torch_dtype, seed=seed, **kw)
+        source = f"random:{random_weights}:seed={seed}"
+    else:
+        dims, sd = load_checkpoint(model)
+        m = Whisper.from_state_dict(dims, sd, dtype=torch_dtype, **kw)
+        m.alignment_heads = read_alignment_heads(model, dims)
+        source = str(model)
+
+    def write(tmp):
+        save_quantized(tmp / QUANTIZED_FILE, m.dims, m.state_dict(), quant.to_dict(), m.alignment_heads)
+        (tmp / "config.json").write_text(json.dumps(hf_config(m.dims, torch_dtype), indent=2) + "\n", "utf-8")
+        if m.alignment_heads:
+            heads = {"alignment_heads": [list(map(int, p)) for p in m.alignment_heads]}
+            (tmp / "generation_config.json").write_text(json.dumps(heads, indent=2) + "\n", "utf-8")
+
+    return atomic_dir(output_dir, overwrite, write), m.dims, source

@@ -34,7 +34,9 @@ from trtllm_ext import kernels as _kernels
 from trtllm_ext.kernels import reference
 
 from ..config import ModelDimensions
-from ..model import Whisper
+from ..errors import OptionError
+from ..io.quantized import QUANTIZED_FILE
+from ..model import Quantization, Whisper
 from ..model.caches import DecoderCaches
 from ..model.ops import KernelOps
 
@@ -140,6 +142,13 @@ class FastDecoder:
     def reorder(self, index: torch.Tensor) -> None:
         self.caches.reorder(index)
 
+    @torch.no_grad()
+    def align(self, tokens: torch.Tensor, heads, vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word-alignment pass (``TextDecoder.align``): the same forward on the kernels, eagerly (once per
+        window, not worth a graph)."""
+        ops = KernelOps(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
+        return self.module.align_on(ops, self.caches, tokens.to(self.device), heads, vocab_limit)
+
     def release(self) -> None:
         self.caches.release()
 
@@ -197,6 +206,7 @@ class AcceleratedWhisper:
                                         cross_chunk=cross_chunk)
 
     dtype = property(lambda self: self.model.dtype)
+    alignment_heads = property(lambda self: self.model.alignment_heads)
     device = property(lambda self: self.model.device)
     is_multilingual = property(lambda self: self.dims.is_multilingual)
     num_languages = property(lambda self: self.dims.num_languages)
@@ -226,17 +236,43 @@ def accelerate(model: Whisper, max_batch_size: int = 1, max_beam_width: int = 1,
                               pdl=int(pdl) if kernels == "triton" else 0, cross_chunk=cross_chunk)
 
 
-def load_engine(engine_dir, device="cuda", **overrides) -> AcceleratedWhisper:
-    """Load what ``python -m whisper_model.build`` wrote and wrap it with its recorded settings."""
+def _engine_weights(engine_dir: Path, meta: dict, dtype: torch.dtype, quant: Quantization):
+    """(dims, state dict) of an engine directory: its float Hugging Face weights, or its quantized file."""
+    from ..io.quantized import load_quantized
     from ..io.weights import load_checkpoint
+
+    if quant.weight_only_precision is None:
+        return load_checkpoint(engine_dir, dtype=dtype)
+    dims, sd, recorded, _ = load_quantized(engine_dir / meta.get("weights", QUANTIZED_FILE))
+    if recorded.get("weight_only_precision") != quant.weight_only_precision:
+        raise ValueError(f"{engine_dir}: the weights hold {recorded.get('weight_only_precision')}, {ENGINE_FILE} "
+                         f"records {quant.weight_only_precision}")
+    return dims, sd
+
+
+def load_engine(engine_dir, device="cuda", **overrides) -> AcceleratedWhisper:
+    """Load what ``python -m whisper_model.build`` wrote and wrap it with its recorded settings; quantized
+    weights (``quantization`` in ``engine.json``) are read as stored, not quantized again. ``int8_kv_cache``
+    overrides the recorded cache format; ``weight_only_precision``, when given, must be the recorded one."""
+    from ..io.alignment_heads import read_alignment_heads
 
     engine_dir = Path(engine_dir)
     meta = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
     dtype = getattr(torch, meta["dtype"])
-    dims, sd = load_checkpoint(engine_dir, dtype=dtype)
+    quant = Quantization.from_dict(meta.get("quantization"))
+    asked = overrides.pop("weight_only_precision", None)
+    if asked is not None and asked != quant.weight_only_precision:
+        raise OptionError(f"weight_only_precision={asked!r}: the engine {engine_dir} was built with "
+                          f"{quant.weight_only_precision or 'float'} weights; rebuild it with "
+                          f"--weight_only_precision {asked}, or leave the option out")
+    dims, sd = _engine_weights(engine_dir, meta, dtype, quant)
     if dims != ModelDimensions.from_dict(meta["dims"]):
         raise ValueError(f"{engine_dir}: weights do not match the dims recorded in {ENGINE_FILE}")
-    model = Whisper.from_state_dict(dims, sd, dtype=dtype, device=device)
+    model = Whisper.from_state_dict(dims, sd, dtype=dtype, device=device,
+                                    weight_only_precision=quant.weight_only_precision,
+                                    weight_only_group_size=quant.group_size,
+                                    int8_kv_cache=overrides.pop("int8_kv_cache", quant.int8_kv_cache))
+    model.alignment_heads = read_alignment_heads(engine_dir, dims)
     settings = dict(max_batch_size=meta["max_batch_size"], max_beam_width=meta["max_beam_width"],
                     cross_chunk=meta.get("cross_chunk", 128))
     settings.update(overrides)

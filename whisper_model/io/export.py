@@ -18,11 +18,15 @@ from .layout import StateDict, foreign_key, unfuse
 from .weights import check_state_dict
 
 
-def to_openai(dims: ModelDimensions, sd: StateDict) -> dict:
-    """An openai-whisper checkpoint dict: {"dims": {...}, "model_state_dict": {...}}."""
+def to_openai(dims: ModelDimensions, sd: StateDict, alignment_heads=None) -> dict:
+    """An openai-whisper checkpoint dict: {"dims": {...}, "model_state_dict": {...}} (+ "alignment_heads": [[layer,
+    head], ...] when given; openai-whisper ignores the extra key)."""
     check_state_dict(dims, sd)
-    return {"dims": dims.to_dict(),
+    ckpt = {"dims": dims.to_dict(),
             "model_state_dict": {foreign_key("openai", k): v for k, v in unfuse(dims, sd).items()}}
+    if alignment_heads:
+        ckpt["alignment_heads"] = [list(map(int, p)) for p in alignment_heads]
+    return ckpt
 
 
 def to_hf(dims: ModelDimensions, sd: StateDict) -> StateDict:
@@ -49,7 +53,9 @@ def hf_config(dims: ModelDimensions, dtype: torch.dtype | None = torch.float16) 
     }
 
 
-def _atomic_dir(out_dir: Path, overwrite: bool, write) -> Path:
+def atomic_dir(out_dir: Path, overwrite: bool, write) -> Path:
+    """Write a directory through ``write(tmp_dir)`` into a temporary sibling, then move it into place (an existing
+    non-empty ``out_dir`` only with ``overwrite``)."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
         raise FileExistsError(f"{out_dir} exists and is not an empty directory (pass overwrite=True to replace it)")
@@ -70,8 +76,9 @@ def _atomic_dir(out_dir: Path, overwrite: bool, write) -> Path:
 
 
 def save_hf(dims: ModelDimensions, state_dict: StateDict, out_dir: str | os.PathLike,
-            dtype: torch.dtype | None = torch.float16, *, overwrite: bool = False) -> Path:
-    """Write a Hugging Face Whisper directory (config.json + model.safetensors) atomically."""
+            dtype: torch.dtype | None = torch.float16, *, overwrite: bool = False, alignment_heads=None) -> Path:
+    """Write a Hugging Face Whisper directory (config.json + model.safetensors, + generation_config.json with
+    ``alignment_heads`` [[layer, head], ...] when given) atomically."""
     from safetensors.torch import save_file
 
     tensors = {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in to_hf(dims, state_dict).items()}
@@ -80,18 +87,21 @@ def save_hf(dims: ModelDimensions, state_dict: StateDict, out_dir: str | os.Path
     def write(tmp: Path):
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        if alignment_heads:
+            heads = {"alignment_heads": [list(map(int, p)) for p in alignment_heads]}
+            (tmp / "generation_config.json").write_text(json.dumps(heads, indent=2) + "\n", encoding="utf-8")
 
-    return _atomic_dir(Path(out_dir), overwrite, write)
+    return atomic_dir(Path(out_dir), overwrite, write)
 
 
-def save_openai(dims: ModelDimensions, state_dict: StateDict, path: str | os.PathLike) -> Path:
+def save_openai(dims: ModelDimensions, state_dict: StateDict, path: str | os.PathLike, alignment_heads=None) -> Path:
     """Write an openai-whisper ``.pt`` checkpoint atomically (temp file then rename)."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(to_openai(dims, state_dict), tmp)
+        torch.save(to_openai(dims, state_dict, alignment_heads), tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

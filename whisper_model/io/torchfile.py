@@ -93,6 +93,17 @@ def _load(path: Path, map_location: str):
         raise ValueError(f"{path}: {_short(e)}") from e
 
 
+def peek_torch_file(path: Path):
+    """What ``load_torch_file`` would return, with every tensor on the ``meta`` device (nothing allocated): for
+    reading a checkpoint's plain entries (dims, alignment heads) without its weights."""
+    path = Path(path)
+    if file_kind(path) != ZIP:
+        raise ValueError(f"{path}: {describe(path, file_kind(path))}, not a PyTorch checkpoint (torch.save's zip "
+                         "format)")
+    _check_zip(path, path.stat().st_size)
+    return _load(path, "meta")
+
+
 def load_torch_file(path: Path):
     """``torch.load(path, weights_only=True)`` of a zip-format file, refused with a ValueError (naming the path
     and one reason) when it is another kind of file, corrupt, or claims more data than it holds."""

@@ -296,6 +296,12 @@ def _locate(source: Source) -> tuple[str, object]:
     return _locate_file(path) if path.is_file() else _locate_dir(path)
 
 
+def locate(source: Source) -> tuple[str, object]:
+    """Where a checkpoint is and its format: ``("ct2", [model.bin parts])``, ``("hf", directory)`` or
+    ``("openai", .pt file)`` (the errors of ``load_checkpoint``, unwrapped)."""
+    return _locate(source)
+
+
 def _locate_file(path: Path) -> tuple[str, object]:
     """By name (model.bin, its parts, *.safetensors), else by content; the rest is read as a .pt."""
     if path.name == "model.bin" or re.fullmatch(r"model\.bin\.part\d+", path.name):

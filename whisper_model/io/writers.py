@@ -1,49 +1,29 @@
-"""Output writers (txt, srt, vtt, tsv, json) for a result dict; every file is written atomically."""
+"""Output writers (txt, srt, vtt, tsv, json) for a result dict; every file is written atomically.
+
+    write_result(result, "talk.wav", "out", "all")                                  # out/talk.txt, talk.srt, ...
+    render(result, "srt", WriterOptions(max_line_width=42, max_line_count=2))      # one format's text
+
+The text is openai-whisper's writers' for the same result and options (srt and vtt: ``subtitles``). A segment's
+``words`` (word timestamps) go into the json as they are; ``WriterOptions`` only change srt and vtt.
+"""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
+
+from .subtitles import WriterOptions, format_timestamp, srt_text, vtt_text
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 
 
-def format_timestamp(seconds: float, *, always_hours: bool = False, marker: str = ".") -> str:
-    """12.345 -> '00:12.345' (or '00:00:12.345' with hours); srt uses ',' as the decimal marker."""
-    if seconds < 0:
-        raise ValueError(f"timestamps must be non-negative, got {seconds}")
-    ms = round(seconds * 1000.0)
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    head = f"{hours:02d}:" if always_hours or hours else ""
-    return f"{head}{minutes:02d}:{secs:02d}{marker}{ms:03d}"
-
-
-def _txt(result: dict) -> str:
+def _txt(result: dict, options: WriterOptions) -> str:
     return "".join(seg["text"].strip() + "\n" for seg in result["segments"])
 
 
-def _vtt(result: dict) -> str:
-    lines = ["WEBVTT", ""]
-    for seg in result["segments"]:
-        lines += [f"{format_timestamp(seg['start'])} --> {format_timestamp(seg['end'])}",
-                  seg["text"].strip().replace("-->", "->"), ""]
-    return "\n".join(lines)
-
-
-def _srt(result: dict) -> str:
-    lines = []
-    for i, seg in enumerate(result["segments"], start=1):
-        start = format_timestamp(seg["start"], always_hours=True, marker=",")
-        end = format_timestamp(seg["end"], always_hours=True, marker=",")
-        lines += [str(i), f"{start} --> {end}", seg["text"].strip().replace("-->", "->"), ""]
-    return "\n".join(lines)
-
-
-def _tsv(result: dict) -> str:
+def _tsv(result: dict, options: WriterOptions) -> str:
     rows = ["start\tend\ttext"]
     for seg in result["segments"]:
         text = seg["text"].strip().replace("\t", " ")
@@ -51,11 +31,12 @@ def _tsv(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _json(result: dict) -> str:
+def _json(result: dict, options: WriterOptions) -> str:
     return json.dumps(result, ensure_ascii=False)
 
 
-_RENDER: dict[str, Callable[[dict], str]] = {"txt": _txt, "vtt": _vtt, "srt": _srt, "tsv": _tsv, "json": _json}
+_RENDER: dict[str, Callable[[dict, WriterOptions], str]] = {"txt": _txt, "vtt": vtt_text, "srt": srt_text,
+                                                            "tsv": _tsv, "json": _json}
 
 
 def _umask() -> int:
@@ -79,17 +60,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def render(result: dict, output_format: str) -> str:
-    """The text of one format (``FORMATS``) for a result dict: what ``write_result`` writes."""
+def render(result: dict, output_format: str, options: Optional[WriterOptions] = None) -> str:
+    """The text of one format (``FORMATS``) for a result dict: what ``write_result`` writes. ``options``: how
+    srt and vtt cut and show words (None: ``WriterOptions()``)."""
     if output_format not in _RENDER:
         raise ValueError(f"output_format must be one of {FORMATS + ('all',)}, got {output_format!r}")
-    return _RENDER[output_format](result)
+    if options is not None and not isinstance(options, WriterOptions):
+        raise TypeError(f"options must be a WriterOptions, got {type(options).__name__}")
+    return _RENDER[output_format](result, options or WriterOptions())
 
 
-def write_result(result: dict, audio_path: str | Path, output_dir: str | Path, output_format: str) -> list[Path]:
-    """Render every requested format first, then write each atomically; returns the written paths."""
+def write_result(result: dict, audio_path: str | Path, output_dir: str | Path, output_format: str,
+                 options: Optional[WriterOptions] = None) -> list[Path]:
+    """Render every requested format first, then write each atomically (``<output_dir>/<audio stem>.<format>``;
+    ``output_format`` "all": every format); returns the written paths. ``options``: see ``render``."""
     formats = FORMATS if output_format == "all" else (output_format,)
-    rendered = {fmt: render(result, fmt) for fmt in formats}
+    rendered = {fmt: render(result, fmt, options) for fmt in formats}
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(audio_path).stem
@@ -99,3 +85,6 @@ def write_result(result: dict, audio_path: str | Path, output_dir: str | Path, o
         atomic_write_text(path, text)
         paths.append(path)
     return paths
+
+
+__all__ = ["FORMATS", "WriterOptions", "atomic_write_text", "format_timestamp", "render", "write_result"]

@@ -8,6 +8,10 @@ what the unfused ``trtllm_ext`` layers compute. The fast path (``fast/engine.py`
 residual in its epilogue), captured in CUDA graphs.
 
 Activations are row-major ``[m, d]`` with ``m = batch * tokens``.
+
+Quantized models run the same forward: a weight-only quantized layer's ``weight`` is a ``QuantizedWeight`` and an
+int8 cache hands out ``QuantizedKV``s; ``KernelOps`` routes those to the kernel module's ``weight_only_linear`` /
+``self_attention_int8`` / ``cross_attention_int8`` (``reference``'s where the module has none yet).
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ import torch.nn.functional as F
 
 from trtllm_ext import LayerNorm
 from trtllm_ext.kernels import reference
+from trtllm_ext.quantization import QuantizedKV, QuantizedWeight
 
 
 class BlockOps(Protocol):
-    """What a block's forward may call. Shapes: x [m, k], weight [n, k] (``Linear``'s [out, in]), caches as noted."""
+    """What a block's forward may call. Shapes: x [m, k], weight [n, k] (``Linear``'s [out, in]; a float tensor or
+    a ``QuantizedWeight``), caches as noted (float tensors, or ``QuantizedKV`` of an int8 cache)."""
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
                ln: Optional[LayerNorm] = None, gelu: bool = False, residual: Optional[torch.Tensor] = None,
@@ -63,14 +69,17 @@ class KernelOps:
         self.max_rows = getattr(kernels, "MAX_M", None)
         self.workspace = {} if workspace is None else workspace
 
-    def _kernel(self, name: str, m: int):
+    def _kernel(self, name: str, m: int = 0):
         fused = self.max_rows is None or m <= self.max_rows
-        return getattr(self.kernels if fused else reference, name)
+        return getattr(self.kernels if fused else reference, name, None) or getattr(reference, name)
 
     def linear(self, x, weight, bias=None, *, ln=None, gelu=False, residual=None, out_dtype=None):
-        fn = self._kernel("fused_linear", x.shape[0])
-        return fn(x, weight, bias, ln=_ln(ln), gelu=gelu, residual=residual, out_dtype=out_dtype, pdl=self.pdl,
-                  workspace=self.workspace)
+        kw = dict(ln=_ln(ln), gelu=gelu, residual=residual, out_dtype=out_dtype, pdl=self.pdl, workspace=self.workspace)
+        if isinstance(weight, QuantizedWeight):
+            fn = self._kernel("weight_only_linear", x.shape[0])
+            return fn(x, weight.qweight, weight.scales, bias, mode=weight.mode.value, group_size=weight.group_size,
+                      **kw)
+        return self._kernel("fused_linear", x.shape[0])(x, weight, bias, **kw)
 
     def add_layer_norm(self, y, x, ln):
         if x is None:
@@ -87,11 +96,17 @@ class KernelOps:
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(m, d)
 
     def self_attention(self, qkv, k_cache, v_cache, pos, t):
+        if isinstance(k_cache, QuantizedKV):
+            return self._kernel("self_attention_int8")(qkv, k_cache.values, v_cache.values, pos, t,
+                                                       k_scale=k_cache.scales, v_scale=v_cache.scales, pdl=self.pdl)
         return self.kernels.self_attention(qkv, k_cache, v_cache, pos, t, pdl=self.pdl)
 
     def cross_attention(self, q, k, v, t, group):
-        return self.kernels.cross_attention(q, k, v, t, group, pdl=self.pdl, chunk=self.cross_chunk,
-                                            workspace=self.workspace)
+        kw = dict(pdl=self.pdl, chunk=self.cross_chunk, workspace=self.workspace)
+        if isinstance(k, QuantizedKV):
+            return self._kernel("cross_attention_int8")(q, k.values, v.values, t, group, k_scale=k.scales,
+                                                        v_scale=v.scales, **kw)
+        return self.kernels.cross_attention(q, k, v, t, group, **kw)
 
 
 TORCH_OPS = KernelOps(reference)

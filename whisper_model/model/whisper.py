@@ -2,12 +2,13 @@
 
 Shapes: mel [b, n_mels, 2*n_audio_ctx] -> audio states xa [b, n_audio_ctx, d_audio];
 tokens [b, t] (+ xa, or the cross caches) -> logits [b, t, n_vocab] (float32).
-Parameter names are the project's canonical state-dict names (see ``io/weights.py``).
+Parameter names are the project's canonical state-dict names (see ``io/weights.py``); a weight-only quantized
+model (``quant.py``) holds ``qweight`` + ``scales`` in place of each projection's ``weight``, and runs the same forward.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from trtllm_ext.module import declare
 from ..config import ModelDimensions
 from .caches import DecoderCaches
 from .ops import TORCH_OPS, BlockOps
+from .quant import DEFAULT_GROUP_SIZE, Quantization, check_quantization
+from .scores import CrossScores
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -35,15 +38,18 @@ class ResidualAttentionBlock(Module):
     """Pre-norm block: x + attn(ln(x)) [+ cross_attn(ln(x))] + mlp(ln(x)), x: [b, t, d]. The layers hold the
     weights; ``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the math (once, on ``BlockOps``)."""
 
-    def __init__(self, d: int, heads: int, *, cross: bool, causal: bool, dtype: torch.dtype, device=None):
+    def __init__(self, d: int, heads: int, *, cross: bool, causal: bool, dtype: torch.dtype, device=None,
+                 quantization: Quantization = Quantization()):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
+        qkw = dict(kw, quant_mode=quantization.weight_only_precision,
+                   group_size=quantization.group_size or DEFAULT_GROUP_SIZE)
         self.attn_ln = LayerNorm(d, **kw)
-        self.attn = Attention(d, heads, causal=causal, **kw)
+        self.attn = Attention(d, heads, causal=causal, **qkw)
         self.cross_attn_ln = LayerNorm(d, **kw) if cross else None
-        self.cross_attn = CrossAttention(d, heads, **kw) if cross else None
+        self.cross_attn = CrossAttention(d, heads, **qkw) if cross else None
         self.mlp_ln = LayerNorm(d, **kw)
-        self.mlp = MLP(d, 4 * d, "gelu", **kw)
+        self.mlp = MLP(d, 4 * d, "gelu", **qkw)
 
     def mlp_out(self, ops: BlockOps, x: torch.Tensor, *, ln: bool, residual: Optional[torch.Tensor]) -> torch.Tensor:
         """proj(gelu(fc(LN?(x)))) (+ residual): x [m, d] -> [m, d]."""
@@ -55,14 +61,16 @@ class ResidualAttentionBlock(Module):
 class WhisperEncoder(Module):
     """mel [b, n_mels, 2*n_audio_ctx] -> [b, n_audio_ctx, n_audio_state]."""
 
-    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None):
+    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None,
+                 quantization: Quantization = Quantization()):
         super().__init__()
         d, kw = dims.n_audio_state, dict(dtype=dtype, device=device)
         self.n_mels, self.n_ctx, self.dtype = dims.n_mels, dims.n_audio_ctx, dtype
         self.conv1 = Conv1d(dims.n_mels, d, 3, padding=1, **kw)
         self.conv2 = Conv1d(d, d, 3, stride=2, padding=1, **kw)
         self.register_buffer("positional_embedding", sinusoids(dims.n_audio_ctx, d).to(device=device, dtype=dtype))
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_audio_head, cross=False, causal=False, **kw)
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_audio_head, cross=False, causal=False, **kw,
+                                                           quantization=quantization)
                                     for _ in range(dims.n_audio_layer))
         self.ln_post = LayerNorm(d, **kw)
 
@@ -98,25 +106,31 @@ class WhisperDecoder(Module):
 
     The module is also the eager implementation of the decoding seam (``decode.protocol.TextDecoder``):
     ``reserve(rows)``, ``set_audio(xa)``, ``step(tokens, positions)``, ``reorder(index)``, ``release()``, over
-    caches it owns. ``forward(tokens, xa)`` decodes whole prefixes at once (reference mode).
+    caches it owns. ``forward(tokens, xa)`` decodes whole prefixes at once (reference mode). ``kv_dtype``
+    (torch.int8 with ``quantization.int8_kv_cache``, else None) is the storage of the caches it makes.
     """
 
-    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None):
+    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None,
+                 quantization: Quantization = Quantization()):
         super().__init__()
         d, kw = dims.n_text_state, dict(dtype=dtype, device=device)
         self.n_ctx, self.n_audio_ctx, self.dtype = dims.n_text_ctx, dims.n_audio_ctx, dtype
         self.token_embedding = Embedding(dims.n_vocab, d, **kw)
         self.positional_embedding = declare(dims.n_text_ctx, d, dtype=dtype, device=device)
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_text_head, cross=True, causal=True, **kw)
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_text_head, cross=True, causal=True, **kw,
+                                                           quantization=quantization)
                                     for _ in range(dims.n_text_layer))
         self.ln = LayerNorm(d, **kw)
+        self.kv_dtype: Optional[torch.dtype] = torch.int8 if quantization.int8_kv_cache else None
         self.caches: Optional[DecoderCaches] = None
 
     # -- the forward ----------------------------------------------------------------------------------------
     def compute(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
-                group: int, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+                group: int, keep: Optional[torch.Tensor] = None,
+                scores: Optional[CrossScores] = None) -> torch.Tensor:
         """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32); ``keep``: flat
-        indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab]."""
+        indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab]; ``scores``: records each
+        layer's cross-attention logits of its heads (word alignment)."""
         t = tokens.shape[1]
         x = ops.embed(tokens, pos, self.token_embedding.weight, self.positional_embedding)
         for i, blk in enumerate(self.blocks):
@@ -125,6 +139,8 @@ class WhisperDecoder(Module):
             o = ops.self_attention(qkv, *caches.self_kv(i), pos, t)
             x = ops.linear(o, a.dense.weight, a.dense.bias, residual=x)
             q = ops.linear(x, c.query.weight, c.query.bias, ln=blk.cross_attn_ln)
+            if scores is not None:
+                scores.record(i, q, caches.cross_keys(i, tokens.shape[0]), t)
             o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
             x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
             x = blk.mlp_out(ops, x, ln=True, residual=x)
@@ -135,7 +151,8 @@ class WhisperDecoder(Module):
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
         attn = self.blocks[0].attn
         return DecoderCaches(len(self.blocks), attn.local_heads, attn.head_dim, n_ctx or self.n_ctx,
-                             self.n_audio_ctx, rows=rows, dtype=self.dtype, device=self.positional_embedding.device)
+                             self.n_audio_ctx, rows=rows, dtype=self.dtype, device=self.positional_embedding.device,
+                             kv_dtype=self.kv_dtype)
 
     def kv_projections(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(blk.cross_attn.kv.weight, blk.cross_attn.kv.bias) for blk in self.blocks]
@@ -159,7 +176,7 @@ class WhisperDecoder(Module):
     def reserve(self, rows: int) -> None:
         """Caches for ``rows`` decoder rows over the whole text context (kept while they fit)."""
         device = self.positional_embedding.device
-        if self.caches is None or not self.caches.fits(rows, self.dtype, device):
+        if self.caches is None or not self.caches.fits(rows, self.dtype, device, self.kv_dtype):
             self.caches = None  # free the old storage first
             self.caches = self.new_caches(rows)
 
@@ -182,6 +199,29 @@ class WhisperDecoder(Module):
         flat = (torch.arange(b, device=keep.device)[:, None] * t + keep).flatten()
         return self.compute(TORCH_OPS, caches, tokens, positions, group, flat).view(b, keep.shape[1], -1)
 
+    @torch.no_grad()
+    def align(self, tokens: torch.Tensor, heads: Sequence[tuple[int, int]],
+              vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word-alignment pass (``decode.protocol.TextDecoder.align``) on the eager op-set."""
+        return self.align_on(TORCH_OPS, self._reserved("align"), tokens, heads, vocab_limit)
+
+    def align_on(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor,
+                 heads: Sequence[tuple[int, int]], vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens [a, t] (row i over audio row i, from position 0) -> (probs [a, t-1]: probability of token j+1
+        after tokens 0..j under a softmax over the first ``vocab_limit`` ids (0 for ids past it), scores [a,
+        len(heads), t, n_audio_ctx]: the cross-attention logits of ``heads`` (layer, head))."""
+        b, t = tokens.shape
+        pos = torch.arange(t, device=tokens.device)
+        caches.step_group("align", tokens, pos)
+        if b != caches.audio_rows:
+            raise ValueError(f"align: {b} token rows for {caches.audio_rows} audio rows (one row per audio)")
+        caches.last_pos = pos
+        scores = CrossScores(heads)
+        logits = self.compute(ops, caches, tokens, pos, 1, scores=scores).view(b, t, -1)[:, :-1, :vocab_limit]
+        nxt = tokens[:, 1:, None]
+        probs = logits.softmax(dim=-1).gather(-1, nxt.clamp(max=vocab_limit - 1))[..., 0]
+        return probs.masked_fill(nxt[..., 0] >= vocab_limit, 0.0), scores.stacked()
+
     def reorder(self, index: torch.Tensor) -> None:
         self._reserved("reorder").reorder(index)
 
@@ -196,13 +236,28 @@ class WhisperDecoder(Module):
 
 
 class Whisper(Module):
-    """The whole model: ``encoder`` and ``decoder``, with ``dims`` describing their sizes."""
+    """The whole model: ``encoder`` and ``decoder``, with ``dims`` describing their sizes.
 
-    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None):
+    ``weight_only_precision`` ("int8" / "int4", int4 in groups of ``weight_only_group_size``) and ``int8_kv_cache``:
+    see ``quant.py`` (``OptionError`` naming a bad one)."""
+
+    def __init__(self, dims: ModelDimensions, *, dtype: torch.dtype = torch.float32, device=None,
+                 weight_only_precision: Optional[str] = None, weight_only_group_size: int = DEFAULT_GROUP_SIZE,
+                 int8_kv_cache: bool = False):
         super().__init__()
+        quantization = check_quantization(dims, weight_only_precision, weight_only_group_size, int8_kv_cache)
         self.dims, self.dtype = dims, dtype
-        self.encoder = WhisperEncoder(dims, dtype=dtype, device=device)
-        self.decoder = WhisperDecoder(dims, dtype=dtype, device=device)
+        self.alignment_heads: Optional[tuple[tuple[int, int], ...]] = None  # (layer, head) pairs, if known
+        self.encoder = WhisperEncoder(dims, dtype=dtype, device=device, quantization=quantization)
+        self.decoder = WhisperDecoder(dims, dtype=dtype, device=device, quantization=quantization)
+        self.weight_only_precision = quantization.weight_only_precision
+        self.weight_only_group_size = quantization.group_size  # int4 only
+
+    @property
+    def quantization(self) -> Quantization:
+        """The weights' quantization and whether the decoder's caches are int8 (``decoder.kv_dtype``)."""
+        return Quantization(self.weight_only_precision, self.weight_only_group_size,
+                            self.decoder.kv_dtype == torch.int8)
 
     @property
     def device(self) -> torch.device:
@@ -226,8 +281,10 @@ class Whisper(Module):
 
     @classmethod
     def from_state_dict(cls, dims: ModelDimensions, state_dict: Mapping[str, torch.Tensor], *,
-                        dtype: torch.dtype = torch.float32, device=None) -> "Whisper":
-        """Build and strictly load (every key and shape checked) from canonical-named tensors."""
-        model = cls(dims, dtype=dtype, device=device)
+                        dtype: torch.dtype = torch.float32, device=None, **quantization) -> "Whisper":
+        """Build and strictly load (every key and shape checked) from canonical-named tensors; ``quantization``:
+        the constructor's options. A quantized model takes float weights (quantized here) or its own
+        ``qweight`` + ``scales`` (a quantized state dict, loaded as is)."""
+        model = cls(dims, dtype=dtype, device=device, **quantization)
         model.load_weights(state_dict)
         return model.eval()

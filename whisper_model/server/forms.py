@@ -4,8 +4,8 @@ Fields (OpenAI's names): ``file`` (required), ``model`` (the served id or ``whis
 model), ``language`` (a code or English name; default detected, or English on an English-only model),
 ``prompt``, ``temperature`` (0, the default: openai-whisper's fallback schedule 0, 0.2, ... 1.0; t > 0: t,
 t + 0.2, ... up to 1, as openai-whisper's command line), ``response_format`` (json, text, srt, vtt,
-verbose_json), ``timestamp_granularities[]`` (segment; word: not yet), ``stream`` (true: server-sent events of
-segments), and ours: ``beam_size`` (beam search at temperature 0). Any other field is refused, naming it.
+verbose_json), ``timestamp_granularities[]`` (segment, word, or both; verbose_json only: word times the words),
+``stream`` (true: server-sent events of segments), and ours: ``beam_size`` (beam search at temperature 0). Any other field is refused, naming it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .errors import ApiError
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("timestamp_granularities[]", "timestamp_granularities")
+GRANULARITY_VALUES = ("segment", "word")
 SINGLE = ("file", "model", "language", "prompt", "response_format", "temperature", "stream", "beam_size")
 TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
@@ -37,6 +38,7 @@ class AudioRequest:
     prompt: Optional[str]
     response_format: str
     stream: bool
+    granularities: tuple[str, ...] = ("segment",)  # what verbose_json carries: its segments and / or words
 
 
 async def read_form(request: Request, task: str, served: ServedModel) -> AudioRequest:
@@ -88,29 +90,36 @@ def _checked(fields: dict, data: bytes, filename: str, task: str, served: Served
     if response_format not in FORMATS:
         raise ApiError(400, f"response_format must be one of {', '.join(FORMATS)}, got {response_format!r}",
                        param="response_format")
-    for granularity in fields["granularities"]:
-        if granularity == "word":
-            raise ApiError(400, "timestamp_granularities[]=word: word timestamps are not supported yet; use "
-                           "segment (the segments of verbose_json)", param="timestamp_granularities[]")
-        if granularity != "segment":
-            raise ApiError(400, f"timestamp_granularities[] must be segment (or word, not supported yet), got "
-                           f"{granularity!r}", param="timestamp_granularities[]")
+    granularities = _granularities(fields["granularities"], response_format)
     given = fields.get("language") or None
     try:  # the language (a code or a name) and the task, for this model; None: detected
         language = checked_tokenizer(served.model, given, task, served.tokenizer).language
     except OptionError as e:
         raise ApiError(400, str(e), param="language" if "language" in str(e) else "model") from None
-    options = _options(fields, task, served.base_options)
+    options = _options(fields, task, served.base_options, words="word" in granularities)
     if (options.beam_size or 0) > served.max_beam_size:
         raise ApiError(400, f"beam_size must be at most {served.max_beam_size} on this server, got "
                        f"{options.beam_size}", param="beam_size")
     return AudioRequest(data=data, filename=filename, options=options,
                         language=language if given is not None else None, prompt=fields.get("prompt") or None,
-                        response_format=response_format, stream=_flag(fields, "stream"))
+                        response_format=response_format, stream=_flag(fields, "stream"), granularities=granularities)
 
 
-def _options(fields: dict, task: str, base: TranscriptionOptions) -> TranscriptionOptions:
-    changes: dict = {"task": task}
+def _granularities(given: list, response_format: str) -> tuple[str, ...]:
+    """The checked ``timestamp_granularities[]`` (default: segment); as OpenAI, they need verbose_json."""
+    param = "timestamp_granularities[]"
+    for granularity in given:
+        if granularity not in GRANULARITY_VALUES:
+            raise ApiError(400, f"timestamp_granularities[] must be segment or word, got {granularity!r}",
+                           param=param)
+    if given and response_format != "verbose_json":
+        raise ApiError(400, f"timestamp_granularities[] needs response_format verbose_json, got "
+                       f"{response_format!r}", param=param)
+    return tuple(g for g in GRANULARITY_VALUES if g in given) or ("segment",)
+
+
+def _options(fields: dict, task: str, base: TranscriptionOptions, *, words: bool) -> TranscriptionOptions:
+    changes: dict = {"task": task, "word_timestamps": words}
     if fields.get("temperature"):
         t = _number(fields, "temperature", float)
         if not 0.0 <= t <= 1.0:

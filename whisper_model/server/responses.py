@@ -3,7 +3,8 @@
     json          {"text", "usage": {"type": "duration", "seconds"}}
     verbose_json  {"task", "language" (its English name, as OpenAI), "duration", "text", "segments": [openai-whisper's
                   segment dicts: id, seek, start, end, text, tokens, temperature, avg_logprob, compression_ratio,
-                  no_speech_prob], "usage"}
+                  no_speech_prob] (granularity segment, the default), "words": [{"word", "start", "end"}]
+                  (granularity word), "usage"}
     text          the text, one line
     srt, vtt      what the command line writes (``io.writers``), byte for byte
 
@@ -32,15 +33,21 @@ def usage(info: TranscriptionInfo) -> dict:
     return {"type": "duration", "seconds": math.ceil(info.duration)}
 
 
-def rendered(segments: Sequence[Segment], info: TranscriptionInfo, response_format: str) -> Response:
+def rendered(segments: Sequence[Segment], info: TranscriptionInfo, response_format: str,
+             granularities: Sequence[str] = ("segment",)) -> Response:
     result = result_dict(segments, info)
     text = result["text"].strip()
     if response_format == "json":
         return JSONResponse({"text": text, "usage": usage(info)})
     if response_format == "verbose_json":
-        return JSONResponse({"task": info.options.task, "language": LANGUAGES.get(info.language, info.language),
-                             "duration": info.duration, "text": text, "segments": result["segments"],
-                             "usage": usage(info)})
+        body = {"task": info.options.task, "language": LANGUAGES.get(info.language, info.language),
+                "duration": info.duration, "text": text}
+        if "segment" in granularities:
+            body["segments"] = [{k: v for k, v in s.items() if k != "words"} for s in result["segments"]]
+        if "word" in granularities:
+            body["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end}
+                             for s in segments for w in s.words or ()]
+        return JSONResponse({**body, "usage": usage(info)})
     if response_format == "text":
         return PlainTextResponse(text + "\n")
     return PlainTextResponse(render(result, response_format))  # what the command line writes

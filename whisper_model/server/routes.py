@@ -64,7 +64,7 @@ async def audio(request: Request, task: str, endpoint: str) -> Response:
             ticket = None  # the stream releases it when it ends
             return EventSourceResponse(events, ping=15)
         segments, info = await finished(request, state, job, since)
-        response = rendered(segments, info, form.response_format)
+        response = rendered(segments, info, form.response_format, form.granularities)
         state.answered(endpoint, 200, since)
         return response
     except ApiError as e:

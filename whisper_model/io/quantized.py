@@ -1,0 +1,111 @@
+"""Quantized Whisper checkpoints: one safetensors file of canonical-named tensors, read back without re-quantizing.
+
+    save_quantized("tiny_int8.safetensors", dims, model.state_dict(), {"weight_only_precision": "int8"}, heads)
+    path = find_quantized(source)               # that file, or a directory holding QUANTIZED_FILE; else None
+    dims, state_dict, quantization, heads = load_quantized(path)
+
+The tensors are the model's own state dict: each quantized projection's ``qweight`` (int8 [N, K], or uint8
+[N, K // 2] for int4) and ``scales`` ([N], or [N, K // group_size]) with its float ``bias``, the other tensors as
+stored (see ``trtllm_ext.quantization``). The file's metadata says what it is: ``format`` (``FORMAT``), ``dims``,
+``quantization`` (``weight_only_precision``, ``group_size``) and ``alignment_heads`` (JSON). The names and shapes
+are checked when a model loads them (``Whisper.load_weights``: strict, nothing written unless all are valid).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..config import ModelDimensions
+from ..errors import CheckpointError
+from .alignment_heads import Heads, parse_heads
+
+FORMAT = "whisper_model.quantized/1"
+QUANTIZED_FILE = "quantized.safetensors"  # its name inside a directory (an engine directory)
+
+
+def _metadata(path: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
+
+
+def find_quantized(source) -> Optional[Path]:
+    """The quantized checkpoint ``source`` names: a safetensors file of this format, or a directory holding
+    ``QUANTIZED_FILE``; None for anything else (a bundled name, another format)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir():
+        return path / QUANTIZED_FILE if (path / QUANTIZED_FILE).is_file() else None
+    if path.is_file() and path.suffix == ".safetensors" and _metadata(path).get("format") == FORMAT:
+        return path
+    return None
+
+
+def save_quantized(path, dims: ModelDimensions, state_dict: dict[str, torch.Tensor], quantization: dict,
+                   alignment_heads: Optional[Heads] = None) -> Path:
+    """Write ``state_dict`` (a quantized model's ``state_dict()``) and what it is to one safetensors file,
+    atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    meta = {"format": FORMAT, "dims": json.dumps(dims.to_dict()),
+            "quantization": json.dumps({k: quantization.get(k) for k in ("weight_only_precision", "group_size")}),
+            "alignment_heads": json.dumps([list(map(int, p)) for p in alignment_heads or ()])}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _field(path: Path, meta: dict, key: str):
+    try:
+        return json.loads(meta[key])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: quantized checkpoint metadata {key!r} is missing or not JSON ({e})") from None
+
+
+def load_quantized(path) -> tuple[ModelDimensions, dict[str, torch.Tensor], dict, Optional[Heads]]:
+    """``(dims, state_dict, quantization, alignment_heads)`` of a file ``save_quantized`` wrote (CheckpointError
+    naming the file otherwise); ``quantization``: {"weight_only_precision", "group_size"}."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    meta = _metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a quantized Whisper checkpoint (metadata format "
+                              f"{meta.get('format')!r}, expected {FORMAT!r})")
+    try:
+        dims = ModelDimensions.from_dict(_field(path, meta, "dims"))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: bad dims in the metadata ({e})") from None
+    quantization = _field(path, meta, "quantization")
+    if not isinstance(quantization, dict):
+        raise CheckpointError(f"{path}: metadata 'quantization' must be a JSON object, got {quantization!r}")
+    heads = _field(path, meta, "alignment_heads")
+    heads = parse_heads(heads, dims, str(path)) if heads else None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
+    return dims, tensors, quantization, heads
+
+
+__all__ = ["FORMAT", "QUANTIZED_FILE", "find_quantized", "load_quantized", "save_quantized"]
