@@ -129,8 +129,9 @@ class WhisperDecoder(Module):
                 group: int, keep: Optional[torch.Tensor] = None,
                 scores: Optional[CrossScores] = None) -> torch.Tensor:
         """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32); ``keep``: flat
-        indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab]; ``scores``: records each
-        layer's cross-attention logits of its heads (word alignment)."""
+        indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab], taken from the projection of
+        all b*t rows (a product of other rows rounds otherwise: see ``step``); ``scores``: records each layer's
+        cross-attention logits of its heads (word alignment)."""
         t = tokens.shape[1]
         x = ops.embed(tokens, pos, self.token_embedding.weight, self.positional_embedding)
         for i, blk in enumerate(self.blocks):
@@ -144,9 +145,8 @@ class WhisperDecoder(Module):
             o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
             x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
             x = blk.mlp_out(ops, x, ln=True, residual=x)
-        if keep is not None:
-            x = x[keep]
-        return ops.linear(x, self.token_embedding.weight, None, ln=self.ln, out_dtype=torch.float32)
+        logits = ops.linear(x, self.token_embedding.weight, None, ln=self.ln, out_dtype=torch.float32)
+        return logits if keep is None else logits[keep]
 
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
         attn = self.blocks[0].attn
@@ -188,8 +188,10 @@ class WhisperDecoder(Module):
     def step(self, tokens: torch.Tensor, positions: torch.Tensor,
              keep: Optional[torch.Tensor] = None) -> torch.Tensor:
         """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32); ``keep`` [b, k]
-        (columns of each row): only those logits, [b, k, n_vocab] (the vocabulary projection of a long prompt's
-        other positions is skipped)."""
+        (columns of each row): only those logits, [b, k, n_vocab]. They are taken from the vocabulary projection of
+        all b*t rows, the product openai-whisper computes: a product of only the kept rows is another matrix shape,
+        which the BLAS rounds otherwise (up to ~2.5e-6 in base's logits), enough to flip a sampled token in a
+        window that loops through the whole temperature fallback."""
         caches = self._reserved("step")
         group = caches.step_group("WhisperDecoder.step", tokens, positions)
         caches.last_pos = positions
