@@ -13,6 +13,15 @@ Bound against the exact path: a window in which no such loop occurs decodes exac
 filter never masks anything); a looping window stops within one token of the loop reaching ``MIN_SPAN`` tokens,
 so its text is a prefix of the exact path's text. Only the final candidate of a window that loops at every
 temperature differs: a prefix, not the 224-token repetition.
+
+The exact path (the stop off) follows openai-whisper's tokens as far as the logits round alike. On the CPU in fp32
+the streamed log-mel windows are bit-identical to its (tested on every shared clip), so were the encoder states on the
+windows measured, and the prefill's logits come from
+the same full vocabulary projection; the decoder's fused and cached products still differ from its by rounding
+(up to ~5e-5 in base's logits, measured on a looping window), far below the greedy margins seen in loops (>= 0.25)
+but not nothing for sampling: a looping window is sampled through the whole fallback (up to 5 temperatures x
+best_of rows x 224 tokens), and a draw that falls within that much probability of a token's edge takes its
+neighbour (tests/model/test_exact_path.py).
 """
 from __future__ import annotations
 
