@@ -170,6 +170,10 @@ def _decode_best_audio(av, src, what: str, sr: int, facts: dict) -> Iterator[np.
         if rate and not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:  # a corrupt header: resampling would take ages
             raise AudioDecodeError(f"{what}: implausible sample rate {rate} Hz (expected "
                                    f"{MIN_INPUT_RATE}..{MAX_INPUT_RATE}); the header is corrupt")
+        try:  # PyAV 19 offers streams whose decoder does not open (a WAV header claiming 65535 channels)
+            codec.open(strict=False)
+        except av.error.FFmpegError as e:
+            raise AudioDecodeError(f"{what} has no audio stream that can be decoded (a corrupt header?): {e}") from e
         facts["declared"] = declared_seconds(container, stream)
         try:
             yield from _decode_resampled(av, container, stream, sr, facts)
