@@ -98,6 +98,7 @@ def vad_model(device: str = "cpu"):
         torch.set_num_threads(threads)
     with warnings.catch_warnings():  # its importlib.resources.path and torch.jit.load are deprecated, not gone
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", FutureWarning)  # torch >= 2.15
         model = silero_vad.load_silero_vad(onnx=False)
     return model.to(torch.device(device)).eval()
 
