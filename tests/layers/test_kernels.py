@@ -64,7 +64,7 @@ def test_fused_linear(kops, dtype, m, n, k, ln, gelu, res):
         for pdl in ((0, 1, 2) if cfg is None else (1,)):
             y = torch.full((m, n), float("nan"), device="cuda", dtype=dtype)
             kops.fused_linear(x, w, b, ln=lnp, gelu=gelu, residual=r, out=y, pdl=pdl, config=cfg, workspace=ws)
-            assert rel(y, expect) < TOL[dtype]
+            assert rel(y, expect) < TOL[dtype], f"pdl={pdl}, config={cfg}"
 
 
 def test_fused_linear_in_place_residual_and_fp32_out(kops):
@@ -110,17 +110,17 @@ def test_embed(kops):
 def test_self_attention(kops, dtype, b, t, pos0):
     torch.manual_seed(b * 100 + pos0)
     h, d, max_len = 6, 64, 448
-    kc = torch.randn(b + 1, h, max_len, d, device="cuda").to(dtype)
-    vc = torch.randn_like(kc)
-    kc_ref, vc_ref = kc.float().clone(), vc.float().clone()
+    caches = torch.randn(2, b + 1, h, max_len, d, device="cuda").to(dtype)  # K and V before the step
+    kc_ref, vc_ref = caches.float().clone()
     qkv = torch.randn(b * t, 3 * h * d, device="cuda").to(dtype)
     pos = torch.arange(pos0, pos0 + t, device="cuda")
-    for pdl in (0, 1, 2):
+    expect = ref().self_attention(qkv.float(), kc_ref, vc_ref, pos, t)  # writes the step's K/V into kc_ref, vc_ref
+    for pdl in (0, 1, 2):  # each level on fresh caches, checked on its own
+        kc, vc = caches.clone()
         o = torch.full((b * t, h * d), float("nan"), device="cuda", dtype=dtype)
         kops.self_attention(qkv, kc, vc, pos, t, out=o, pdl=pdl)
-    expect = ref().self_attention(qkv.float(), kc_ref, vc_ref, pos, t)
-    assert rel(o, expect) < TOL[dtype]
-    assert torch.equal(kc.float(), kc_ref) and torch.equal(vc.float(), vc_ref)  # same K/V written, nothing else
+        assert rel(o, expect) < TOL[dtype], f"pdl={pdl}"
+        assert torch.equal(kc.float(), kc_ref) and torch.equal(vc.float(), vc_ref), f"pdl={pdl}: other K/V written"
 
 
 def test_embed_and_self_attention_per_row_positions(kops):
@@ -161,7 +161,7 @@ def test_cross_attention(kops, dtype, a, group, t, s, chunk, inline):
     for pdl in (0, 1, 2):  # repeated calls also check that the counters were reset
         o = torch.full((a * group * t, h * d), float("nan"), device="cuda", dtype=dtype)
         kops.cross_attention(q, k, v, t, group, out=o, chunk=chunk, inline_combine=inline, workspace=ws, pdl=pdl)
-        assert rel(o, expect) < TOL[dtype]
+        assert rel(o, expect) < TOL[dtype], f"pdl={pdl}"
     assert int(ws["cnt"].abs().sum()) == 0
 
 

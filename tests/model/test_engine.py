@@ -103,20 +103,32 @@ def test_engine_per_row_positions_cpu():
     check_per_row_positions(model, accelerate(model, max_batch_size=4, kernels="torch"), 1e-5, "cpu")
 
 
-def check_modes(fast, device):
-    """Buffers first made under inference_mode must stay writable under no_grad, and the other way round."""
+def check_modes(model, fast, tol, device):
+    """Buffers first made under inference_mode stay usable under no_grad, and the other way round: in each mode the
+    encoder and a two-step decode give the model's results, and what comes back can be written in place."""
+    torch.manual_seed(2)
     mel = torch.randn(1, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device=device)
-    tok = torch.zeros(1, 1, dtype=torch.long, device=device)
+    tokens = torch.randint(0, DIMS.n_vocab, (1, 2), device=device)
+    with torch.no_grad():
+        xa_ref = model.encoder(mel.to(model.dtype))
+        expect = model.decoder(tokens, xa=xa_ref)
     for first, second in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
         fast.text_decoder.reserve(fast.text_decoder.rows + 1)  # fresh caches and steps
         for mode in (first, second):
+            where = f"{mode.__name__} after {first.__name__}"
             with mode():
-                fast.text_decoder.set_audio(fast.encoder(mel))
-                fast.text_decoder.step(tok, torch.tensor([0], device=device))[:, -1].fill_(0)
+                xa = fast.encoder(mel)
+                fast.text_decoder.set_audio(xa)
+                logits = run_steps(fast.text_decoder, tokens, 1)
+                assert rel(xa, xa_ref) < tol and rel(logits, expect) < tol, where
+                logits[:, :, 0] = float("-inf")  # callers filter logits in place (inside the mode they ran in)
+                xa.add_(1)
+            assert logits[:, :, 0].isneginf().all() and rel(xa - 1, xa_ref) < tol, where
 
 
 def test_engine_inference_mode_then_no_grad_cpu():
-    check_modes(accelerate(make(), kernels="torch"), "cpu")
+    model = make()
+    check_modes(model, accelerate(model, kernels="torch"), 1e-5, "cpu")
 
 
 def test_engine_setup_and_errors():
@@ -152,7 +164,7 @@ def test_engine_triton_graphs_match_model_on_gpu(pdl):
     fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="triton", pdl=pdl)
     check_engine(model, fast, 5e-3, "cuda")
     check_per_row_positions(model, fast, 5e-3, "cuda")
-    check_modes(fast, "cuda")
+    check_modes(model, fast, 5e-3, "cuda")
 
 
 @pytest.mark.gpu
