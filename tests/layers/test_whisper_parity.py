@@ -14,9 +14,11 @@ from parameterized import parameterized
 
 import trtllm_ext as t
 
+from _requires import openai_whisper
+
 from ._helpers import assert_rel_close, gen, randn
 
-whisper_model = pytest.importorskip("whisper.model")
+whisper_model = openai_whisper("whisper.model")
 MultiHeadAttention = whisper_model.MultiHeadAttention
 ResidualAttentionBlock = whisper_model.ResidualAttentionBlock
 

@@ -14,6 +14,8 @@ from parameterized import parameterized
 from whisper_model.io import audio as A
 from whisper_model.io.audio import AudioDecodeError, load_audio
 
+from _requires import openai_whisper
+
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest, whisper_assets
 except ImportError:
@@ -55,7 +57,7 @@ def _write_wav(path, samples: np.ndarray, sr: int) -> Path:
 
 
 def _whisper():
-    return pytest.importorskip("whisper", reason="openai-whisper (reference) not installed")
+    return openai_whisper()
 
 
 def test_constants():

@@ -17,6 +17,8 @@ from whisper_model.decode.logit_filters import ApplyTimestampRules, SuppressBlan
 from whisper_model.io import audio as A
 from whisper_model.io.tokenizer import get_tokenizer
 
+from _requires import openai_whisper
+
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
     from ._reference import models
@@ -24,7 +26,7 @@ except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
     from _reference import models
 
-whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+whisper = openai_whisper()
 
 CLIPS = clips()
 LANG = {name: row["language"] for name, row in manifest().items()}

@@ -9,7 +9,9 @@ import torch
 
 from whisper_model.decode.dtw import dtw, dtw_many, median_filter
 
-reference = pytest.importorskip("whisper.timing", reason="openai-whisper (reference) not installed")
+from _requires import openai_whisper
+
+reference = openai_whisper("whisper.timing")
 
 
 def reference_dtw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,10 @@ from whisper_model.decode import timing as T
 from whisper_model.decode.timing import Word, WordTiming
 from whisper_model.io.tokenizer import get_tokenizer
 
-reference = pytest.importorskip("whisper.timing", reason="openai-whisper (reference) not installed")
-ref_tokenizer = pytest.importorskip("whisper.tokenizer")
+from _requires import openai_whisper
+
+reference = openai_whisper("whisper.timing")
+ref_tokenizer = openai_whisper("whisper.tokenizer")
 
 TEXTS = {
     "en": " Hello, world! It's a test-case: (really) \"quoted\" words... 1,234.5 dollars? Yes-no; ok.",

@@ -11,6 +11,8 @@ from parameterized import parameterized
 from whisper_model.io import tokenizer as T
 from whisper_model.io import vocab as V
 
+from _requires import openai_whisper
+
 try:
     from ._paths import REPO_ROOT, manifest, whisper_assets
 except ImportError:
@@ -40,9 +42,7 @@ ATTRS = ["eot", "sot", "sot_lm", "sot_prev", "no_speech", "no_timestamps", "time
 
 
 def _reference(kwargs):
-    whisper_tokenizer = pytest.importorskip("whisper.tokenizer",
-                                            reason="openai-whisper (reference) not installed")
-    return whisper_tokenizer.get_tokenizer(**kwargs)
+    return openai_whisper("whisper.tokenizer").get_tokenizer(**kwargs)
 
 
 @parameterized.expand(CONFIGS)

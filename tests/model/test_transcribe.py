@@ -20,6 +20,8 @@ from whisper_model.errors import OptionError
 from whisper_model.io import audio as A
 from whisper_model.transcribe import Segment, TranscriptionInfo, TranscriptionOptions, result_dict, transcribe
 
+from _requires import openai_whisper
+
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
     from ._reference import clear, models, pipeline, samples
@@ -27,7 +29,7 @@ except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
     from _reference import clear, models, pipeline, samples
 
-whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+whisper = openai_whisper()
 import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; the module is patched below)
 
 REFERENCE_TRANSCRIBE = sys.modules["whisper.transcribe"]

@@ -16,6 +16,8 @@ from whisper_model.io import audio as A
 from whisper_model.io.alignment_heads import read_alignment_heads
 from whisper_model.transcribe import result_dict, transcribe, transcribe_batch
 
+from _requires import openai_whisper
+
 try:
     from ._paths import MISSING, clips, manifest
     from ._reference import clear, models, samples
@@ -23,7 +25,7 @@ except ImportError:
     from _paths import MISSING, clips, manifest
     from _reference import clear, models, samples
 
-whisper = pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+whisper = openai_whisper()
 import whisper.transcribe  # noqa: E402,F401
 
 REFERENCE_TRANSCRIBE = sys.modules["whisper.transcribe"]

@@ -14,6 +14,8 @@ from whisper_model.longform import Segment, TranscriptionInfo
 from whisper_model.options import TranscriptionOptions
 from whisper_model.transcribe import result_dict
 
+from _requires import openai_whisper
+
 RESULT = {
     "text": " Hello there. Second --> line",
     "language": "en",
@@ -132,14 +134,14 @@ def openai_text(fmt, result, options, folder):
 @pytest.mark.parametrize("result_name", list(RESULTS))
 @pytest.mark.parametrize("options_name", list(OPTIONS))
 def test_subtitles_are_byte_identical_to_openai_whisper(tmp_path, fmt, result_name, options_name):
-    pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+    openai_whisper()
     result, options = RESULTS[result_name], OPTIONS[options_name]
     assert render(result, fmt, WriterOptions(**options)) == openai_text(fmt, result, options, tmp_path)
 
 
 def test_subtitles_match_openai_whisper_on_random_words(tmp_path):
     """Random words (spaces, line breaks and arrows in them, pauses, zero-length words) and options."""
-    pytest.importorskip("whisper", reason="openai-whisper (the reference) is not installed")
+    openai_whisper()
     rng = random.Random(1)
     vocab = [" hello", " world,", "foo", " a", " extraordinarily", " -->", ' "x"', "  two", " x\n", "\n", " ",
              " a\nb", "。", " é", "\t(tab)"]
