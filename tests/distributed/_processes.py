@@ -78,6 +78,11 @@ def job_command(*argv) -> list[str]:
     return [sys.executable, "-m", "whisper_model.distributed", *argv]
 
 
+def gated_job_command(gated: str, *argv) -> list[str]:
+    """``job_command(*argv)`` whose workers never finish the input ``gated`` (``_gated_job.py``)."""
+    return [sys.executable, str(REPO / "tests" / "distributed" / "_gated_job.py"), gated, *argv]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

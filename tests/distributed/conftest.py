@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from _distributed_common import CLIPS, FLAGS, PATHS, REPO
+from _requires import require
 
 
 
@@ -59,7 +60,7 @@ def reference(tmp_path_factory, clips) -> Path:
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray in this process for the jobs run in it (they use it and leave it running)."""
-    ray = pytest.importorskip("ray")
+    ray = require("ray")
     handler = signal.getsignal(signal.SIGTERM)  # ray.init installs its own
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              object_store_memory=128 * 2**20)

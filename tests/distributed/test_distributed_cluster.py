@@ -9,8 +9,9 @@ import pytest
 
 from _distributed_common import FLAGS, REPO, output_files
 from _processes import end_session, env, free_port, job_command, ray_node, wait_for_text
+from _requires import require
 
-pytest.importorskip("ray")
+require("ray")
 
 
 def test_a_two_node_cluster_gives_the_single_process_outputs(tmp_path, clips, reference):

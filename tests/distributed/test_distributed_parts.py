@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from _distributed_common import FLAGS, output_files
+from _requires import require
 from whisper_model.cli.args import build_parser
 from whisper_model.distributed import command
 from whisper_model.distributed.args import build_job_parser, parse_job_args, prepare, resolve_device
@@ -77,7 +78,7 @@ def test_bad_flags_stop_the_job_before_ray_starts(tmp_path, capsys, argv, messag
 def test_an_unreachable_cluster_is_one_line_and_exit_status_2(tmp_path, capsys):
     from _processes import free_port
 
-    pytest.importorskip("ray")
+    require("ray")
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     (tmp_path / "x.wav").write_bytes(b"x")
     assert command.main([str(tmp_path / "x.wav"), "-o", str(tmp_path), "--device", "cpu", "--address", address]) == 2
