@@ -3,6 +3,7 @@ that comes just after another join its first round; ``Rounds`` follows the round
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -44,20 +45,33 @@ def served():
     return ServedModel(model.model, model.tokenizer, "tiny.en"), model
 
 
-@pytest.mark.parametrize("wait_s", [0.0, 1.0])
+@pytest.mark.parametrize("wait_s", [0.0, 30.0])
 def test_a_request_just_after_another_joins_its_first_round_with_batch_wait(served, wait_s):
+    """The second request is submitted when the worker, holding the first, gathers its first round: with a batch
+    wait it is waiting there (two rows: the second fills the batch, so the wait ends on it), without one it has
+    just stopped gathering. Submitting on the worker's step, not after a sleep, makes the order the same on any
+    machine; 30 s is only how long a stalled worker is waited for."""
     served_model, model = served
     first, second = load_audio(SAMPLE), load_audio(clip("en_librivox_0930.wav"))
-    config = ServerConfig(batch_size=4, batch_wait_s=wait_s, batch_gap_s=wait_s)
-    worker = BatchWorker(served_model, config, Metrics(4))
+    config = ServerConfig(batch_size=2, batch_wait_s=wait_s, batch_gap_s=wait_s)
+    worker = BatchWorker(served_model, config, Metrics(2))
     order = []
     route = worker._route
     worker._route = lambda event: (order.append((event.stream_id, type(event).__name__)), route(event))
+    gathering, gather = threading.Event(), worker._gather
+
+    def watched_gather(first_wait):
+        if wait_s:
+            gathering.set()  # the worker is about to wait for more requests
+        gather(first_wait)
+        gathering.set()  # (set already with a wait): the round is about to start
+
+    worker._gather = watched_gather
     worker.start()
 
     async def both():
         a = worker.submit(first, served_model.base_options, None, None)
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(gathering.wait, 60), "the worker never gathered a round"
         b = worker.submit(second, served_model.base_options, None, None)
         return await asyncio.gather(a.result(), b.result())
 
