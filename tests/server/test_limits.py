@@ -88,7 +88,7 @@ def test_a_full_queue_gets_503_and_a_slow_request_504_with_its_row_freed(limited
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_a_client_that_disconnects_frees_its_row(limited, long_audio, stream):
-    """Without the cancellation the next request would wait behind the long audio's windows and time out."""
+    """Without the cancellation the long audio would keep the one row and the next request get a 503 (no queue)."""
     long, short = long_audio, clip("en_librivox_0930.wav")
     cancelled = limited.metric("whisper_cancelled_total")
     if stream:
@@ -100,10 +100,8 @@ def test_a_client_that_disconnects_frees_its_row(limited, long_audio, stream):
         with pytest.raises(httpx.ReadTimeout):
             transcribe(limited, long, timeout=1.0)
     wait_until(lambda: limited.health()["in_flight"] == 0, timeout=10)
-    start = time.monotonic()
-    ok = transcribe(limited, short)
+    ok = transcribe(limited, short)  # one row, no queue: a row still held would give 503 (or 504 behind it)
     assert ok.status_code == 200 and "amiable" in ok.json()["text"], ok.text
-    assert time.monotonic() - start < TIMEOUT_S
     wait_until(lambda: limited.metric("whisper_cancelled_total") == cancelled + 1, timeout=10)
 
 
