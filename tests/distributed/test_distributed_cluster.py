@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 
-import pytest
-
 from _distributed_common import FLAGS, REPO, output_files
 from _processes import end_session, env, free_port, job_command, ray_node, wait_for_text
 from _requires import require

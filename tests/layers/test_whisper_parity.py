@@ -8,7 +8,6 @@ openai's reference runs through both its SDPA path and its explicit softmax(QK^T
 """
 import contextlib
 
-import pytest
 import torch
 from parameterized import parameterized
 
