@@ -31,7 +31,9 @@ class TranscriptionOptions:
     the next temperature when too repetitive (``compression_ratio > compression_ratio_threshold``) or too
     unlikely (``avg_logprob < logprob_threshold``) unless it looks silent (``no_speech_prob >
     no_speech_threshold``). ``beam_size`` / ``patience`` apply at temperature 0, ``best_of`` at temperatures > 0.
-    ``decoding`` holds the window options of each temperature, built (and checked) once here.
+    ``decoding`` holds the window options of each temperature, built (and checked) once here. ``best_of`` is 5,
+    the default of openai-whisper's command line (and faster-whisper's); openai-whisper's Python ``transcribe()``
+    samples one candidate unless told (``best_of=None`` here does the same, and draws as it does).
 
     ``condition_on_previous_text``: prompt each window with the text before it. None (the default) means True
     on the sequential path (openai-whisper's default) and False for VAD chunks, which are decoded in parallel

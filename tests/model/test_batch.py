@@ -153,7 +153,9 @@ def test_empty_and_silent_audio_in_a_batch():
     (dict(language="fr"), OptionError, "language"),
     (dict(temperature=-1.0), OptionError, "temperature"),
     (dict(beam_size=0), OptionError, "beam_size"),
-    (dict(word_timestamps=True), TypeError, "word_timestamps"),
+    (dict(word_timestamps="yes"), OptionError, "word_timestamps"),
+    (dict(clip_timestamps="5,2"), OptionError, "clip_timestamps"),
+    (dict(hallucination_silence_threshold=-1.0), OptionError, "hallucination_silence_threshold"),
 ])
 def test_bad_options_raise_before_any_audio_is_loaded(kwargs, error, match):
     model, _ref = models("tiny.en")
