@@ -74,6 +74,34 @@ def read_manifest(path: Path) -> list[dict]:
     return [r for r in rows if (r.get("reference_transcript") or "").strip()]
 
 
+def pooled(rows: list[Row]) -> float:
+    """The rows' errors over their reference units (one rate for the lot, not a mean of rates)."""
+    return sum(r.errors for r in rows) / max(sum(r.ref_units for r in rows), 1)
+
+
+def transcribe_manifest(model, entries: list[dict], audio_dir: Path, *, detect_language: bool = False,
+                        **options) -> list[Row]:
+    """One scored ``Row`` per manifest entry (``read_manifest``), transcribed by ``model.transcribe_dict(audio,
+    **options)`` in the entry's language (detected instead with ``detect_language``); an English-only model skips
+    the other languages' entries, saying so on stderr."""
+    from ..io.audio import SAMPLE_RATE, load_audio
+
+    rows = []
+    for entry in entries:
+        language = entry["language"]
+        if not model.is_multilingual and language != "en":
+            print(f"skip {entry['file']}: the model is English-only, clip is {language}", file=sys.stderr)
+            continue
+        audio = load_audio(Path(audio_dir) / entry["file"])
+        start = time.perf_counter()
+        result = model.transcribe_dict(audio, language=None if detect_language else language, **options)
+        seconds = time.perf_counter() - start
+        metric, errors, units = score(entry["reference_transcript"], result["text"], language)
+        rows.append(Row(entry["file"], language, metric, errors, units, len(audio) / SAMPLE_RATE, seconds,
+                        result["text"].strip()))
+    return rows
+
+
 def format_table(rows: list[Row]) -> str:
     lines = [f"{'file':38} {'lang':4} {'metric':6} {'rate':>7} {'errors':>6} {'units':>6} {'audio s':>8} {'time s':>7}"]
     for r in rows:
@@ -82,7 +110,7 @@ def format_table(rows: list[Row]) -> str:
     for metric in sorted({r.metric for r in rows}):
         sel = [r for r in rows if r.metric == metric]
         errors, units = sum(r.errors for r in sel), sum(r.ref_units for r in sel)
-        lines.append(f"{'TOTAL (pooled)':38} {'':4} {metric:6} {100 * errors / max(units, 1):6.1f}% {errors:6d} "
+        lines.append(f"{'TOTAL (pooled)':38} {'':4} {metric:6} {100 * pooled(sel):6.1f}% {errors:6d} "
                      f"{units:6d} {sum(r.audio_seconds for r in sel):8.1f} {sum(r.seconds for r in sel):7.2f}")
     audio, seconds = sum(r.audio_seconds for r in rows), sum(r.seconds for r in rows)
     lines.append(f"real-time factor: {seconds / max(audio, 1e-9):.4f} ({seconds:.1f} s for {audio:.1f} s of audio)")
@@ -100,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the rows and totals as JSON")
     args = p.parse_args(argv)
 
-    from ..io.audio import SAMPLE_RATE, load_audio
     from ..pipeline import WhisperModel
 
     try:
@@ -109,21 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    audio_dir = args.audio_dir or args.manifest.parent / "audio"
-    rows = []
-    for entry in entries:
-        language = entry["language"]
-        if not model.is_multilingual and language != "en":
-            print(f"skip {entry['file']}: {args.model} is English-only, clip is {language}", file=sys.stderr)
-            continue
-        audio = load_audio(audio_dir / entry["file"])
-        start = time.perf_counter()
-        result = model.transcribe_dict(audio, language=None if args.detect_language else language,
-                                       beam_size=args.beam_size)
-        seconds = time.perf_counter() - start
-        metric, errors, units = score(entry["reference_transcript"], result["text"], language)
-        rows.append(Row(entry["file"], language, metric, errors, units, len(audio) / SAMPLE_RATE, seconds,
-                        result["text"].strip()))
+    rows = transcribe_manifest(model, entries, args.audio_dir or args.manifest.parent / "audio",
+                               detect_language=args.detect_language, beam_size=args.beam_size)
     print(format_table(rows))
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "rows": [asdict(r) for r in rows]}, indent=1,
