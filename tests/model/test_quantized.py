@@ -18,6 +18,7 @@ import torch
 
 from trtllm_ext import WeightOnlyQuantLinear, init_random_
 from trtllm_ext import quant_linear
+from trtllm_ext.kernels import cpu_int8
 from trtllm_ext.quantization import QuantizedWeight
 from whisper_model.cli import build as cli_build
 from whisper_model.cli import run as cli_run
@@ -101,8 +102,13 @@ def run_steps(dec, tokens, prefill):
 # ------------------------------------------------------------------------------------------ the forward, once
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_quantized_forward_is_the_float_forward_on_the_dequantized_weights(precision):
+def test_quantized_forward_is_the_float_forward_on_the_dequantized_weights(precision, monkeypatch):
+    """Exactly, with the CPU int8 x int8 product off (int8 then dequantizes, as int4 does); with it on, the
+    activation rounding (tests/layers/test_quant_cpu_int8.py) keeps the logits within 5e-2 relative."""
     model = quantized(precision)
+    if precision == "int8":
+        check_cpu_int8_product(model, monkeypatch)
+        monkeypatch.setattr(cpu_int8, "kernel", None)
     layers = [m for m in model.modules() if isinstance(m, WeightOnlyQuantLinear)]
     assert len(layers) == 4 * DIMS.n_audio_layer + 7 * DIMS.n_text_layer  # qkv dense fc proj (+ query kv dense)
     assert all(m.quant_mode == precision for m in layers)
@@ -284,6 +290,20 @@ def test_the_command_line_runs_quantized(flags, engine_dir, tmp_path, capsys):
             "txt", "--verbose", "None", *flags]
     assert cli_run.main(argv) == 0, capsys.readouterr().err
     assert "ask not what your country can do for you" in (tmp_path / "en_jfk.txt").read_text().lower()
+
+
+def check_cpu_int8_product(model: Whisper, monkeypatch) -> None:
+    mel, tokens = inputs()
+    calls, product = [], cpu_int8.int8_linear
+    monkeypatch.setattr(cpu_int8, "int8_linear", lambda *a: calls.append(1) or product(*a))
+    with torch.no_grad():
+        logits = model.decoder(tokens, model.encoder(mel))
+        same = dequantized_copy(model)
+        want = same.decoder(tokens, same.encoder(mel))
+    assert len(calls) == 4 * DIMS.n_audio_layer + 7 * DIMS.n_text_layer  # the cross K/V: once per block
+    print(f"int8 CPU product: logits within {rel(logits, want):.4f} of the dequantized forward's")
+    assert rel(logits, want) <= 5e-2
+    monkeypatch.setattr(cpu_int8, "int8_linear", product)
 
 
 # ------------------------------------------------------------------------------------------ end to end

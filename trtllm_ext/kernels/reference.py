@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import grouped_attention
-from ..quantization import dequantize_kv, dequantize_weight, quantize_kv
+from ..quantization import check_quantized, dequantize_kv, dequantize_weight, quantize_kv
+from . import cpu_int8
 
 
 def _finish(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -30,11 +31,21 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  out_dtype: torch.dtype | None = None, pdl: bool = False, config=None,
                  workspace=None) -> torch.Tensor:
     """x [M, K] -> act(LN?(x) @ weight[N, K]^T + bias) (+ residual [M, N]) -> [M, N] (out_dtype or x's)."""
-    h = x
-    if ln is not None:
-        w, b, eps = ln
-        h = F.layer_norm(x.float(), (x.shape[-1],), w.float(), b.float(), eps).to(weight.dtype)
-    y = F.linear(h.to(weight.dtype), weight, bias)
+    y = F.linear(_prologue(x, ln, weight.dtype), weight, bias)
+    return _epilogue(y, x, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
+
+
+def _prologue(x: torch.Tensor, ln, dtype: torch.dtype) -> torch.Tensor:
+    """x [M, K] -> LN?(x) (float32 statistics) in ``dtype``."""
+    if ln is None:
+        return x.to(dtype)
+    w, b, eps = ln
+    return F.layer_norm(x.float(), (x.shape[-1],), w.float(), b.float(), eps).to(dtype)
+
+
+def _epilogue(y: torch.Tensor, x: torch.Tensor, *, gelu: bool, residual: torch.Tensor | None,
+              out: torch.Tensor | None, out_dtype: torch.dtype | None) -> torch.Tensor:
+    """y [M, N] (the product + bias) -> act(y) (+ residual) in out_dtype (else out's, else x's), into ``out``."""
     if gelu:
         y = F.gelu(y)
     if residual is not None:
@@ -50,7 +61,13 @@ def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
                        workspace=None) -> torch.Tensor:
     """``fused_linear`` with a weight-only quantized weight: x [M, K]; ``mode`` "int8": qweight int8 [N, K],
     scales [N]; "int4": qweight uint8 [N, K // 2] (low nibble = even k), scales [N, K // group_size]
-    (``group_size`` checked when given). The weight is dequantized to scales' dtype, then ``fused_linear``."""
+    (``group_size`` checked when given). int8 with float32 CPU tensors: an int8 x int8 product of the rows quantized
+    on the fly (``cpu_int8``); otherwise the weight is dequantized to scales' dtype, then ``fused_linear``."""
+    if mode == "int8" and cpu_int8.applies(x, qweight):
+        check_quantized(qweight, scales, mode, x.shape[-1], group_size)
+        y = cpu_int8.int8_linear(_prologue(x, ln, torch.float32), qweight, scales)
+        y = y if bias is None else y + bias
+        return _epilogue(y, x, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
     weight = dequantize_weight(qweight, scales, mode, x.shape[-1], group_size=group_size, dtype=scales.dtype)
     return fused_linear(x, weight, bias, ln=ln, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
 

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import torch
 
 from trtllm_ext import check_input_pos
-from trtllm_ext.quantization import QuantizedKV, dequantized, quantize_kv
+from trtllm_ext.kernels import reference
+from trtllm_ext.quantization import QuantizedKV, QuantizedWeight, quantize_kv
 
 KV_DTYPES = (None, torch.int8)  # None: the activation dtype
 
@@ -82,18 +83,25 @@ class DecoderCaches:
     def set_audio(self, xa: torch.Tensor, kv_projections: Sequence[tuple]) -> None:
         """xa [a, n_audio_ctx, d] -> every layer's cross K/V of rows 0..a-1: one product per layer, written in
         place (int8: quantized once here). ``kv_projections``: per layer the fused K/V projection (weight [2*d, d],
-        a float tensor or a ``QuantizedWeight``, dequantized here one layer at a time; bias [2*d])."""
+        a float tensor or a ``QuantizedWeight``, multiplied by ``reference.weight_only_linear``; bias [2*d])."""
         if xa.dim() != 3 or xa.shape[0] > self.rows or xa.shape[1] != self.n_audio_ctx:
             raise ValueError(f"set_audio: audio states of shape {tuple(xa.shape)} do not fit {self.rows} rows x "
                              f"{self.n_audio_ctx} positions")
         a, s, d = xa.shape
         x2 = xa.to(self.dtype).reshape(a * s, d)
         for layer, (weight, bias) in enumerate(kv_projections):
-            w = dequantized(weight, self.dtype)
-            if not self.int8:
-                torch.addmm(bias, x2, w.t(), out=self.cross[layer, :a].view(a * s, w.shape[0]))
+            if isinstance(weight, QuantizedWeight):
+                kv = reference.weight_only_linear(x2, weight.qweight, weight.scales, bias, mode=weight.mode.value,
+                                                  group_size=weight.group_size, out_dtype=self.dtype)
+            elif not self.int8:
+                torch.addmm(bias, x2, weight.to(self.dtype).t(), out=self.cross[layer, :a].view(a * s, -1))
                 continue
-            q, scale = quantize_kv(torch.addmm(bias, x2, w.t()).view(a, s, *self.cross.shape[3:]))  # [a,S,2,H,hd]
+            else:
+                kv = torch.addmm(bias, x2, weight.to(self.dtype).t())
+            if not self.int8:
+                self.cross[layer, :a].view(a * s, -1).copy_(kv)
+                continue
+            q, scale = quantize_kv(kv.view(a, s, *self.cross.shape[3:]))  # [a, S, 2, H, hd]
             self.cross[layer, :a].copy_(q)
             self.cross_scale[layer, :a].copy_(scale)
         self.audio_rows = a

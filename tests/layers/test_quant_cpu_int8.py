@@ -1,0 +1,94 @@
+"""The CPU int8 x int8 product of weight-only int8 layers (``trtllm_ext.kernels.cpu_int8``), both kernels.
+
+Reference: float64 ``x @ dequantized(W)^T``. The only approximation is the activation rounding: each x[m, k] is
+moved by at most one quantization step, ``step_m <= 2 * amax(|x[m]|) / 127`` (packed: 7-bit asymmetric range
+including 0; int_mm: symmetric amax / 127, half that), so per element
+
+    |y[m, n] - ref[m, n]| <= step_m * sum_k |W[n, k]|   (+ float32 rounding, 1e-5 relative to that sum)
+
+Data is non-symmetric (mean offset, one large row), the weight square, the input non-contiguous.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trtllm_ext import WeightOnlyQuantLinear
+from trtllm_ext.kernels import cpu_int8, reference
+from trtllm_ext.quantization import dequantize_weight
+
+from ._helpers import randn, rel_err
+
+
+@pytest.fixture(params=cpu_int8.KERNELS)
+def kernel(request, monkeypatch):
+    monkeypatch.setattr(cpu_int8, "kernel", request.param)
+    return request.param
+
+
+def _layer(n: int, k: int) -> WeightOnlyQuantLinear:
+    layer = WeightOnlyQuantLinear(k, n, quant_mode="int8")
+    w = randn(n, k, seed=60, scale=k ** -0.5) + 0.03
+    w[n // 3] *= 10
+    layer.load_weights({"weight": w, "bias": randn(n, seed=61)})
+    return layer
+
+
+def _bound(x: torch.Tensor, w64: torch.Tensor) -> torch.Tensor:
+    """[M, N] per-element bound of the activation rounding (module docstring)."""
+    step = 2 * x.double().abs().amax(dim=1, keepdim=True) / 127
+    l1 = w64.abs().sum(dim=1)[None, :]
+    return step * l1 * (1 + 1e-5) + 1e-5 * l1 * x.double().abs().amax(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("m", [1, 5, 33])
+def test_int8_product_within_activation_rounding_bound(kernel, m):
+    k = n = 256
+    layer = _layer(n, k)
+    w64 = dequantize_weight(layer.qweight, layer.scales, "int8", dtype=torch.float64)
+    x = (randn(k, 2 * m, seed=62) + 0.5).float().t()[::2]  # [m, k], non-contiguous, non-symmetric
+    assert not x.is_contiguous()
+    y = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    err = (y.double() - x.double() @ w64.t()).abs()
+    assert (err <= _bound(x, w64)).all(), f"max excess {(err - _bound(x, w64)).max():.3e}"
+    assert rel_err(y, x.double() @ w64.t()) <= 2e-2
+    deq = reference.fused_linear(x, layer.dequantized_weight(), layer.bias)  # the dequantize-then-fp32 path
+    full = reference.weight_only_linear(x, layer.qweight, layer.scales, layer.bias, mode="int8")
+    assert ((full.double() - deq.double()).abs() <= _bound(x, w64) + 1e-5 * deq.double().abs()).all()
+
+
+def test_fused_epilogue_matches_float_path(kernel):
+    """LN before, bias + GELU + residual after, out / out_dtype: the same shared code as ``fused_linear``."""
+    n = k = 128
+    layer = _layer(n, k)
+    x = randn(4, k, seed=63).float() + 0.2
+    ln = (1 + randn(k, seed=64, scale=0.1).float(), randn(k, seed=65, scale=0.1).float(), 1e-5)
+    res = randn(4, n, seed=66).float()
+    h = torch.nn.functional.layer_norm(x, (k,), ln[0], ln[1], 1e-5)
+    want = res + torch.nn.functional.gelu(cpu_int8.int8_linear(h, layer.qweight, layer.scales) + layer.bias)
+    got = reference.weight_only_linear(x, layer.qweight, layer.scales, layer.bias, mode="int8", ln=ln, gelu=True,
+                                       residual=res)
+    assert torch.allclose(got, want, rtol=1e-6, atol=1e-6)
+    out = torch.empty(4, n, dtype=torch.float64)
+    assert reference.weight_only_linear(x, layer.qweight, layer.scales, mode="int8", out=out) is out
+
+
+def test_repacked_after_in_place_load_and_not_applied_elsewhere():
+    layer = _layer(64, 64)
+    x = randn(3, 64, seed=67).float()
+    y0 = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    layer.load_weights({"weight": -2 * layer.dequantized_weight(), "bias": layer.bias})
+    w64 = dequantize_weight(layer.qweight, layer.scales, "int8", dtype=torch.float64)
+    y1 = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    assert rel_err(y1, x.double() @ w64.t()) <= 2e-2 and not torch.allclose(y0, y1)
+    assert cpu_int8.int8_linear(x.double(), layer.qweight, layer.scales) is None
+
+
+def test_rows_are_independent_of_the_batch(kernel):
+    """Per-row activation scales: a row's result is the same alone and beside a 1000x larger row."""
+    layer = _layer(96, 64)
+    x = randn(4, 64, seed=68).float() + 0.1
+    x[2] *= 1000
+    y = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    for i in range(4):
+        assert torch.equal(y[i:i + 1], cpu_int8.int8_linear(x[i:i + 1], layer.qweight, layer.scales))
