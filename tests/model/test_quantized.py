@@ -294,13 +294,15 @@ def test_the_command_line_runs_quantized(flags, engine_dir, tmp_path, capsys):
 
 def check_cpu_int8_product(model: Whisper, monkeypatch) -> None:
     mel, tokens = inputs()
+    assert isinstance(model.decoder.vocab_projection(), QuantizedWeight)
     calls, product = [], cpu_int8.int8_linear
     monkeypatch.setattr(cpu_int8, "int8_linear", lambda *a: calls.append(1) or product(*a))
     with torch.no_grad():
         logits = model.decoder(tokens, model.encoder(mel))
         same = dequantized_copy(model)
         want = same.decoder(tokens, same.encoder(mel))
-    assert len(calls) == 4 * DIMS.n_audio_layer + 7 * DIMS.n_text_layer  # the cross K/V: once per block
+    # the cross K/V once per block, and the int8 copy of the vocabulary projection (the logits)
+    assert len(calls) == 4 * DIMS.n_audio_layer + 7 * DIMS.n_text_layer + 1
     print(f"int8 CPU product: logits within {rel(logits, want):.4f} of the dequantized forward's")
     assert rel(logits, want) <= 5e-2
     monkeypatch.setattr(cpu_int8, "int8_linear", product)

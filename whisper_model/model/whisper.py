@@ -16,6 +16,8 @@ from torch import nn
 
 from trtllm_ext import MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module
 from trtllm_ext.module import declare
+from trtllm_ext.kernels import cpu_int8
+from trtllm_ext.quantization import QuantizedWeight, as_quant_mode, quantize_weight
 
 from ..config import ModelDimensions
 from .caches import DecoderCaches
@@ -123,6 +125,21 @@ class WhisperDecoder(Module):
         self.ln = LayerNorm(d, **kw)
         self.kv_dtype: Optional[torch.dtype] = torch.int8 if quantization.int8_kv_cache else None
         self.caches: Optional[DecoderCaches] = None
+        self.int8_logits = quantization.weight_only_precision == "int8"
+        self._vocab_int8: Optional[tuple] = None  # (embedding version, QuantizedWeight)
+
+    def vocab_projection(self):
+        """The logits' weight [n_vocab, d]: the tied embedding, or (an int8 model, float32 on the CPU) an int8
+        copy of it quantized on first use, so the largest product of a step runs as int8 too (not saved; the float
+        embedding where the CPU int8 product is off, ``cpu_int8.kernel = None``)."""
+        w = self.token_embedding.weight
+        if not (self.int8_logits and cpu_int8.kernel and w.device.type == "cpu" and w.dtype == torch.float32):
+            return w
+        version = (w._version, w.data_ptr())
+        if self._vocab_int8 is None or self._vocab_int8[0] != version:
+            qweight, scales = quantize_weight(w.detach(), "int8")
+            self._vocab_int8 = (version, QuantizedWeight(qweight, scales, as_quant_mode("int8"), None, w.shape[1]))
+        return self._vocab_int8[1]
 
     # -- the forward ----------------------------------------------------------------------------------------
     def compute(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
@@ -145,7 +162,7 @@ class WhisperDecoder(Module):
             o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
             x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
             x = blk.mlp_out(ops, x, ln=True, residual=x)
-        logits = ops.linear(x, self.token_embedding.weight, None, ln=self.ln, out_dtype=torch.float32)
+        logits = ops.linear(x, self.vocab_projection(), None, ln=self.ln, out_dtype=torch.float32)
         return logits if keep is None else logits[keep]
 
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
