@@ -94,6 +94,19 @@ def _require_dist(layer: str):
     return dist
 
 
+def gather_columns(layer: str, y: torch.Tensor, tp_size: int, group) -> torch.Tensor:
+    """Column parallelism's collective: every rank's output shard [..., N / tp] -> [..., N] (all-gather)."""
+    parts = [torch.empty_like(y) for _ in range(tp_size)]
+    _require_dist(layer).all_gather(parts, y.contiguous(), group=group)
+    return torch.cat(parts, dim=-1)
+
+
+def reduce_rows(layer: str, y: torch.Tensor, bias, group) -> torch.Tensor:
+    """Row parallelism's collective: the ranks' partial products summed in place (all-reduce), the bias added once."""
+    _require_dist(layer).all_reduce(y, group=group)
+    return y if bias is None else y + bias
+
+
 class ColumnLinear(Linear):
     """Output features split across ranks; ``gather_output`` concatenates the shards after the matmul."""
 
@@ -116,10 +129,7 @@ class ColumnLinear(Linear):
         y = self.forward_local(x)
         if self.tp_size == 1 or not self.gather_output:
             return y
-        dist = _require_dist("ColumnLinear")
-        parts = [torch.empty_like(y) for _ in range(self.tp_size)]
-        dist.all_gather(parts, y.contiguous(), group=self.tp_group)
-        return torch.cat(parts, dim=-1)
+        return gather_columns("ColumnLinear", y, self.tp_size, self.tp_group)
 
 
 class RowLinear(Linear):
@@ -146,5 +156,4 @@ class RowLinear(Linear):
             self._check(x)
             return F.linear(x, self.weight, self.bias)
         y = self.forward_local(x)
-        _require_dist("RowLinear").all_reduce(y, group=self.tp_group)
-        return y if self.bias is None else y + self.bias
+        return reduce_rows("RowLinear", y, self.bias, self.tp_group)

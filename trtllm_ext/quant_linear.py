@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import ColumnLinear, RowLinear
+from .linear import ColumnLinear, RowLinear, gather_columns, reduce_rows
 from .module import LAYOUTS, ArrayLike, Module, check_input, declare, positive, to_tensor
 from .quantization import (
     DEFAULT_GROUP_SIZE,
@@ -66,14 +66,6 @@ def _narrow(tensor: torch.Tensor, rank: int, world: int, dim: int) -> torch.Tens
         raise ValueError(f"dimension {dim} of shape {tuple(tensor.shape)} is not divisible by tp size {world}")
     size = tensor.shape[dim] // world
     return tensor.narrow(dim, rank * size, size).contiguous().clone()
-
-
-def _require_dist(layer: str):
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError(f"{layer} with tp_size > 1 needs torch.distributed to be initialized")
-    return dist
 
 
 class WeightOnlyQuantLinear(Module):
@@ -288,10 +280,7 @@ class WeightOnlyQuantColumnLinear(WeightOnlyQuantLinear):
         y = self.forward_local(x)
         if self.tp_size == 1 or not self.gather_output:
             return y
-        dist = _require_dist("WeightOnlyQuantColumnLinear")
-        parts = [torch.empty_like(y) for _ in range(self.tp_size)]
-        dist.all_gather(parts, y.contiguous(), group=self.tp_group)
-        return torch.cat(parts, dim=-1)
+        return gather_columns("WeightOnlyQuantColumnLinear", y, self.tp_size, self.tp_group)
 
 
 class WeightOnlyQuantRowLinear(WeightOnlyQuantLinear):
@@ -320,8 +309,7 @@ class WeightOnlyQuantRowLinear(WeightOnlyQuantLinear):
             self._check(x)
             return F.linear(x, self.dequantized_weight(), self.bias)
         y = self.forward_local(x)
-        _require_dist("WeightOnlyQuantRowLinear").all_reduce(y, group=self.tp_group)
-        return y if self.bias is None else y + self.bias
+        return reduce_rows("WeightOnlyQuantRowLinear", y, self.bias, self.tp_group)
 
 
 def column_linear(in_features: int, out_features: int, bias: bool = True, *, quant_mode=None,
