@@ -8,7 +8,7 @@ Floors first (device-to-device copy bandwidth counting read + write, fp16 8192^3
   candidate tile config and prints the best (copy it into ``trtllm_ext/kernels/ops.py``);
 * decode attention (self over a 448-position cache at position 100, cross over 1500 positions) vs SDPA;
 * encoder pieces at 1500 x B rows: Conv1d front end, attention block, MLP block (+ residual LayerNorm)
-  as ``TORCH_OPS`` runs them vs the fused path of ``fast.engine.FastEncoder``.
+  as ``TORCH_BACKEND`` runs them vs the fused path of ``fast.engine.FastEncoder``.
 Decode kernels are timed as chains captured in one CUDA graph (as the engine runs them), each launch on
 its own weight / cache copy so nothing is served from L2; times are per launch, median of replays.
 Every fused result is checked against ``trtllm_ext.kernels.reference`` (relative error printed).
@@ -200,13 +200,13 @@ def bench_attention(d: int, heads: int, n_ctx: int, n_audio: int, layers: int, d
 
 
 def bench_encoder_pieces(name: str, dtype, batches) -> list[dict]:
-    from trtllm_ext import init_random_
+    from trtllm_ext import KernelBackend, init_random_
     from whisper_model.fast.engine import FastEncoder
-    from whisper_model.model import KernelOps, WhisperEncoder
+    from whisper_model.model import WhisperEncoder
 
     dims = dims_for(name)
     enc = init_random_(WhisperEncoder(dims, dtype=dtype, device="cuda")).eval()
-    fast = FastEncoder(enc, KernelOps(ops))
+    fast = FastEncoder(enc, KernelBackend(ops))
     rows = []
     for b in batches:
         mel = torch.randn(b, dims.n_mels, 2 * dims.n_audio_ctx, device="cuda").clamp(-1.5, 1.5)

@@ -5,6 +5,7 @@ Declared parameter shapes, explicit weight layouts (Linear weight [out, in], i.e
 Nothing here knows about Whisper.
 """
 from .attention import Attention, CrossAttention, causal_mask, check_input_pos
+from .backend import TORCH_BACKEND, KernelBackend, OpBackend
 from .conv import Conv1d
 from .embedding import Embedding
 from .kv_cache import KVCache
@@ -25,7 +26,7 @@ from .quantization import (
 )
 
 __all__ = [
-    "Attention", "ColumnLinear", "Conv1d", "CrossAttention", "Embedding", "Int8KVCache", "KVCache", "LAYOUTS",
+    "TORCH_BACKEND", "KernelBackend", "OpBackend", "Attention", "ColumnLinear", "Conv1d", "CrossAttention", "Embedding", "Int8KVCache", "KVCache", "LAYOUTS",
     "LayerNorm", "Linear", "MLP", "Module", "QuantMode", "RowLinear", "WeightOnlyQuantColumnLinear",
     "WeightOnlyQuantLinear", "WeightOnlyQuantRowLinear", "causal_mask", "check_input_pos", "dequantize_kv",
     "dequantize_weight", "init_random_", "pack_int4", "quantize_kv", "quantize_weight", "tp_shard", "unpack_int4",

@@ -3,21 +3,26 @@
 Both use fused input projections in TensorRT-LLM's style (self: ``qkv`` [3*hidden, hidden], rows q, k, v;
 cross: ``query`` [hidden, hidden] and ``kv`` [2*hidden, kv_hidden], rows k, v) and a ``RowLinear`` output
 projection ``dense``. Models without a key bias (Whisper) store zeros in that part of the fused bias.
-Attention itself is ``torch.nn.functional.scaled_dot_product_attention`` (flash/efficient kernels on GPU).
 ``quant_mode`` ("int8" / "int4", with ``group_size``) makes every projection a weight-only quantized layer.
+
+The layers compute through an op backend (``backend.py``: plain PyTorch by default, or the Triton kernels) and
+own no cache: a caller passes a ``KVCache`` (or ``Int8KVCache``) that it owns. Fusions the backends offer are
+arguments: a LayerNorm ``ln`` applied to x in the input projection's prologue, a ``residual`` added in the output
+projection's epilogue.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from .backend import TORCH_BACKEND, OpBackend
+from .kernels.reference import causal_mask  # noqa: F401  (re-exported by the package)
 from .kv_cache import KVCache
 from .linear import tp_shard
 from .module import ArrayLike, Module, check_input, positive, to_tensor
 from .quant_linear import column_linear, row_linear
-from .quantization import DEFAULT_GROUP_SIZE
+from .quantization import DEFAULT_GROUP_SIZE, dequantized
 
 
 def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
@@ -28,33 +33,6 @@ def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
         raise ValueError(f"{owner}: input_pos must be int64, got {got}")
     if tuple(input_pos.shape) not in ((t,), (b, t)):
         raise ValueError(f"{owner}: input_pos must have shape [{t}] or [{b}, {t}], got {tuple(input_pos.shape)}")
-
-
-def causal_mask(input_pos: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean mask: a query at position p may see cache positions <= p.
-
-    ``input_pos [t]`` -> ``[t, max_len]``; ``input_pos [b, t]`` (per row) -> ``[b, 1, t, max_len]`` (broadcasts
-    over the heads of attention scores ``[b, heads, t, max_len]``).
-    """
-    if input_pos.dim() not in (1, 2):
-        raise ValueError(f"causal_mask: input_pos must have shape [t] or [b, t], got {tuple(input_pos.shape)}")
-    keys = torch.arange(max_len, device=input_pos.device)
-    if input_pos.dim() == 1:
-        return keys[None, :] <= input_pos[:, None]
-    return keys <= input_pos[:, None, :, None]
-
-
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """q [a*g, H, t, Dh] over k, v [a, H, s, Dh] -> [a*g, H, t, Dh]: query row i reads K/V row i // g.
-
-    Each audio's g rows are folded into its query length (cross-attention has no mask), so K/V are never copied."""
-    a, g = k.shape[0], q.shape[0] // k.shape[0]
-    if g == 1:
-        return F.scaled_dot_product_attention(q, k, v)
-    _, h, t, dh = q.shape
-    q = q.reshape(a, g, h, t, dh).transpose(1, 2).reshape(a, h, g * t, dh)
-    o = F.scaled_dot_product_attention(q, k, v)
-    return o.reshape(a, h, g, t, dh).transpose(1, 2).reshape(a * g, h, t, dh)
 
 
 def _shard_fused(value: torch.Tensor, parts: int, rank: int, world: int) -> torch.Tensor:
@@ -76,17 +54,20 @@ class _AttentionBase(Module):
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
         self.local_heads = num_heads // tp_size
-        self.kv_cache: KVCache | None = None
 
     def _heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
         """[b, t, parts*local_heads*head_dim] -> [parts, b, local_heads, t, head_dim]."""
         b, t, _ = x.shape
         return x.view(b, t, parts, self.local_heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
-    def _merge(self, o: torch.Tensor) -> torch.Tensor:
-        """[b, heads, t, head_dim] -> [b, t, heads*head_dim], then the output projection."""
-        b, _, t, _ = o.shape
-        return self.dense(o.transpose(1, 2).reshape(b, t, self.local_heads * self.head_dim))
+    def new_cache(self, max_batch: int, max_len: int, *, dtype: torch.dtype, device=None,
+                  int8: bool = False) -> KVCache:
+        """A cache for this layer's heads [max_batch, local_heads, max_len, head_dim] (``int8``: an
+        ``Int8KVCache`` whose reads dequantize to ``dtype``)."""
+        from .kv_cache_int8 import Int8KVCache
+
+        kind = Int8KVCache if int8 else KVCache
+        return kind(max_batch, self.local_heads, max_len, self.head_dim, dtype=dtype, device=device)
 
     def _shard_fused_weights(self, full: Mapping[str, ArrayLike], fused: dict[str, int], layout: str):
         out = {}
@@ -102,19 +83,14 @@ class _AttentionBase(Module):
                 out.update({f"{module_name}.{k}": v for k, v in layer.shard_weights({local: tensor}).items()})
         return out
 
-    def reset_cache(self) -> None:
-        if self.kv_cache is not None:
-            self.kv_cache.reset()
-
 
 class Attention(_AttentionBase):
     """Multi-head self-attention. ``x [b, t, hidden] -> [b, t, hidden]``.
 
-    Without a cache it attends over ``x`` itself (``causal`` masks the future). After ``setup_cache`` a call
-    with ``input_pos`` int64 ``[t]`` (absolute positions of the ``t`` new tokens, shared by all rows) or
-    ``[b, t]`` (row i's token j at ``input_pos[i, j]``; positions distinct within a row, in any order) first
-    writes every new K/V into the cache, then each query attends over every cache position <= its own.
-    ``mask`` (optional, with ``input_pos``) replaces ``causal_mask(input_pos, max_len)``.
+    Without a cache it attends over ``x`` itself (``causal`` masks the future). With ``cache`` (a ``KVCache`` of
+    at least b rows) and ``input_pos`` int64 ``[t]`` (absolute positions of the ``t`` new tokens, shared by all
+    rows) or ``[b, t]`` (row i's token j at ``input_pos[i, j]``; positions distinct within a row, in any order)
+    every new K/V is first written into the cache, then each query attends over every cache position <= its own.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, *, bias: bool = True, causal: bool = False,
@@ -127,43 +103,44 @@ class Attention(_AttentionBase):
         self.qkv = column_linear(hidden_size, 3 * hidden_size, bias, gather_output=False, **tp)
         self.dense = row_linear(hidden_size, hidden_size, bias, **tp)
 
-    def setup_cache(self, max_batch: int, max_len: int, *, dtype: torch.dtype | None = None, device=None) -> None:
-        """Preallocate the KV cache [max_batch, local_heads, max_len, head_dim]."""
-        self.kv_cache = KVCache(max_batch, self.local_heads, max_len, self.head_dim,
-                                dtype=dtype or self.qkv.weight.dtype, device=device or self.qkv.weight.device)
-
     def shard_weights(self, full: Mapping[str, ArrayLike], *, layout: str = "out_in") -> dict[str, torch.Tensor]:
         """This rank's slice of full weights; q, k and v are each split by heads."""
         return self._shard_fused_weights(full, {"qkv": 3}, layout)
 
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                ln=None, residual: torch.Tensor | None = None, backend: OpBackend = TORCH_BACKEND) -> torch.Tensor:
+        """dense(attention(qkv(LN?(x)))) (+ residual) -> [b, t, hidden]."""
         check_input("Attention", x, ndim=3, last=self.hidden_size, dtype=self.qkv.weight.dtype)
-        q, k, v = self._heads(self.qkv(x), 3)
+        b, t, _ = x.shape
+        qkv = self.qkv(x, ln=ln, backend=backend).view(b * t, -1)
         if input_pos is None:
-            if mask is not None:
-                raise ValueError("Attention: a mask needs input_pos (cached decoding)")
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal and x.shape[1] > 1)
-            return self._merge(o)
-        if self.kv_cache is None:
-            raise ValueError("Attention: input_pos given but no cache; call setup_cache first")
-        check_input_pos("Attention", input_pos, x.shape[0], x.shape[1])
-        k, v = self.kv_cache.update(input_pos, k, v)
-        if mask is None:
-            mask = causal_mask(input_pos, self.kv_cache.max_len)
-        return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+            if cache is not None:
+                raise ValueError("Attention: a cache needs input_pos (the positions of the new tokens)")
+            o = backend.attention(qkv, b, self.local_heads, causal=self.causal and t > 1)
+        else:
+            if cache is None:
+                raise ValueError("Attention: input_pos given but no cache; pass cache=KVCache(...)")
+            check_input_pos("Attention", input_pos, b, t)
+            if b > cache.max_batch or t > cache.max_len:
+                raise ValueError(f"Attention: {b} rows x {t} tokens do not fit a cache of {cache.max_batch} rows x "
+                                 f"{cache.max_len} positions")
+            o = backend.self_attention(qkv, *cache.kv(), input_pos, t)
+        return self.dense(o.view(b, t, -1), residual=residual, backend=backend)
 
 
 class CrossAttention(_AttentionBase):
     """Attention from ``x [b, t, hidden]`` to encoder states ``xa [a, s, kv_hidden]``.
 
-    ``compute_kv(xa)`` projects K/V once per audio into the cross cache; every later ``forward(x)`` reuses
-    them. ``forward(x, xa)`` recomputes them instead (reference path). ``reset_cache`` forgets the audio.
+    ``compute_kv(xa, cache)`` projects K/V once per audio into a cache; every later ``forward(x, cache=cache)``
+    reuses them. ``forward(x, xa)`` computes them instead (reference path).
 
     Groups: with ``b = a * g`` decoder rows (g >= 1, e.g. beams or samples of one audio on consecutive rows),
-    row i reads audio ``i // g``; each audio's g rows are folded into its query length (``[a, heads, g*t, Dh]``,
-    cross-attention has no mask), so K/V are never copied per row. A cached call with fewer rows than cached
-    audios (``b < a``) reads audios ``0..b-1``. Any other ``b`` raises ValueError.
+    row i reads audio ``i // g``; each audio's g rows are folded into its query length, so K/V are never copied
+    per row. A cached call with fewer rows than cached audios (``b < a``) reads audios ``0..b-1``. Any other ``b``
+    raises ValueError. ``group`` (a caller that checked it once) skips that derivation.
+
+    ``score_heads``: also return the attention logits (q.k / sqrt(head_dim), before the softmax, float32) of those
+    heads, ``[b, len(heads), t, s]``: word alignment normalises them over the frames it keeps.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, kv_hidden_size: int | None = None, *, bias: bool = True,
@@ -177,51 +154,64 @@ class CrossAttention(_AttentionBase):
         self.query = column_linear(hidden_size, hidden_size, bias, gather_output=False, **tp)
         self.kv = column_linear(kv_hidden_size, 2 * hidden_size, bias, gather_output=False, **tp)
         self.dense = row_linear(hidden_size, hidden_size, bias, **tp)
-        self.kv_len = 0  # positions of the cache holding the current audio's K/V (0: none)
-        self.kv_rows = 0
-
-    def setup_cache(self, max_batch: int, max_len: int, *, dtype: torch.dtype | None = None, device=None) -> None:
-        """Preallocate the cross cache [max_batch, local_heads, max_len, head_dim]."""
-        self.kv_cache = KVCache(max_batch, self.local_heads, max_len, self.head_dim,
-                                dtype=dtype or self.kv.weight.dtype, device=device or self.kv.weight.device)
-        self.kv_len = self.kv_rows = 0
 
     def shard_weights(self, full: Mapping[str, ArrayLike], *, layout: str = "out_in") -> dict[str, torch.Tensor]:
         """This rank's slice of full weights; k and v are each split by heads."""
         return self._shard_fused_weights(full, {"kv": 2}, layout)
 
-    def _project_kv(self, xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project_kv(self, xa: torch.Tensor, backend: OpBackend) -> torch.Tensor:
+        """xa [a, s, kv_hidden] -> K/V [2, a, local_heads, s, head_dim] (strided views of one product)."""
         check_input("CrossAttention", xa, ndim=3, last=self.kv_hidden_size, dtype=self.kv.weight.dtype)
-        k, v = self._heads(self.kv(xa), 2)
-        return k, v
+        return self._heads(self.kv(xa, backend=backend), 2)
 
-    def compute_kv(self, xa: torch.Tensor) -> None:
-        """Project ``xa [b, s, kv_hidden]`` to K/V once and keep them in the cross cache."""
-        if self.kv_cache is None:
-            raise ValueError("CrossAttention: call setup_cache before compute_kv")
-        k, v = self._project_kv(xa)
-        self.kv_cache.write(k, v)
-        self.kv_rows, self.kv_len = xa.shape[0], xa.shape[1]
+    def compute_kv(self, xa: torch.Tensor, cache: KVCache, *, backend: OpBackend = TORCH_BACKEND) -> None:
+        """Project ``xa [a, s, kv_hidden]`` to K/V once and write them into ``cache`` (rows 0..a-1)."""
+        k, v = self._project_kv(xa, backend)
+        cache.write(k, v)
 
-    def reset_cache(self) -> None:
-        super().reset_cache()
-        self.kv_len = self.kv_rows = 0
-
-    def forward(self, x: torch.Tensor, xa: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, xa: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                group: int | None = None, ln=None, residual: torch.Tensor | None = None,
+                score_heads: Sequence[int] | None = None, backend: OpBackend = TORCH_BACKEND):
+        """dense(attention(query(LN?(x)), K/V)) (+ residual) -> [b, t, hidden] (and the scores of
+        ``score_heads``)."""
         check_input("CrossAttention", x, ndim=3, last=self.hidden_size, dtype=self.query.weight.dtype)
-        (q,) = self._heads(self.query(x), 1)
-        b = x.shape[0]
+        b, t, _ = x.shape
+        q = self.query(x, ln=ln, backend=backend).view(b * t, -1)
         if xa is not None:
-            k, v = self._project_kv(xa)
-            rows = xa.shape[0]
+            k, v = self._project_kv(xa, backend)
+        elif cache is None:
+            raise ValueError("CrossAttention: pass the audio states xa or a cache filled by compute_kv(xa, cache)")
         else:
-            if self.kv_len == 0:
-                raise RuntimeError("CrossAttention: no encoder K/V cached; call compute_kv(xa) or pass xa")
-            rows = min(b, self.kv_rows)
-            k = self.kv_cache.k[:rows, :, : self.kv_len]
-            v = self.kv_cache.v[:rows, :, : self.kv_len]
-        if b % rows:
-            raise ValueError(f"CrossAttention: {b} decoder rows are not a multiple of the {rows} audio rows "
-                             f"(row i reads audio i // group)")
-        return self._merge(grouped_attention(q, k, v))
+            if cache.length == 0:
+                raise RuntimeError("CrossAttention: no encoder K/V cached; call compute_kv(xa, cache) or pass xa")
+            k, v = cache.written()
+        group = _group(b, k.shape[0]) if group is None else group
+        o = backend.cross_attention(q, k, v, t, group)
+        out = self.dense(o.view(b, t, -1), residual=residual, backend=backend)
+        if score_heads is None:
+            return out
+        return out, self.head_scores(q, k, t, group, score_heads)
 
+    def head_scores(self, q: torch.Tensor, k, t: int, group: int, heads: Sequence[int]) -> torch.Tensor:
+        """q [b*t, local_heads*head_dim] over k [a, local_heads, s, head_dim] (row i reads audio i // group) ->
+        the logits of ``heads`` [b, len(heads), t, s], float32."""
+        if max(heads) >= self.local_heads or min(heads) < 0:
+            raise ValueError(f"CrossAttention: score_heads {list(heads)} do not exist (the layer has "
+                             f"{self.local_heads} heads)")
+        b = q.shape[0] // t
+        index = torch.tensor(list(heads), device=q.device)
+        keys = dequantized(k, torch.float32)
+        qh = q.view(b, t, self.local_heads, self.head_dim).index_select(2, index).transpose(1, 2).float()
+        rows = torch.arange(b, device=q.device) // group
+        kh = keys.index_select(0, rows).index_select(1, index).float()  # [b, h, s, hd]
+        return torch.matmul(qh, kh.transpose(-1, -2)) * self.head_dim ** -0.5
+
+
+def _group(b: int, audios: int) -> int:
+    """Decoder rows per audio row: ``b < audios`` rows read audios 0..b-1; else b must be a multiple of audios."""
+    if b <= audios:
+        return 1
+    if b % audios:
+        raise ValueError(f"CrossAttention: {b} decoder rows are not a multiple of the {audios} audio rows "
+                         f"(row i reads audio i // group)")
+    return b // audios

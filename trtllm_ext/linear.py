@@ -3,6 +3,11 @@
 Tensor parallelism follows TensorRT-LLM: ``ColumnLinear`` splits the output features (weight dim 0, bias
 dim 0) across ``tp_size`` ranks, ``RowLinear`` splits the input features (weight dim 1; the bias is added
 once, after the all-reduce). With ``tp_size == 1`` (the default) both are plain ``Linear`` layers.
+
+The product runs on an op backend (``backend.py``; plain PyTorch by default) with the fusions it offers: a
+LayerNorm prologue (``ln=``), a GELU and a residual add in the epilogue, another output dtype. What the backend
+multiplies by is the layer's weight handling, ``op_weight()``: the float weight here; a weight-only quantized
+layer (``quant_linear``) overrides it and shares this forward (``LinearForward``).
 """
 from __future__ import annotations
 
@@ -11,7 +16,54 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from .backend import TORCH_BACKEND, OpBackend
 from .module import ArrayLike, Module, check_input, declare, positive, to_tensor
+
+
+class LinearForward:
+    """The forward of the float and the weight-only quantized Linear families: ``x [..., K] -> [..., N]`` =
+    act(LN?(x) @ op_weight()^T + bias) (+ residual [..., N]), on ``backend``, then tensor parallelism's collective
+    (``parallel``: None, "column" or "row"). Needs ``_check``, ``op_weight``, ``bias``, ``tp_size``, ``tp_group``
+    (and ``gather_output`` for "column") from the layer."""
+
+    parallel: str | None = None
+
+    def op_weight(self):
+        """What the backend multiplies by (the weight handling): the float weight ``[N, K]``."""
+        return self.weight
+
+    def forward(self, x: torch.Tensor, *, ln=None, gelu: bool = False, residual: torch.Tensor | None = None,
+                out_dtype: torch.dtype | None = None, backend: OpBackend = TORCH_BACKEND) -> torch.Tensor:
+        self._check(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        r2 = None if residual is None else residual.reshape(x2.shape[0], -1)
+        fused = dict(ln=ln, gelu=gelu, out_dtype=out_dtype)
+        if self.tp_size == 1 or (self.parallel == "column" and not self.gather_output):
+            y = backend.linear(x2, self.op_weight(), self.bias, residual=r2, **fused)
+        elif self.parallel == "column":
+            y = gather_columns(type(self).__name__, backend.linear(x2, self.op_weight(), self.bias, **fused),
+                               self.tp_size, self.tp_group)
+            y = y if r2 is None else r2 + y
+        else:
+            y = self._row_parallel(backend, x2, r2, **fused)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    def _row_parallel(self, backend: OpBackend, x2, r2, *, ln, gelu, out_dtype) -> torch.Tensor:
+        if ln is not None:
+            raise ValueError(f"{type(self).__name__}: a LayerNorm prologue needs the whole input, not a "
+                             f"1/{self.tp_size} slice")
+        y = reduce_rows(type(self).__name__, backend.linear(x2, self.op_weight(), None, out_dtype=out_dtype),
+                        self.bias, self.tp_group)
+        y = F.gelu(y) if gelu else y
+        return y if r2 is None else r2 + y
+
+    def forward_local(self, x: torch.Tensor, *, backend: OpBackend = TORCH_BACKEND) -> torch.Tensor:
+        """This rank's part, before any collective: a row-parallel layer's partial product has no bias (it belongs
+        after the all-reduce); otherwise equal to ``forward`` when tp_size == 1."""
+        self._check(x)
+        bias = None if self.parallel == "row" else self.bias
+        y = backend.linear(x.reshape(-1, x.shape[-1]), self.op_weight(), bias)
+        return y.view(*x.shape[:-1], y.shape[-1])
 
 
 def tp_shard(value: ArrayLike, rank: int, world: int, dim: int) -> torch.Tensor:
@@ -26,7 +78,7 @@ def tp_shard(value: ArrayLike, rank: int, world: int, dim: int) -> torch.Tensor:
     return tensor.narrow(dim, rank * size, size).contiguous().clone()
 
 
-class Linear(Module):
+class Linear(LinearForward, Module):
     """``x [..., in_features] -> [..., out_features]``; weight [out, in], bias [out]."""
 
     #: which dim of (weight, bias) a tensor-parallel split cuts; None: replicated
@@ -73,14 +125,6 @@ class Linear(Module):
     def _check(self, x: torch.Tensor) -> None:
         check_input(type(self).__name__, x, ndim=None, last=self.weight.shape[1], dtype=self.weight.dtype)
 
-    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
-        """This rank's part, before any collective (equal to ``forward`` when tp_size == 1)."""
-        self._check(x)
-        return F.linear(x, self.weight, self.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_local(x)
-
     def extra_repr(self) -> str:
         tp = f", tp={self.tp_rank}/{self.tp_size}" if self.tp_size > 1 else ""
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{tp}"
@@ -111,6 +155,7 @@ class ColumnLinear(Linear):
     """Output features split across ranks; ``gather_output`` concatenates the shards after the matmul."""
 
     tp_split_dims = {"weight": 0, "bias": 0}
+    parallel = "column"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, gather_output: bool = True, **kw):
         tp_size = positive("tp_size", kw.get("tp_size", 1))
@@ -125,17 +170,12 @@ class ColumnLinear(Linear):
     def _local_bias(self, out_features, tp_size):
         return out_features // tp_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.forward_local(x)
-        if self.tp_size == 1 or not self.gather_output:
-            return y
-        return gather_columns("ColumnLinear", y, self.tp_size, self.tp_group)
-
 
 class RowLinear(Linear):
     """Input features split across ranks; partial products are summed (all-reduce), then the bias added once."""
 
     tp_split_dims = {"weight": 1, "bias": None}
+    parallel = "row"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw):
         tp_size = positive("tp_size", kw.get("tp_size", 1))
@@ -145,15 +185,3 @@ class RowLinear(Linear):
 
     def _local_shape(self, in_features, out_features, tp_size):
         return out_features, in_features // tp_size
-
-    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
-        """The partial product of this rank's input slice, without the bias (it belongs after the reduce)."""
-        self._check(x)
-        return F.linear(x, self.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tp_size == 1:
-            self._check(x)
-            return F.linear(x, self.weight, self.bias)
-        y = self.forward_local(x)
-        return reduce_rows("RowLinear", y, self.bias, self.tp_group)

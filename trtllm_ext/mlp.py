@@ -1,4 +1,5 @@
-"""Feed-forward block: ColumnLinear -> GELU -> RowLinear (names ``fc`` and ``proj`` as in TensorRT-LLM)."""
+"""Feed-forward block: ColumnLinear -> GELU -> RowLinear (names ``fc`` and ``proj`` as in TensorRT-LLM), on an op
+backend (``backend.py``)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -6,6 +7,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from .backend import TORCH_BACKEND, OpBackend
 from .module import ArrayLike, Module, positive
 from .quant_linear import column_linear, row_linear
 from .quantization import DEFAULT_GROUP_SIZE
@@ -42,5 +44,10 @@ class MLP(Module):
             out.update({f"{module_name}.{k}": v for k, v in layer.shard_weights({local: value}, layout=layout).items()})
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(_ACTIVATIONS[self.activation](self.fc(x)))
+    def forward(self, x: torch.Tensor, *, ln=None, residual: torch.Tensor | None = None,
+                backend: OpBackend = TORCH_BACKEND) -> torch.Tensor:
+        """proj(act(fc(LN?(x)))) (+ residual): a LayerNorm ``ln`` fused into fc's prologue, exact GELU into its
+        epilogue (other activations run after it), the residual add into proj's epilogue."""
+        fused = self.activation == "gelu"
+        h = self.fc(x, ln=ln, gelu=fused, backend=backend)
+        return self.proj(h if fused else _ACTIVATIONS[self.activation](h), residual=residual, backend=backend)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from .backend import TORCH_BACKEND, OpBackend
 from .module import Module, check_input, declare, positive
 
 
@@ -27,10 +27,19 @@ class LayerNorm(Module):
     def _random_values(self, local_name: str, noise: torch.Tensor) -> torch.Tensor:
         return noise + 1.0 if local_name == "weight" else noise
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, *,
+                backend: OpBackend = TORCH_BACKEND):
+        """``LN(x)``; with ``residual`` (the residual stream, same shape, contiguous) the add is fused:
+        ``residual += x`` in place, and ``(LN(residual), residual)`` is returned."""
         check_input("LayerNorm", x, ndim=None, last=self.normalized_shape, dtype=self.dtype)
-        y = F.layer_norm(x.float(), (self.normalized_shape,), self.weight.float(), self.bias.float(), self.eps)
-        return y.to(x.dtype)
+        x2 = x.reshape(-1, self.normalized_shape)
+        if residual is None:
+            return backend.add_layer_norm(x2, None, self)[0].view(x.shape)
+        if residual.shape != x.shape or not residual.is_contiguous():
+            raise ValueError(f"LayerNorm: residual must be a contiguous tensor of x's shape {tuple(x.shape)}, got "
+                             f"{tuple(residual.shape)}")
+        h, _ = backend.add_layer_norm(x2, residual.view(-1, self.normalized_shape), self)
+        return h.view(x.shape), residual
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, dtype={self.dtype}"

@@ -6,10 +6,11 @@ Storage, per rank (``N``, ``K``: this rank's out / in features), in the Linear f
 * ``scales``: ``[N]`` (int8) or ``[N, K // group_size]`` (int4), in the activation ``dtype``; NaN until loaded;
 * ``bias``: ``[N]`` in the activation dtype (optional).
 
-``forward(x [..., K]) = x @ dequantized_weight()^T + bias`` (the CPU reference path: dequantize, then F.linear).
-
-``weight`` is a ``QuantizedWeight`` (views of qweight / scales): what ``ops.linear`` of an op-set takes in place of
-a float weight, so a model's forward is written once for float and quantized layers.
+``forward`` is the Linear family's (``linear.LinearForward``): the product on an op backend, whose ``linear`` takes
+the ``QuantizedWeight`` that this layer's weight handling ``op_weight()`` gives (views of qweight / scales) in place
+of a float weight. The plain-PyTorch backend dequantizes and multiplies, or (int8, float32 on the CPU) runs an
+int8 x int8 product of dynamically quantized rows (``kernels.cpu_int8``); ``dequantized_weight()`` is the float
+weight the layer stands for.
 
 ``load_weights`` keeps ``Linear``'s contract (declared shapes, everything checked before anything is written,
 values copied into owned storage) and takes *either* a float ``weight [N, K]`` (any float dtype, torch or numpy;
@@ -28,10 +29,9 @@ from typing import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .linear import ColumnLinear, RowLinear, gather_columns, reduce_rows
+from .linear import ColumnLinear, LinearForward, RowLinear
 from .module import LAYOUTS, ArrayLike, Module, check_input, declare, positive, to_tensor
 from .quantization import (
     DEFAULT_GROUP_SIZE,
@@ -68,7 +68,7 @@ def _narrow(tensor: torch.Tensor, rank: int, world: int, dim: int) -> torch.Tens
     return tensor.narrow(dim, rank * size, size).contiguous().clone()
 
 
-class WeightOnlyQuantLinear(Module):
+class WeightOnlyQuantLinear(LinearForward, Module):
     """``x [..., in_features] -> [..., out_features]`` with a weight held quantized (see the module docstring)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, quant_mode,
@@ -117,8 +117,12 @@ class WeightOnlyQuantLinear(Module):
 
     @property
     def weight(self) -> QuantizedWeight:
-        """This rank's weight as the op-sets take it in place of a float ``weight`` (views of the storage, no
-        copy; ``.dtype`` / ``.device`` / ``.shape`` as the float weight's)."""
+        """``op_weight()``: what stands where a float Linear holds its weight (``.dtype``, ``.shape``, ``.device``)."""
+        return self.op_weight()
+
+    def op_weight(self) -> QuantizedWeight:
+        """The weight handling (``LinearForward``): this rank's weight as the op backend takes it in place of a
+        float one (views of the storage, no copy; ``.dtype`` / ``.device`` / ``.shape`` as the float weight's)."""
         return QuantizedWeight(self.qweight, self.scales, self.quant_mode, self.group_size, self.local_shape[1])
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -241,14 +245,6 @@ class WeightOnlyQuantLinear(Module):
     def _check(self, x: torch.Tensor) -> None:
         check_input(type(self).__name__, x, ndim=None, last=self.local_shape[1], dtype=self.dtype)
 
-    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
-        """This rank's part, before any collective (equal to ``forward`` when tp_size == 1)."""
-        self._check(x)
-        return F.linear(x, self.dequantized_weight(), self.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_local(x)
-
     def extra_repr(self) -> str:
         tp = f", tp={self.tp_rank}/{self.tp_size}" if self.tp_size > 1 else ""
         group = f", group_size={self.group_size}" if self.group_size else ""
@@ -258,6 +254,8 @@ class WeightOnlyQuantLinear(Module):
 
 class WeightOnlyQuantColumnLinear(WeightOnlyQuantLinear):
     """Output features split across ranks; ``gather_output`` concatenates the shards after the matmul."""
+
+    parallel = "column"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, gather_output: bool = True, **kw):
         tp_size = positive("tp_size", kw.get("tp_size", 1))
@@ -276,15 +274,12 @@ class WeightOnlyQuantColumnLinear(WeightOnlyQuantLinear):
     def _split_dims(self):
         return {"qweight": 0, "scales": 0, "bias": 0}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.forward_local(x)
-        if self.tp_size == 1 or not self.gather_output:
-            return y
-        return gather_columns("WeightOnlyQuantColumnLinear", y, self.tp_size, self.tp_group)
 
 
 class WeightOnlyQuantRowLinear(WeightOnlyQuantLinear):
     """Input features split across ranks; partial products are summed (all-reduce), then the bias added once."""
+
+    parallel = "row"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw):
         tp_size = positive("tp_size", kw.get("tp_size", 1))
@@ -299,17 +294,6 @@ class WeightOnlyQuantRowLinear(WeightOnlyQuantLinear):
     def _split_dims(self):
         return {"qweight": 1, "scales": None if self.quant_mode is QuantMode.INT8 else 1, "bias": None}
 
-    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
-        """The partial product of this rank's input slice, without the bias (it belongs after the reduce)."""
-        self._check(x)
-        return F.linear(x, self.dequantized_weight())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tp_size == 1:
-            self._check(x)
-            return F.linear(x, self.dequantized_weight(), self.bias)
-        y = self.forward_local(x)
-        return reduce_rows("WeightOnlyQuantRowLinear", y, self.bias, self.tp_group)
 
 
 def column_linear(in_features: int, out_features: int, bias: bool = True, *, quant_mode=None,

@@ -42,9 +42,9 @@ def main(rank: int, world: int, store: str) -> None:
             attn = t.Attention(24, 4, causal=causal, tp_size=world, tp_rank=rank)
             attn.load_weights(attn.shard_weights(w))
             assert_rel_close(attn(x), full(x))
-        attn.setup_cache(2, 5)
-        steps = [attn(x[:, :3], input_pos=torch.arange(3)), attn(x[:, 3:4], input_pos=torch.tensor([3])),
-                 attn(x[:, 4:], input_pos=torch.tensor([4]))]
+        cache = attn.new_cache(2, 5, dtype=torch.float32)
+        steps = [attn(x[:, :3], torch.arange(3), cache=cache), attn(x[:, 3:4], torch.tensor([3]), cache=cache),
+                 attn(x[:, 4:], torch.tensor([4]), cache=cache)]
         assert_rel_close(torch.cat(steps, dim=1), full(x))
 
         full = t.CrossAttention(24, 4, 10)
@@ -52,9 +52,9 @@ def main(rank: int, world: int, store: str) -> None:
         ca = t.CrossAttention(24, 4, 10, tp_size=world, tp_rank=rank)
         ca.load_weights(ca.shard_weights(w))
         assert_rel_close(ca(x, xa), full(x, xa))
-        ca.setup_cache(2, 7)
-        ca.compute_kv(xa)
-        assert_rel_close(ca(x), full(x, xa))
+        cache = ca.new_cache(2, 7, dtype=torch.float32)
+        ca.compute_kv(xa, cache)
+        assert_rel_close(ca(x, cache=cache), full(x, xa))
         dist.barrier()
     finally:
         dist.destroy_process_group()

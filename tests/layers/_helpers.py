@@ -153,5 +153,14 @@ def rank_local(layer: torch.nn.Module) -> torch.nn.Module:
     """
     for m in layer.modules():
         if isinstance(m, trtllm_ext.RowLinear):
-            m.forward = m.forward_local
+            local_forward(m)
     return layer
+
+
+def local_forward(m: torch.nn.Module) -> None:
+    """``m``'s forward becomes its rank-local part (``forward_local``); no residual may be asked of it."""
+    def forward(x, *, residual=None, backend=trtllm_ext.TORCH_BACKEND):
+        assert residual is None, "a rank-local partial product takes no residual"
+        return m.forward_local(x, backend=backend)
+
+    m.forward = forward

@@ -48,12 +48,16 @@ def test_causal_mask_values():
     assert m.tolist() == [[True, True, True, False, False], [True, True, True, True, False]]
 
 
-def _decode(attn, x, chunks):
-    """Feed ``x [b, T, hidden]`` in ``chunks`` (lengths) through the cache; concatenated outputs."""
+def _cache(attn, rows, length):
+    return attn.new_cache(rows, length, dtype=torch.float32)
+
+
+def _decode(attn, cache, x, chunks):
+    """Feed ``x [b, T, hidden]`` in ``chunks`` (lengths) through ``cache``; concatenated outputs."""
     outs, p = [], 0
     for n in chunks:
         pos = torch.arange(p, p + n)
-        outs.append(attn(x[:, p:p + n], input_pos=pos))
+        outs.append(attn(x[:, p:p + n], pos, cache=cache))
         p += n
     return torch.cat(outs, dim=1)
 
@@ -71,21 +75,11 @@ def test_cached_decoding_equals_full_causal(_, b, T, chunks):
     w = load_random(attn, T * 7 + b)
     x = randn(b, T, hidden, seed=T).float()
     full = attn(x)
-    attn.setup_cache(max_batch=b + 1, max_len=T + 3)  # larger than needed: unwritten slots are masked
-    assert attn.kv_cache.k.shape == (b + 1, heads, T + 3, hidden // heads)
-    inc = _decode(attn, x, chunks)
+    cache = _cache(attn, b + 1, T + 3)  # larger than needed: unwritten slots are masked
+    assert cache.k.shape == (b + 1, heads, T + 3, hidden // heads)
+    inc = _decode(attn, cache, x, chunks)
     assert_rel_close(inc, full)
     assert_rel_close(inc, ref_attention(x, w, heads, causal=True))
-
-
-def test_cached_decoding_with_explicit_mask():
-    attn = init_random_(Attention(8, 2, causal=True), seed=5)
-    x = randn(2, 4, 8, seed=6).float()
-    full = attn(x)
-    attn.setup_cache(2, 6)
-    pos = torch.arange(4)
-    out = attn(x, input_pos=pos, mask=causal_mask(pos, 6))
-    assert_rel_close(out, full)
 
 
 def test_cached_decoding_after_reorder_continues_the_reordered_rows():
@@ -95,30 +89,29 @@ def test_cached_decoding_after_reorder_continues_the_reordered_rows():
     load_random(attn, 17)
     hist = randn(b, T0, hidden, seed=18).float()
     new = randn(b, T1, hidden, seed=19).float()
-    attn.setup_cache(b, T0 + T1)
-    _decode(attn, hist, [T0])
+    cache = _cache(attn, b, T0 + T1)
+    _decode(attn, cache, hist, [T0])
     index = torch.tensor([2, 2, 0])
-    attn.kv_cache.reorder(index)
-    outs = [attn(new[:, i:i + 1], input_pos=torch.tensor([T0 + i])) for i in range(T1)]
+    cache.reorder(index)
+    outs = [attn(new[:, i:i + 1], torch.tensor([T0 + i]), cache=cache) for i in range(T1)]
     full = attn(torch.cat([hist[index], new], dim=1))
     assert_rel_close(torch.cat(outs, dim=1), full[:, T0:])
 
 
 def test_reset_cache_then_a_new_sequence():
     attn = init_random_(Attention(8, 2, causal=True), seed=21)
-    attn.setup_cache(2, 5)
+    cache = _cache(attn, 2, 5)
     a, b = randn(2, 5, 8, seed=22).float(), randn(2, 3, 8, seed=23).float()
-    _decode(attn, a, [5])
-    attn.reset_cache()
-    assert not attn.kv_cache.k.any() and not attn.kv_cache.v.any()
-    assert_rel_close(_decode(attn, b, [1, 1, 1]), attn(b))
+    _decode(attn, cache, a, [5])
+    cache.reset()
+    assert not cache.k.any() and not cache.v.any()
+    assert_rel_close(_decode(attn, cache, b, [1, 1, 1]), attn(b))
 
 
 def test_cache_with_fewer_rows_than_max_batch():
     attn = init_random_(Attention(8, 2, causal=True), seed=31)
-    attn.setup_cache(4, 6)
     x = randn(2, 6, 8, seed=32).float()
-    assert_rel_close(_decode(attn, x, [2, 1, 1, 1, 1]), attn(x))
+    assert_rel_close(_decode(attn, _cache(attn, 4, 6), x, [2, 1, 1, 1, 1]), attn(x))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,13 +136,11 @@ def test_per_row_positions_equal_each_row_alone_and_the_float64_reference():
     w = load_random(attn, 101)
     x = randn(b, t, hidden, seed=102)
     pos = _row_permutations(b, t, 103)
-    attn.setup_cache(b, t + 2)
-    out = attn(x.float(), input_pos=pos)
+    out = attn(x.float(), pos, cache=_cache(attn, b, t + 2))
     for i in range(b):
         alone = Attention(hidden, heads, causal=True)
         alone.load_weights(w)
-        alone.setup_cache(1, t + 2)
-        assert_rel_close(out[i:i + 1], alone(x[i:i + 1].float(), input_pos=pos[i]))
+        assert_rel_close(out[i:i + 1], alone(x[i:i + 1].float(), pos[i], cache=_cache(alone, 1, t + 2)))
         order = pos[i].argsort()  # column holding position 0, 1, ...
         ref = ref_attention(x[i:i + 1, order], w, heads, causal=True)
         assert_rel_close(out[i:i + 1], ref[:, pos[i]])
@@ -167,16 +158,15 @@ def test_right_aligned_rows_then_steps_equal_each_row_alone():
     pads = torch.tensor([t - n for n in lengths])[:, None]
     cols = torch.arange(t + steps)[None, :] - pads
     pos = torch.where(cols < 0, cols + t, cols)  # pad columns at n_i .. t-1
-    attn.setup_cache(b, t + steps)
-    outs = [attn(x[:, :t], input_pos=pos[:, :t])]
-    outs += [attn(x[:, c:c + 1], input_pos=pos[:, c:c + 1]) for c in range(t, t + steps)]
+    cache = _cache(attn, b, t + steps)
+    outs = [attn(x[:, :t], pos[:, :t], cache=cache)]
+    outs += [attn(x[:, c:c + 1], pos[:, c:c + 1], cache=cache) for c in range(t, t + steps)]
     out = torch.cat(outs, dim=1)
     for i, n in enumerate(lengths):
         alone = Attention(hidden, heads, causal=True)
         alone.load_weights(w)
-        alone.setup_cache(1, t + steps)
         real = x[i:i + 1, t - n:]  # the row's real tokens, then its steps
-        expect = _decode(alone, real, [n] + [1] * steps)
+        expect = _decode(alone, _cache(alone, 1, t + steps), real, [n] + [1] * steps)
         assert_rel_close(out[i:i + 1, t - n:], expect)
         assert_rel_close(out[i:i + 1, t - n:], ref_attention(real.double(), w, heads, causal=True))
 
@@ -186,22 +176,25 @@ def test_permuted_columns_give_the_same_result():
     attn = init_random_(Attention(hidden, heads, causal=True), seed=121)
     x = randn(b, t, hidden, seed=122).float()
     pos = torch.arange(t).repeat(b, 1)
-    attn.setup_cache(b, t)
-    ordered = attn(x, input_pos=pos)
+    cache = _cache(attn, b, t)
+    ordered = attn(x, pos, cache=cache)
     perm = _row_permutations(b, t, 123)
     rows = torch.arange(b)[:, None]
-    attn.reset_cache()
-    shuffled = attn(x[rows, perm], input_pos=pos[rows, perm])
+    cache.reset()
+    shuffled = attn(x[rows, perm], pos[rows, perm], cache=cache)
     assert_rel_close(shuffled, ordered[rows, perm])
     assert_rel_close(ordered, attn(x))  # per-row positions 0..t-1 == full causal attention
 
 
-def test_per_row_positions_with_an_explicit_mask():
-    attn = init_random_(Attention(8, 2, causal=True), seed=131)
-    x = randn(2, 3, 8, seed=132).float()
-    pos = torch.tensor([[2, 0, 1], [0, 1, 2]])
-    attn.setup_cache(2, 4)
-    a = attn(x, input_pos=pos)
-    attn.reset_cache()
-    b = attn(x, input_pos=pos, mask=causal_mask(pos, 4))
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+def test_fused_layer_norm_and_residual_equal_the_unfused_layers():
+    """``ln=`` (a LayerNorm in the qkv projection's prologue) and ``residual=`` (added in dense's epilogue) == the
+    LayerNorm layer, then the attention, then the add."""
+    from trtllm_ext import LayerNorm
+
+    attn = init_random_(Attention(12, 3, causal=True), seed=141)
+    ln = init_random_(LayerNorm(12), seed=142)
+    x = randn(2, 5, 12, seed=143).float()
+    pos = torch.arange(5)
+    fused = attn(x, pos, cache=_cache(attn, 2, 5), ln=ln, residual=x)
+    torch.testing.assert_close(fused, x + attn(ln(x), pos, cache=_cache(attn, 2, 5)), rtol=0, atol=0)
+    torch.testing.assert_close(attn(x, ln=ln, residual=x), x + attn(ln(x)), rtol=0, atol=0)

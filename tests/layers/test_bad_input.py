@@ -244,8 +244,7 @@ def layers():
     ("attn", (torch.zeros(5, 8),), r"Attention: expected a 3-D input, got shape \(5, 8\)"),
     ("attn", (torch.zeros(1, 5, 6),), r"Attention: expected last dimension 8, got shape \(1, 5, 6\)"),
     ("attn", (torch.zeros(1, 5, 8, dtype=torch.float64),), r"Attention: input dtype torch.float64 does not match"),
-    ("attn", (torch.zeros(1, 2, 8), torch.arange(2)), r"input_pos given but no cache; call setup_cache first"),
-    ("attn", (torch.zeros(1, 2, 8), None, torch.ones(2, 2, dtype=torch.bool)), r"a mask needs input_pos"),
+    ("attn", (torch.zeros(1, 2, 8), torch.arange(2)), r"input_pos given but no cache; pass cache=KVCache"),
     ("cross", (torch.zeros(1, 2, 8), torch.zeros(1, 3, 8)),
      r"CrossAttention: expected last dimension 6, got shape \(1, 3, 8\)"),
     ("cross", (torch.zeros(1, 2, 8), torch.zeros(3, 6)), r"CrossAttention: expected a 3-D input, got shape \(3, 6\)"),
@@ -272,35 +271,37 @@ def test_conv1d_input_too_short():
 
 def test_attention_cache_misuse(layers):
     attn = layers["attn"]
-    attn.setup_cache(2, 4)
+    cache = attn.new_cache(2, 4, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"input_pos must have shape \[3\] or \[1, 3\], got \(2,\)"):
-        attn(torch.zeros(1, 3, 8), input_pos=torch.arange(2))
+        attn(torch.zeros(1, 3, 8), torch.arange(2), cache=cache)
     with pytest.raises(ValueError, match=r"input_pos must have shape \[1\] or \[1, 1\], got \(2, 1\)"):
-        attn(torch.zeros(1, 1, 8), input_pos=torch.zeros(2, 1, dtype=torch.long))  # rows != batch
+        attn(torch.zeros(1, 1, 8), torch.zeros(2, 1, dtype=torch.long), cache=cache)  # rows != batch
     with pytest.raises(ValueError, match=r"input_pos must have shape \[2\] or \[2, 2\], got \(2, 2, 1\)"):
-        attn(torch.zeros(2, 2, 8), input_pos=torch.zeros(2, 2, 1, dtype=torch.long))
+        attn(torch.zeros(2, 2, 8), torch.zeros(2, 2, 1, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match=r"input_pos must be int64, got torch.float32"):
-        attn(torch.zeros(2, 2, 8), input_pos=torch.zeros(2, 2))
-    with pytest.raises(ValueError, match=r"KVCache: batch 3 exceeds the cache's max_batch 2"):
-        attn(torch.zeros(3, 1, 8), input_pos=torch.tensor([0]))
+        attn(torch.zeros(2, 2, 8), torch.zeros(2, 2), cache=cache)
+    with pytest.raises(ValueError, match=r"3 rows x 1 tokens do not fit a cache of 2 rows x 4 positions"):
+        attn(torch.zeros(3, 1, 8), torch.tensor([0]), cache=cache)
+    with pytest.raises(ValueError, match=r"a cache needs input_pos"):
+        attn(torch.zeros(1, 1, 8), cache=cache)
 
 
 def test_cross_attention_cache_misuse(layers):
     ca = layers["cross"]
-    with pytest.raises(ValueError, match=r"call setup_cache before compute_kv"):
-        ca.compute_kv(torch.zeros(1, 3, 6))
-    ca.setup_cache(2, 4)
-    with pytest.raises(ValueError, match=r"KVCache: 5 positions exceed the cache's max_len 4"):
-        ca.compute_kv(torch.zeros(1, 5, 6))
-    with pytest.raises(ValueError, match=r"KVCache: batch 3 exceeds the cache's max_batch 2"):
-        ca.compute_kv(torch.zeros(3, 4, 6))
-    with pytest.raises(ValueError, match=r"CrossAttention: expected last dimension 6"):
-        ca.compute_kv(torch.zeros(1, 4, 8))
-    with pytest.raises(RuntimeError, match=r"no encoder K/V cached"):
+    with pytest.raises(ValueError, match=r"pass the audio states xa or a cache filled by compute_kv"):
         ca(torch.zeros(1, 1, 8))
-    ca.compute_kv(torch.zeros(2, 4, 6))
+    cache = ca.new_cache(2, 4, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"KVCache: 5 positions exceed the cache's max_len 4"):
+        ca.compute_kv(torch.zeros(1, 5, 6), cache)
+    with pytest.raises(ValueError, match=r"KVCache: batch 3 exceeds the cache's max_batch 2"):
+        ca.compute_kv(torch.zeros(3, 4, 6), cache)
+    with pytest.raises(ValueError, match=r"CrossAttention: expected last dimension 6"):
+        ca.compute_kv(torch.zeros(1, 4, 8), cache)
+    with pytest.raises(RuntimeError, match=r"no encoder K/V cached"):
+        ca(torch.zeros(1, 1, 8), cache=cache)
+    ca.compute_kv(torch.zeros(2, 4, 6), cache)
     with pytest.raises(ValueError, match=r"3 decoder rows are not a multiple of the 2 audio rows"):
-        ca(torch.zeros(3, 1, 8))  # rows are read in groups: 2 audios x g rows
+        ca(torch.zeros(3, 1, 8), cache=cache)  # rows are read in groups: 2 audios x g rows
     with pytest.raises(ValueError, match=r"3 decoder rows are not a multiple of the 2 audio rows"):
         ca(torch.zeros(3, 1, 8), torch.zeros(2, 4, 6))  # the same rule when K/V are recomputed
 
@@ -353,9 +354,8 @@ def test_plain_linear_refuses_tensor_parallel():
 def test_int32_positions_are_a_value_error():
     attn = Attention(8, 2, causal=True)
     init_random_(attn)
-    attn.setup_cache(1, 4)
     with pytest.raises(ValueError, match="input_pos must be int64"):
-        attn(torch.randn(1, 1, 8), torch.tensor([0], dtype=torch.int32))
+        attn(torch.randn(1, 1, 8), torch.tensor([0], dtype=torch.int32), cache=attn.new_cache(1, 4, dtype=torch.float32))
 
 
 def test_shard_weights_unknown_name():

@@ -92,9 +92,9 @@ def check_attention(device, dtype):
         full = attn(x)
         assert full.dtype == dtype
         assert_rel_close(full, ref_attention(x64, w, 4, causal), tol)
-    attn.setup_cache(2, 16)  # causal: a prefix, then token by token
-    steps = [attn(x[:, :4], input_pos=torch.arange(4, device=device))]
-    steps += [attn(x[:, i:i + 1], input_pos=torch.tensor([i], device=device)) for i in range(4, 11)]
+    cache = attn.new_cache(2, 16, dtype=dtype, device=device)  # causal: a prefix, then token by token
+    steps = [attn(x[:, :4], torch.arange(4, device=device), cache=cache)]
+    steps += [attn(x[:, i:i + 1], torch.tensor([i], device=device), cache=cache) for i in range(4, 11)]
     assert_rel_close(torch.cat(steps, dim=1), ref_attention(x64, w, 4, True), tol)
 
 
@@ -106,9 +106,9 @@ def check_cross_attention(device, dtype):
     xa, xa64 = _input(2, 30, 48, seed=112, dtype=dtype, device=device)
     ref = ref_cross_attention(x64, xa64, w, 4)
     assert_rel_close(ca(x, xa), ref, tol)
-    ca.setup_cache(2, 32)
-    ca.compute_kv(xa)
-    assert_rel_close(ca(x), ref, tol)
+    cache = ca.new_cache(2, 32, dtype=dtype, device=device)
+    ca.compute_kv(xa, cache)
+    assert_rel_close(ca(x, cache=cache), ref, tol)
 
 
 @DTYPES

@@ -55,6 +55,7 @@ def test_int8_product_within_activation_rounding_bound(kernel, m):
     deq = reference.fused_linear(x, layer.dequantized_weight(), layer.bias)  # the dequantize-then-fp32 path
     full = reference.weight_only_linear(x, layer.qweight, layer.scales, layer.bias, mode="int8")
     assert ((full.double() - deq.double()).abs() <= _bound(x, w64) + 1e-5 * deq.double().abs()).all()
+    torch.testing.assert_close(layer(x), full, rtol=0, atol=0)  # the layer runs this product
 
 
 def test_fused_epilogue_matches_float_path(kernel):

@@ -47,9 +47,10 @@ def test_quantize_kv_error_is_at_most_half_a_scale():
 
 def test_int8_cache_starts_zero_and_is_not_a_weight():
     c = Int8KVCache(2, 3, 5, 4)
-    assert c.k_int8.shape == (2, 3, 5, 4) and c.k_int8.dtype == torch.int8
+    assert c.k.shape == (2, 3, 5, 4) and c.k.dtype == torch.int8
     assert c.k_scale.shape == (2, 3, 5, 1) and c.k_scale.dtype == torch.float32
-    assert not c.k.any() and not c.v.any() and c.k.dtype == torch.float32
+    k, v = c.read(2)
+    assert not k.any() and not v.any() and k.dtype == torch.float32
     assert len(c.state_dict()) == 0
     assert (c.max_batch, c.max_len) == (2, 5)
 
@@ -67,7 +68,7 @@ def test_int8_cache_update_matches_float_cache_within_half_a_scale():
         assert ck.shape == fk.shape == (2, 2, 6, 8) and ck.dtype == torch.float32
         _within_half_scale(ck, fk, c.k_scale[:2])
         _within_half_scale(cv, fv, c.v_scale[:2])
-    assert not c.k_int8[2].any() and not c.k_scale[2].any()  # rows beyond the batch are untouched
+    assert not c.k[2].any() and not c.k_scale[2].any()  # rows beyond the batch are untouched
     # unwritten positions read back as zeros, as in the float cache
     assert not c.k[0, :, [2, 5]].any() and not c.v[1, :, [0, 3]].any()
 
@@ -82,14 +83,15 @@ def test_int8_cache_write_reorder_reset():
     ck, _ = c.write(k2, v2)
     assert ck.shape == (2, 2, 5, 8)
     _within_half_scale(ck, fk, c.k_scale[:2, :, :5])
-    _within_half_scale(c.k, f.k, c.k_scale)  # the rest kept
+    _within_half_scale(c.read(4)[0], f.k, c.k_scale)  # the rest kept
     idx = torch.tensor([3, 0, 0])
-    before_k, before_v = c.k.clone(), c.v.clone()
-    c.reorder(idx)
-    assert torch.equal(c.k[:3], before_k[idx]) and torch.equal(c.v[:3], before_v[idx])
-    assert torch.equal(c.k[3], before_k[3])
+    before_k, before_v = c.read(4)
+    c.reorder(idx)  # values and their scales move together
+    k, v = c.read(4)
+    assert torch.equal(k[:3], before_k[idx]) and torch.equal(v[:3], before_v[idx])
+    assert torch.equal(k[3], before_k[3])
     c.reset()
-    assert not c.k.any() and not c.k_scale.any() and not c.v_int8.any()
+    assert not c.k.any() and not c.k_scale.any() and not c.v.any()
 
 
 def _attention_bound(q, sk, sv, v, mask):
@@ -129,45 +131,39 @@ def ref_sdpa_masked(q, k, v, mask):
 
 
 def test_attention_layer_with_int8_cache_tracks_the_float_cache():
-    """Attention decodes with an Int8KVCache in place of its KVCache: prefill then steps, per-row positions."""
+    """Attention decodes with an Int8KVCache in place of a KVCache: prefill then steps, per-row positions."""
     hidden, heads, rows, length = 32, 4, 2, 8
-    layers = []
-    for _ in range(2):
-        layer = Attention(hidden, heads, causal=True)
-        load_random(layer, 21)
-        layer.setup_cache(rows, length)
-        layers.append(layer)
-    layers[1].kv_cache = Int8KVCache(rows, heads, length, hidden // heads)
+    layer = Attention(hidden, heads, causal=True)
+    load_random(layer, 21)
+    caches = [layer.new_cache(rows, length, dtype=torch.float32, int8=int8) for int8 in (False, True)]
+    assert isinstance(caches[1], Int8KVCache)
     x = randn(rows, 5, hidden, seed=22).float()
     steps = [(x[:, :3], torch.arange(3)), (x[:, 3:4], torch.tensor([3])), (x[:, 4:5], torch.tensor([[4], [4]]))]
     for xs, pos in steps:
-        fo, qo = (layer(xs, pos) for layer in layers)
+        fo, qo = (layer(xs, pos, cache=c) for c in caches)
         assert_rel_close(qo, fo, tol=2e-2)
     # the layer's own K/V, in the cache, within half a scale
-    _within_half_scale(layers[1].kv_cache.k, layers[0].kv_cache.k, layers[1].kv_cache.k_scale)
+    _within_half_scale(caches[1].read(rows)[0], caches[0].k, caches[1].k_scale)
 
 
 def test_cross_attention_with_int8_cache_quantizes_once_per_audio():
     hidden, heads, audios, group, s = 32, 4, 2, 3, 12
-    float_layer, int8_layer = CrossAttention(hidden, heads), CrossAttention(hidden, heads)
-    w = load_random(float_layer, 31)
-    int8_layer.load_weights(w)
-    for layer in (float_layer, int8_layer):
-        layer.setup_cache(audios, s)
-    int8_layer.kv_cache = Int8KVCache(audios, heads, s, hidden // heads)
+    layer = CrossAttention(hidden, heads)
+    load_random(layer, 31)
+    caches = [layer.new_cache(audios, s, dtype=torch.float32, int8=int8) for int8 in (False, True)]
     xa = randn(audios, s, hidden, seed=32).float()
-    for layer in (float_layer, int8_layer):
-        layer.compute_kv(xa)
-    stored = int8_layer.kv_cache.k_int8.clone(), int8_layer.kv_cache.k_scale.clone()
-    _within_half_scale(int8_layer.kv_cache.k, float_layer.kv_cache.k, int8_layer.kv_cache.k_scale)
+    for cache in caches:
+        layer.compute_kv(xa, cache)
+    int8 = caches[1]
+    stored = int8.k.clone(), int8.k_scale.clone()
+    _within_half_scale(int8.read(audios)[0], caches[0].k, int8.k_scale)
     for step in range(3):  # every step reads the same quantized K/V; nothing is re-quantized
         x = randn(audios * group, 1, hidden, seed=33 + step).float()
-        assert_rel_close(int8_layer(x), float_layer(x), tol=2e-2)
-        cache = int8_layer.kv_cache
-        assert torch.equal(cache.k_int8, stored[0]) and torch.equal(cache.k_scale, stored[1])
-    k, v = int8_layer.kv_cache.read(audios, s)
-    assert torch.equal(k, int8_layer.kv_cache.k[:, :, :s]) and torch.equal(v, int8_layer.kv_cache.v[:, :, :s])
+        assert_rel_close(layer(x, cache=int8), layer(x, cache=caches[0]), tol=2e-2)
+        assert torch.equal(int8.k, stored[0]) and torch.equal(int8.k_scale, stored[1])
+    k, v = int8.read(audios, s)
     assert k.shape == (audios, heads, s, hidden // heads)
+    _within_half_scale(v, caches[0].v, int8.v_scale)
 
 
 def test_int8_cache_reads_in_its_dtype():
@@ -215,4 +211,4 @@ def test_int8_cache_bad_input():
         quantize_kv(k, torch.ones(3))
     with pytest.raises(ValueError, match=r"a given scale must be positive"):
         quantize_kv(k, torch.zeros(2, 1, 1))
-    assert not c.k_int8.any() and not c.k_scale.any()  # nothing was written by the refused calls
+    assert not c.k.any() and not c.k_scale.any()  # nothing was written by the refused calls

@@ -3,6 +3,10 @@
 Weights are non-symmetric (a mean offset, a square case), so a transposed layout or a wrong group axis fails;
 inputs include non-contiguous views. The quantization bound: RTN gives ``|w - w'| <= scale / 2`` element-wise,
 so ``|x @ (w - w')^T| <= |x| @ (scale / 2)^T`` (scales expanded to [N, K]).
+
+The layers' products here are the weight-only ones (dequantize, then a float product): the CPU's int8 x int8
+product of float32 rows (``kernels.cpu_int8``, which quantizes the activations too) is switched off, and tested
+with its own bound in test_quant_cpu_int8.py.
 """
 import numpy as np
 import pytest
@@ -19,9 +23,14 @@ from trtllm_ext import (
     quantize_weight,
     unpack_int4,
 )
-from trtllm_ext.kernels import reference
+from trtllm_ext.kernels import cpu_int8, reference
 
 from ._helpers import assert_rel_close, randn, ref_linear, rel_err
+
+@pytest.fixture(autouse=True)
+def weight_only_products(monkeypatch):
+    monkeypatch.setattr(cpu_int8, "kernel", None)
+
 
 CLASSES = [WeightOnlyQuantLinear, WeightOnlyQuantColumnLinear, WeightOnlyQuantRowLinear]
 MODES = ["int8", "int4"]

@@ -132,13 +132,12 @@ def test_attention_rank_local_cached_decoding_sum_equals_full(world):
     w = load_random(full, 600 + world)
     x = randn(2, 5, 24, seed=601).float()
     ranks = _attn_ranks(Attention, world, w, causal=True)
-    for a in ranks:
-        a.setup_cache(2, 5)
-        assert a.kv_cache.k.shape == (2, 4 // world, 5, 6)
+    caches = [a.new_cache(2, 5, dtype=torch.float32) for a in ranks]
+    assert all(c.k.shape == (2, 4 // world, 5, 6) for c in caches)
     steps = []
     for p in [(0, 3), (3, 4), (4, 5)]:
         pos = torch.arange(*p)
-        steps.append(sum(a(x[:, p[0]:p[1]], input_pos=pos) for a in ranks))
+        steps.append(sum(a(x[:, p[0]:p[1]], pos, cache=c) for a, c in zip(ranks, caches)))
     assert_rel_close(torch.cat(steps, dim=1) + w["dense.bias"].float(), full(x))
 
 
@@ -150,10 +149,10 @@ def test_cross_attention_rank_local_sum_equals_full(world):
     ranks = _attn_ranks(CrossAttention, world, w, kv_hidden_size=10)
     ref = full(x, xa)
     assert_rel_close(sum(a(x, xa) for a in ranks) + w["dense.bias"].float(), ref)
-    for a in ranks:
-        a.setup_cache(2, 7)
-        a.compute_kv(xa)
-    assert_rel_close(sum(a(x) for a in ranks) + w["dense.bias"].float(), ref)
+    caches = [a.new_cache(2, 7, dtype=torch.float32) for a in ranks]
+    for a, c in zip(ranks, caches):
+        a.compute_kv(xa, c)
+    assert_rel_close(sum(a(x, cache=c) for a, c in zip(ranks, caches)) + w["dense.bias"].float(), ref)
 
 
 @parameterized.expand(WORLDS)

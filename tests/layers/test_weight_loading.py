@@ -102,8 +102,9 @@ def test_load_weights_non_strict_leaves_the_rest():
 def test_caches_are_not_weights():
     attn, ca = init_random_(Attention(8, 2)), init_random_(CrossAttention(8, 2))
     keys = (set(attn.state_dict()), set(ca.state_dict()))
-    attn.setup_cache(2, 4)
-    ca.setup_cache(2, 4)
+    caches = attn.new_cache(2, 4, dtype=torch.float32), ca.new_cache(2, 4, dtype=torch.float32)
+    ca.compute_kv(torch.zeros(2, 4, 8), caches[1])
+    assert all(len(c.state_dict()) == 0 for c in caches)
     assert (set(attn.state_dict()), set(ca.state_dict())) == keys
     attn.load_weights(random_weights(Attention(8, 2), 1))  # no cache names demanded
     attn.load_state_dict({k: v.float() for k, v in random_weights(Attention(8, 2), 2).items()})

@@ -74,7 +74,8 @@ def map_block(sd: dict, cross: bool) -> dict:
 
 
 class Block(t.Module):
-    """Whisper's pre-LN residual block, composed from trtllm_ext layers."""
+    """Whisper's pre-LN residual block, composed from trtllm_ext layers as whisper_model composes it: each
+    LayerNorm in its projection's prologue (``ln=``), each residual add in its epilogue (``residual=``)."""
 
     def __init__(self, n_state: int, n_head: int, cross_attention: bool = False, causal: bool = False):
         super().__init__()
@@ -85,11 +86,11 @@ class Block(t.Module):
         self.mlp = t.MLP(n_state, 4 * n_state)
         self.mlp_ln = t.LayerNorm(n_state)
 
-    def forward(self, x, xa=None, input_pos=None):
-        x = x + self.attn(self.attn_ln(x), input_pos=input_pos)
+    def forward(self, x, xa=None, input_pos=None, caches=(None, None)):
+        x = self.attn(x, input_pos, cache=caches[0], ln=self.attn_ln, residual=x)
         if self.cross_attn is not None:
-            x = x + self.cross_attn(self.cross_attn_ln(x), xa)
-        return x + self.mlp(self.mlp_ln(x))
+            x = self.cross_attn(x, xa, cache=caches[1], ln=self.cross_attn_ln, residual=x)
+        return self.mlp(x, ln=self.mlp_ln, residual=x)
 
 
 def _mask(n: int) -> torch.Tensor:
@@ -126,9 +127,9 @@ def test_cross_attention_matches_openai(_, b, n, n_state, n_head, sdpa):
     with torch.no_grad(), openai_sdpa(sdpa):
         expected = ref(x, xa)[0]
     assert_rel_close(ours(x, xa), expected)
-    ours.setup_cache(b, 2 * n + 3)
-    ours.compute_kv(xa)
-    assert_rel_close(ours(x), expected)
+    cache = ours.new_cache(b, 2 * n + 3, dtype=torch.float32)
+    ours.compute_kv(xa, cache)
+    assert_rel_close(ours(x, cache=cache), expected)
 
 
 @parameterized.expand(CASES)
@@ -154,10 +155,9 @@ def test_decoder_block_matches_openai(_, b, n, n_state, n_head, sdpa):
         expected = ref(x, xa, mask=_mask(n + 1))
     assert_rel_close(ours(x, xa), expected)
     # the same block decoding with both caches (a prefix, then single tokens) gives the same rows
-    ours.attn.setup_cache(b, n)
-    ours.cross_attn.setup_cache(b, 9)
-    ours.cross_attn.compute_kv(xa)
+    caches = ours.attn.new_cache(b, n, dtype=torch.float32), ours.cross_attn.new_cache(b, 9, dtype=torch.float32)
+    ours.cross_attn.compute_kv(xa, caches[1])
     p0 = max(1, n // 2)
-    steps = [ours(x[:, :p0], input_pos=torch.arange(p0))]
-    steps += [ours(x[:, i:i + 1], input_pos=torch.tensor([i])) for i in range(p0, n)]
+    steps = [ours(x[:, :p0], input_pos=torch.arange(p0), caches=caches)]
+    steps += [ours(x[:, i:i + 1], input_pos=torch.tensor([i]), caches=caches) for i in range(p0, n)]
     assert_rel_close(torch.cat(steps, dim=1), expected)

@@ -109,7 +109,7 @@ def test_align_refuses_rows_that_are_not_one_per_audio():
         dec.align(torch.zeros(4, 3, dtype=torch.long), HEADS, 100)
     with pytest.raises(ValueError, match="layers the decoder does not have"):
         dec.align(torch.zeros(2, 3, dtype=torch.long), ((5, 0),), 100)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="do not exist"):
         dec.align(torch.zeros(2, 3, dtype=torch.long), ((0, 9),), 100)
 
 

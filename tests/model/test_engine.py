@@ -6,7 +6,7 @@ CPU: the engine's step through the plain-PyTorch ops equals the model's referenc
 import pytest
 import torch
 
-from trtllm_ext import init_random_
+from trtllm_ext import KVCache, init_random_
 from trtllm_ext.kernels import reference
 from whisper_model.config import MODEL_DIMS, scaled
 from whisper_model.fast.engine import accelerate
@@ -138,7 +138,7 @@ def test_engine_setup_and_errors():
     with pytest.raises(RuntimeError, match="no audio"):
         dec.step(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
     dec.reserve(4)
-    assert dec.rows == 4 and dec.caches.self.shape[2] == 4
+    assert dec.rows == 4 and dec.caches.self_store.shape[2] == 4 and dec.caches.self[0].max_batch == 4
     with pytest.raises(ValueError, match="do not fit 4 rows"):
         dec.set_audio(torch.zeros(5, DIMS.n_audio_ctx, DIMS.n_text_state))
     dec.set_audio(torch.randn(2, DIMS.n_audio_ctx, DIMS.n_text_state))
@@ -206,8 +206,7 @@ def test_both_decoders_implement_the_seam_and_own_their_caches():
     tokens = torch.randint(0, DIMS.n_vocab, (2, 5))
     fast.text_decoder.set_audio(xa)
     got = run_steps(fast.text_decoder, tokens, 3)
-    for blk in model.decoder.blocks:
-        assert blk.attn.kv_cache is None and blk.cross_attn.kv_cache is None and blk.cross_attn.kv_len == 0
+    assert not any(isinstance(b, KVCache) for b in model.modules())  # the layers own no cache
     assert model.decoder.caches is None
     model.text_decoder.reserve(2)
     model.text_decoder.set_audio(xa)

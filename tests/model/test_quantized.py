@@ -16,7 +16,7 @@ import json
 import pytest
 import torch
 
-from trtllm_ext import WeightOnlyQuantLinear, init_random_
+from trtllm_ext import Int8KVCache, WeightOnlyQuantLinear, init_random_
 from trtllm_ext import quant_linear
 from trtllm_ext.kernels import cpu_int8
 from trtllm_ext.quantization import QuantizedWeight
@@ -136,7 +136,8 @@ def test_int8_kv_cache_tracks_the_float_cache_and_reorder_moves_its_scales():
         dec.reserve(6)
         dec.set_audio(xa)
         caches = dec.caches
-        assert caches.self.dtype == caches.cross.dtype == torch.int8
+        assert caches.self_store.dtype == caches.cross_store.dtype == torch.int8
+        assert all(isinstance(c, Int8KVCache) for c in caches.self + caches.cross)
         assert caches.self_scale.dtype == torch.float32 and caches.self_scale.shape[-1] == 1
         got = run_steps(dec, tokens, 4)
         error = rel(got, float_model.decoder(tokens, xa))
@@ -294,7 +295,7 @@ def test_the_command_line_runs_quantized(flags, engine_dir, tmp_path, capsys):
 
 def check_cpu_int8_product(model: Whisper, monkeypatch) -> None:
     mel, tokens = inputs()
-    assert isinstance(model.decoder.vocab_projection(), QuantizedWeight)
+    assert isinstance(model.decoder.token_embedding.logits_weight(), QuantizedWeight)
     calls, product = [], cpu_int8.int8_linear
     monkeypatch.setattr(cpu_int8, "int8_linear", lambda *a: calls.append(1) or product(*a))
     with torch.no_grad():

@@ -13,9 +13,46 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attention import grouped_attention
 from ..quantization import check_quantized, dequantize_kv, dequantize_weight, quantize_kv
 from . import cpu_int8
+
+
+def causal_mask(input_pos: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean mask: a query at position p may see cache positions <= p.
+
+    ``input_pos [t]`` -> ``[t, max_len]``; ``input_pos [b, t]`` (per row) -> ``[b, 1, t, max_len]`` (broadcasts
+    over the heads of attention scores ``[b, heads, t, max_len]``).
+    """
+    if input_pos.dim() not in (1, 2):
+        raise ValueError(f"causal_mask: input_pos must have shape [t] or [b, t], got {tuple(input_pos.shape)}")
+    keys = torch.arange(max_len, device=input_pos.device)
+    if input_pos.dim() == 1:
+        return keys[None, :] <= input_pos[:, None]
+    return keys <= input_pos[:, None, :, None]
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """q [a*g, H, t, Dh] over k, v [a, H, s, Dh] -> [a*g, H, t, Dh]: query row i reads K/V row i // g.
+
+    Each audio's g rows are folded into its query length (cross-attention has no mask), so K/V are never copied."""
+    a, g = k.shape[0], q.shape[0] // k.shape[0]
+    if g == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    _, h, t, dh = q.shape
+    q = q.reshape(a, g, h, t, dh).transpose(1, 2).reshape(a, h, g * t, dh)
+    o = F.scaled_dot_product_attention(q, k, v)
+    return o.reshape(a, h, g, t, dh).transpose(1, 2).reshape(a * g, h, t, dh)
+
+
+def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, k: torch.Tensor,
+             v: torch.Tensor) -> None:
+    """Write k, v [b, H, t, D] into rows 0..b-1 of caches [maxB, H, L, D] at pos [t] (shared) or [b, t] (per
+    row; distinct within a row), cast to the caches' dtype."""
+    b, t = k.shape[0], k.shape[2]
+    pos = pos.expand(b, t) if pos.dim() == 1 else pos[:b]
+    rows = torch.arange(b, device=pos.device)[:, None]
+    k_cache[rows, :, pos] = k.transpose(1, 2).to(k_cache.dtype)  # [b, t, H, D] at (row, position)
+    v_cache[rows, :, pos] = v.transpose(1, 2).to(v_cache.dtype)
 
 
 def _finish(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -104,14 +141,11 @@ def self_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     h, d = k_cache.shape[1], k_cache.shape[3]
     b = qkv.shape[0] // t
     q, k, v = (_heads(p, b, t, h) for p in qkv.split(h * d, dim=1))
+    write_kv(k_cache, v_cache, pos, k, v)
     pos = pos.expand(b, t) if pos.dim() == 1 else pos[:b]
-    rows = torch.arange(b, device=pos.device)[:, None]
-    k_cache[rows, :, pos] = k.transpose(1, 2).to(k_cache.dtype)  # [b, t, H, D] at (row, position)
-    v_cache[rows, :, pos] = v.transpose(1, 2).to(v_cache.dtype)
     # on the CPU only the written prefix is read (the length costs no sync there; a GPU graph needs a fixed shape)
     n = int(pos.max()) + 1 if k_cache.device.type == "cpu" else k_cache.shape[2]
-    mask = torch.arange(n, device=pos.device) <= pos[:, :, None]  # [b, t, n]
-    o = F.scaled_dot_product_attention(q, k_cache[:b, :, :n], v_cache[:b, :, :n], attn_mask=mask[:, None])
+    o = F.scaled_dot_product_attention(q, k_cache[:b, :, :n], v_cache[:b, :, :n], attn_mask=causal_mask(pos, n))
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
 
 
@@ -136,17 +170,14 @@ def self_attention_int8(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     h, d = k_cache.shape[1], k_cache.shape[3]
     b = qkv.shape[0] // t
     q, k, v = (_heads(p, b, t, h) for p in qkv.split(h * d, dim=1))
+    (qk, sk), (qv, sv) = quantize_kv(k), quantize_kv(v)  # [b, H, t, D], [b, H, t, 1]
+    write_kv(k_cache, v_cache, pos, qk, qv)
+    write_kv(k_scale, v_scale, pos, sk, sv)
     pos = pos.expand(b, t) if pos.dim() == 1 else pos[:b]
-    rows = torch.arange(b, device=pos.device)[:, None]
-    for cache, scale, x in ((k_cache, k_scale, k), (v_cache, v_scale, v)):
-        qx, sx = quantize_kv(x)  # [b, H, t, D], [b, H, t, 1]
-        cache[rows, :, pos] = qx.transpose(1, 2)
-        scale[rows, :, pos] = sx.transpose(1, 2)
     n = int(pos.max()) + 1 if k_cache.device.type == "cpu" else k_cache.shape[2]
     kd = dequantize_kv(k_cache[:b, :, :n], k_scale[:b, :, :n], q.dtype)
     vd = dequantize_kv(v_cache[:b, :, :n], v_scale[:b, :, :n], q.dtype)
-    mask = torch.arange(n, device=pos.device) <= pos[:, :, None]  # [b, t, n]
-    o = F.scaled_dot_product_attention(q, kd, vd, attn_mask=mask[:, None])
+    o = F.scaled_dot_product_attention(q, kd, vd, attn_mask=causal_mask(pos, n))
     return _finish(o.transpose(1, 2).reshape(b * t, h * d), out)
 
 

@@ -1,5 +1,5 @@
 """The fast path: the same modules, weights and forward as ``model/whisper.py`` (``WhisperEncoder.forward``,
-``WhisperDecoder.compute``), run on the fused Triton kernels of ``trtllm_ext.kernels`` through ``KernelOps``,
+``WhisperDecoder.compute``), run on the fused Triton kernels of ``trtllm_ext.kernels`` through ``KernelBackend``,
 with static caches and captured CUDA graphs.
 
     model = Whisper.from_state_dict(dims, sd, dtype=torch.float16, device="cuda")
@@ -30,6 +30,7 @@ from typing import Optional
 
 import torch
 
+from trtllm_ext import KernelBackend
 from trtllm_ext import kernels as _kernels
 from trtllm_ext.kernels import reference
 
@@ -38,7 +39,6 @@ from ..errors import OptionError
 from ..io.quantized import QUANTIZED_FILE
 from ..model import Quantization, Whisper
 from ..model.caches import DecoderCaches
-from ..model.ops import KernelOps
 
 ENGINE_FILE = "engine.json"
 
@@ -65,20 +65,20 @@ def _warm_then_capture(run, pool=None) -> tuple[torch.cuda.CUDAGraph, torch.Tens
 
 
 class FastEncoder:
-    """mel [b, n_mels, 2*n_audio_ctx] -> [b, n_audio_ctx, d]: ``WhisperEncoder.forward`` on the kernel op-set
+    """mel [b, n_mels, 2*n_audio_ctx] -> [b, n_audio_ctx, d]: ``WhisperEncoder.forward`` on the kernel backend
     (residual adds fused into the LayerNorms), and on CUDA the whole pass captured once per batch size as a graph
     (the short kernels of a small batch would otherwise wait on the host)."""
 
-    def __init__(self, encoder, ops: KernelOps, *, cuda_graphs: bool = True):
-        self.module, self.ops = encoder, ops
-        self.cuda_graphs = cuda_graphs and ops.kernels is not reference
+    def __init__(self, encoder, backend: KernelBackend, *, cuda_graphs: bool = True):
+        self.module, self.backend = encoder, backend
+        self.cuda_graphs = cuda_graphs and backend.kernels is not reference
         self._graphs: dict[int, tuple] = {}
 
     @torch.no_grad()
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         enc = self.module
         if not self.cuda_graphs:
-            return enc(mel, self.ops)
+            return enc(mel, self.backend)
         expected = (enc.n_mels, 2 * enc.n_ctx)
         if mel.dim() != 3 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"encoder: mel must have shape [batch, {expected[0]}, {expected[1]}], got "
@@ -87,7 +87,7 @@ class FastEncoder:
         if b not in self._graphs:
             with torch.inference_mode(False):  # static inputs stay writable whatever mode the caller is in
                 static_mel = mel.to(enc.dtype).clone()
-            self._graphs[b] = (*_warm_then_capture(lambda: enc(static_mel, self.ops)), static_mel)
+            self._graphs[b] = (*_warm_then_capture(lambda: enc(static_mel, self.backend)), static_mel)
         graph, out, static_mel = self._graphs[b]
         static_mel.copy_(mel)
         graph.replay()
@@ -95,7 +95,7 @@ class FastEncoder:
 
 
 class _Step:
-    """Static inputs of one decode-step shape (rows, t, group), its op-set (with the kernels' workspace) and, on
+    """Static inputs of one decode-step shape (rows, t, group), its op backend (with the kernels' workspace) and, on
     CUDA, its captured graph and output."""
 
     def __init__(self, dec: "FastDecoder", rows: int, t: int, group: int):
@@ -103,7 +103,7 @@ class _Step:
         with torch.inference_mode(False):  # writable later whatever mode the caller is in
             self.tokens = torch.zeros(rows, t, dtype=torch.long, device=dec.device)
             self.pos = torch.arange(t, dtype=torch.long, device=dec.device).repeat(rows, 1)  # [rows, t], per row
-        self.ops = KernelOps(dec.kernels, pdl=dec.pdl, cross_chunk=dec.cross_chunk)
+        self.backend = KernelBackend(dec.kernels, pdl=dec.pdl, cross_chunk=dec.cross_chunk)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: torch.Tensor | None = None  # [rows * t, n_vocab], the graph's output
 
@@ -137,7 +137,7 @@ class FastDecoder:
 
     def set_audio(self, features: torch.Tensor) -> None:
         """features [A, n_audio_ctx, d] -> every layer's cross K/V (one GEMM per layer, written in place)."""
-        self.caches.set_audio(features, self.module.kv_projections())
+        self.module.set_audio_on(self.caches, features)
 
     def reorder(self, index: torch.Tensor) -> None:
         self.caches.reorder(index)
@@ -146,8 +146,8 @@ class FastDecoder:
     def align(self, tokens: torch.Tensor, heads, vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The word-alignment pass (``TextDecoder.align``): the same forward on the kernels, eagerly (once per
         window, not worth a graph)."""
-        ops = KernelOps(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
-        return self.module.align_on(ops, self.caches, tokens.to(self.device), heads, vocab_limit)
+        backend = KernelBackend(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
+        return self.module.align_on(backend, self.caches, tokens.to(self.device), heads, vocab_limit)
 
     def release(self) -> None:
         self.caches.release()
@@ -159,14 +159,14 @@ class FastDecoder:
         return min(p, self.rows)
 
     def _run(self, st: _Step) -> torch.Tensor:
-        return self.module.compute(st.ops, self.caches, st.tokens, st.pos, st.group)
+        return self.module.compute(st.backend, self.caches, st.tokens, st.pos, st.group)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor,
              keep: Optional[torch.Tensor] = None) -> torch.Tensor:
         """tokens [b, t] at positions ([t] or [b, t]) -> logits [b, t, n_vocab] (float32, a copy); ``keep`` [b, k]:
         those columns only, [b, k, n_vocab] (taken from the full projection: on the GPU it costs little)."""
-        group = self.caches.step_group("decoder", tokens, positions)
+        group = self.caches.begin_step("decoder", tokens, positions)
         b, t = tokens.shape
         # graphs for one-token steps and short prompts; a long prompt (conditioning on previous text) runs once,
         # eagerly, in buffers of its own
@@ -180,7 +180,6 @@ class FastDecoder:
             st.pos.copy_(positions.expand(st.rows, t), non_blocking=True)
         else:
             st.pos[:b].copy_(positions, non_blocking=True)
-        self.caches.last_pos = st.pos
         if not use_graph:
             st.logits = self._run(st)
         elif st.graph is None:
@@ -201,7 +200,7 @@ class AcceleratedWhisper:
 
     def __init__(self, model: Whisper, *, rows: int, kernels, cuda_graphs: bool, pdl: int, cross_chunk: int = 128):
         self.model, self.dims = model, model.dims
-        self.encoder = FastEncoder(model.encoder, KernelOps(kernels), cuda_graphs=cuda_graphs)
+        self.encoder = FastEncoder(model.encoder, KernelBackend(kernels), cuda_graphs=cuda_graphs)
         self.text_decoder = FastDecoder(model.decoder, kernels, rows=rows, cuda_graphs=cuda_graphs, pdl=pdl,
                                         cross_chunk=cross_chunk)
 

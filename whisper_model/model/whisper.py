@@ -14,14 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtllm_ext import MLP, Attention, Conv1d, CrossAttention, Embedding, LayerNorm, Module
+from trtllm_ext import (
+    MLP,
+    TORCH_BACKEND,
+    Attention,
+    Conv1d,
+    CrossAttention,
+    Embedding,
+    KVCache,
+    LayerNorm,
+    Module,
+    OpBackend,
+)
 from trtllm_ext.module import declare
-from trtllm_ext.kernels import cpu_int8
-from trtllm_ext.quantization import QuantizedWeight, as_quant_mode, quantize_weight
 
 from ..config import ModelDimensions
 from .caches import DecoderCaches
-from .ops import TORCH_OPS, BlockOps
 from .quant import DEFAULT_GROUP_SIZE, Quantization, check_quantization
 from .scores import CrossScores
 
@@ -36,11 +44,11 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> tor
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
-class ResidualAttentionBlock(Module):
-    """Pre-norm block: x + attn(ln(x)) [+ cross_attn(ln(x))] + mlp(ln(x)), x: [b, t, d]. The layers hold the
-    weights; ``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the math (once, on ``BlockOps``)."""
+class EncoderBlock(Module):
+    """Pre-norm block x + attn(ln(x)) + mlp(ln(x)), x: [b, t, d], with the residual adds fused into the next
+    LayerNorm: ``forward(h, x, next_ln)`` takes LN(x) and the stream x and gives (next_ln(x'), x')."""
 
-    def __init__(self, d: int, heads: int, *, cross: bool, causal: bool, dtype: torch.dtype, device=None,
+    def __init__(self, d: int, heads: int, *, causal: bool, dtype: torch.dtype, device=None,
                  quantization: Quantization = Quantization()):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
@@ -48,16 +56,35 @@ class ResidualAttentionBlock(Module):
                    group_size=quantization.group_size or DEFAULT_GROUP_SIZE)
         self.attn_ln = LayerNorm(d, **kw)
         self.attn = Attention(d, heads, causal=causal, **qkw)
-        self.cross_attn_ln = LayerNorm(d, **kw) if cross else None
-        self.cross_attn = CrossAttention(d, heads, **qkw) if cross else None
         self.mlp_ln = LayerNorm(d, **kw)
         self.mlp = MLP(d, 4 * d, "gelu", **qkw)
 
-    def mlp_out(self, ops: BlockOps, x: torch.Tensor, *, ln: bool, residual: Optional[torch.Tensor]) -> torch.Tensor:
-        """proj(gelu(fc(LN?(x)))) (+ residual): x [m, d] -> [m, d]."""
-        fc, proj = self.mlp.fc, self.mlp.proj
-        h = ops.linear(x, fc.weight, fc.bias, ln=self.mlp_ln if ln else None, gelu=True)
-        return ops.linear(h, proj.weight, proj.bias, residual=residual)
+    def forward(self, h: torch.Tensor, x: torch.Tensor, next_ln: LayerNorm,
+                backend: OpBackend) -> tuple[torch.Tensor, torch.Tensor]:
+        h, x = self.mlp_ln(self.attn(h, backend=backend), x, backend=backend)
+        return next_ln(self.mlp(h, backend=backend), x, backend=backend)
+
+
+class DecoderBlock(EncoderBlock):
+    """x + attn(ln(x)) + cross_attn(ln(x)) + mlp(ln(x)), each LayerNorm in its projection's prologue and each add
+    in its epilogue; self K/V written into ``self_cache`` at ``pos``, audio K/V read from ``cross_cache``."""
+
+    def __init__(self, d: int, heads: int, *, dtype: torch.dtype, device=None,
+                 quantization: Quantization = Quantization()):
+        super().__init__(d, heads, causal=True, dtype=dtype, device=device, quantization=quantization)
+        qkw = dict(dtype=dtype, device=device, quant_mode=quantization.weight_only_precision,
+                   group_size=quantization.group_size or DEFAULT_GROUP_SIZE)
+        self.cross_attn_ln = LayerNorm(d, dtype=dtype, device=device)
+        self.cross_attn = CrossAttention(d, heads, **qkw)
+
+    def forward(self, x: torch.Tensor, self_cache: KVCache, cross_cache: KVCache, pos: torch.Tensor, group: int,
+                backend: OpBackend, score_heads: Optional[list[int]] = None):
+        """x [b, t, d] -> (x' [b, t, d], the cross-attention logits of ``score_heads`` or None)."""
+        x = self.attn(x, pos, cache=self_cache, ln=self.attn_ln, residual=x, backend=backend)
+        out = self.cross_attn(x, cache=cross_cache, group=group, ln=self.cross_attn_ln, residual=x,
+                              score_heads=score_heads, backend=backend)
+        x, scores = out if score_heads else (out, None)
+        return self.mlp(x, ln=self.mlp_ln, residual=x, backend=backend), scores
 
 
 class WhisperEncoder(Module):
@@ -71,13 +98,12 @@ class WhisperEncoder(Module):
         self.conv1 = Conv1d(dims.n_mels, d, 3, padding=1, **kw)
         self.conv2 = Conv1d(d, d, 3, stride=2, padding=1, **kw)
         self.register_buffer("positional_embedding", sinusoids(dims.n_audio_ctx, d).to(device=device, dtype=dtype))
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_audio_head, cross=False, causal=False, **kw,
-                                                           quantization=quantization)
+        self.blocks = nn.ModuleList(EncoderBlock(d, dims.n_audio_head, causal=False, **kw, quantization=quantization)
                                     for _ in range(dims.n_audio_layer))
         self.ln_post = LayerNorm(d, **kw)
 
-    def forward(self, mel: torch.Tensor, ops: BlockOps = TORCH_OPS) -> torch.Tensor:
-        """The residual stream x carries each block's sum into the next LayerNorm (``add_layer_norm``)."""
+    def forward(self, mel: torch.Tensor, backend: OpBackend = TORCH_BACKEND) -> torch.Tensor:
+        """The residual stream x carries each block's sum into the next LayerNorm (a fused add + LayerNorm)."""
         expected = (self.n_mels, 2 * self.n_ctx)
         if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"WhisperEncoder: mel must have shape [batch, {expected[0]}, {expected[1]}], "
@@ -86,16 +112,13 @@ class WhisperEncoder(Module):
         x = F.gelu(self.conv2(x))
         b, d, n = x.shape
         res = torch.empty(b, n, d, dtype=x.dtype, device=x.device)  # the residual stream, row-major
-        x = torch.add(x.transpose(1, 2), self.positional_embedding, out=res).view(b * n, d)
+        x = torch.add(x.transpose(1, 2), self.positional_embedding, out=res)
         blocks = list(self.blocks)
-        h, x = ops.add_layer_norm(x, None, blocks[0].attn_ln)
+        h = blocks[0].attn_ln(x, backend=backend)
         for i, blk in enumerate(blocks):
-            a = blk.attn
-            o = ops.attention(ops.linear(h, a.qkv.weight, a.qkv.bias), b, a.local_heads)
-            h, x = ops.add_layer_norm(ops.linear(o, a.dense.weight, a.dense.bias), x, blk.mlp_ln)
             nxt = blocks[i + 1].attn_ln if i + 1 < len(blocks) else self.ln_post
-            h, x = ops.add_layer_norm(blk.mlp_out(ops, h, ln=False, residual=None), x, nxt)
-        return h.view(b, n, d)
+            h, x = blk(h, x, nxt, backend)
+        return h
 
 
 class WhisperDecoder(Module):
@@ -117,62 +140,46 @@ class WhisperDecoder(Module):
         super().__init__()
         d, kw = dims.n_text_state, dict(dtype=dtype, device=device)
         self.n_ctx, self.n_audio_ctx, self.dtype = dims.n_text_ctx, dims.n_audio_ctx, dtype
-        self.token_embedding = Embedding(dims.n_vocab, d, **kw)
+        self.token_embedding = Embedding(dims.n_vocab, d, **kw,
+                                         int8_logits=quantization.weight_only_precision == "int8")
         self.positional_embedding = declare(dims.n_text_ctx, d, dtype=dtype, device=device)
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(d, dims.n_text_head, cross=True, causal=True, **kw,
-                                                           quantization=quantization)
+        self.blocks = nn.ModuleList(DecoderBlock(d, dims.n_text_head, **kw, quantization=quantization)
                                     for _ in range(dims.n_text_layer))
         self.ln = LayerNorm(d, **kw)
         self.kv_dtype: Optional[torch.dtype] = torch.int8 if quantization.int8_kv_cache else None
         self.caches: Optional[DecoderCaches] = None
-        self.int8_logits = quantization.weight_only_precision == "int8"
-        self._vocab_int8: Optional[tuple] = None  # (embedding version, QuantizedWeight)
-
-    def vocab_projection(self):
-        """The logits' weight [n_vocab, d]: the tied embedding, or (an int8 model, float32 on the CPU) an int8
-        copy of it quantized on first use, so the largest product of a step runs as int8 too (not saved; the float
-        embedding where the CPU int8 product is off, ``cpu_int8.kernel = None``)."""
-        w = self.token_embedding.weight
-        if not (self.int8_logits and cpu_int8.kernel and w.device.type == "cpu" and w.dtype == torch.float32):
-            return w
-        version = (w._version, w.data_ptr())
-        if self._vocab_int8 is None or self._vocab_int8[0] != version:
-            qweight, scales = quantize_weight(w.detach(), "int8")
-            self._vocab_int8 = (version, QuantizedWeight(qweight, scales, as_quant_mode("int8"), None, w.shape[1]))
-        return self._vocab_int8[1]
 
     # -- the forward ----------------------------------------------------------------------------------------
-    def compute(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
+    def compute(self, backend: OpBackend, caches: DecoderCaches, tokens: torch.Tensor, pos: torch.Tensor,
                 group: int, keep: Optional[torch.Tensor] = None,
                 scores: Optional[CrossScores] = None) -> torch.Tensor:
         """tokens [b, t] at positions pos ([t] or [b, t]) -> logits [b*t, n_vocab] (float32); ``keep``: flat
         indices [m] of the token rows (of b*t) whose logits are wanted -> [m, n_vocab], taken from the projection of
-        all b*t rows (a product of other rows rounds otherwise: see ``step``); ``scores``: records each layer's
+        all b*t rows (a product of other rows rounds otherwise: see ``step``); ``scores``: collects the
         cross-attention logits of its heads (word alignment)."""
-        t = tokens.shape[1]
-        x = ops.embed(tokens, pos, self.token_embedding.weight, self.positional_embedding)
+        x = self.token_embedding(tokens, pos, self.positional_embedding, backend=backend)
         for i, blk in enumerate(self.blocks):
-            a, c = blk.attn, blk.cross_attn
-            qkv = ops.linear(x, a.qkv.weight, a.qkv.bias, ln=blk.attn_ln)
-            o = ops.self_attention(qkv, *caches.self_kv(i), pos, t)
-            x = ops.linear(o, a.dense.weight, a.dense.bias, residual=x)
-            q = ops.linear(x, c.query.weight, c.query.bias, ln=blk.cross_attn_ln)
-            if scores is not None:
-                scores.record(i, q, caches.cross_keys(i, tokens.shape[0]), t)
-            o = ops.cross_attention(q, *caches.cross_kv(i), t, group)
-            x = ops.linear(o, c.dense.weight, c.dense.bias, residual=x)
-            x = blk.mlp_out(ops, x, ln=True, residual=x)
-        logits = ops.linear(x, self.vocab_projection(), None, ln=self.ln, out_dtype=torch.float32)
+            heads = scores.heads_of(i) if scores is not None else None
+            x, found = blk(x, caches.self[i], caches.cross[i], pos, group, backend, score_heads=heads)
+            if found is not None:
+                scores.record(i, found)
+        logits = self.token_embedding.logits(x, ln=self.ln, out_dtype=torch.float32, backend=backend)
+        logits = logits.view(-1, logits.shape[-1])
         return logits if keep is None else logits[keep]
+
+    def set_audio_on(self, caches: DecoderCaches, xa: torch.Tensor, backend: OpBackend = TORCH_BACKEND) -> None:
+        """xa [a, n_audio_ctx, d] -> every layer's cross K/V of audio rows 0..a-1 in ``caches`` (one product per
+        layer; quantized once here for an int8 cache)."""
+        caches.check_audio(xa)
+        xa = xa.to(self.dtype)
+        for blk, cache in zip(self.blocks, caches.cross):
+            blk.cross_attn.compute_kv(xa, cache, backend=backend)
 
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
         attn = self.blocks[0].attn
         return DecoderCaches(len(self.blocks), attn.local_heads, attn.head_dim, n_ctx or self.n_ctx,
                              self.n_audio_ctx, rows=rows, dtype=self.dtype, device=self.positional_embedding.device,
                              kv_dtype=self.kv_dtype)
-
-    def kv_projections(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(blk.cross_attn.kv.weight, blk.cross_attn.kv.bias) for blk in self.blocks]
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
@@ -184,10 +191,10 @@ class WhisperDecoder(Module):
         if t > self.n_ctx:
             raise ValueError(f"WhisperDecoder: {t} tokens exceed n_text_ctx {self.n_ctx}")
         caches = self.new_caches(max(b, xa.shape[0]), t)
-        caches.set_audio(xa, self.kv_projections())
+        self.set_audio_on(caches, xa)
         pos = torch.arange(t, device=tokens.device)
-        group = caches.step_group("WhisperDecoder", tokens, pos)
-        return self.compute(TORCH_OPS, caches, tokens, pos, group).view(b, t, -1)
+        group = caches.begin_step("WhisperDecoder", tokens, pos)
+        return self.compute(TORCH_BACKEND, caches, tokens, pos, group).view(b, t, -1)
 
     # -- the decoding seam (eager) ----------------------------------------------------------------------------
     def reserve(self, rows: int) -> None:
@@ -199,7 +206,7 @@ class WhisperDecoder(Module):
 
     def set_audio(self, xa: torch.Tensor) -> None:
         """xa [a, n_audio_ctx, d]: every layer's cross K/V of audio rows 0..a-1, once per audio."""
-        self._reserved("set_audio").set_audio(xa, self.kv_projections())
+        self.set_audio_on(self._reserved("set_audio"), xa)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor,
@@ -210,33 +217,31 @@ class WhisperDecoder(Module):
         which the BLAS rounds otherwise (up to ~2.5e-6 in base's logits), enough to flip a sampled token in a
         window that loops through the whole temperature fallback."""
         caches = self._reserved("step")
-        group = caches.step_group("WhisperDecoder.step", tokens, positions)
-        caches.last_pos = positions
+        group = caches.begin_step("WhisperDecoder.step", tokens, positions)
         b, t = tokens.shape
         if keep is None:
-            return self.compute(TORCH_OPS, caches, tokens, positions, group).view(b, t, -1)
+            return self.compute(TORCH_BACKEND, caches, tokens, positions, group).view(b, t, -1)
         flat = (torch.arange(b, device=keep.device)[:, None] * t + keep).flatten()
-        return self.compute(TORCH_OPS, caches, tokens, positions, group, flat).view(b, keep.shape[1], -1)
+        return self.compute(TORCH_BACKEND, caches, tokens, positions, group, flat).view(b, keep.shape[1], -1)
 
     @torch.no_grad()
     def align(self, tokens: torch.Tensor, heads: Sequence[tuple[int, int]],
               vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The word-alignment pass (``decode.protocol.TextDecoder.align``) on the eager op-set."""
-        return self.align_on(TORCH_OPS, self._reserved("align"), tokens, heads, vocab_limit)
+        """The word-alignment pass (``decode.protocol.TextDecoder.align``) on the torch backend."""
+        return self.align_on(TORCH_BACKEND, self._reserved("align"), tokens, heads, vocab_limit)
 
-    def align_on(self, ops: BlockOps, caches: DecoderCaches, tokens: torch.Tensor,
+    def align_on(self, backend: OpBackend, caches: DecoderCaches, tokens: torch.Tensor,
                  heads: Sequence[tuple[int, int]], vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [a, t] (row i over audio row i, from position 0) -> (probs [a, t-1]: probability of token j+1
         after tokens 0..j under a softmax over the first ``vocab_limit`` ids (0 for ids past it), scores [a,
         len(heads), t, n_audio_ctx]: the cross-attention logits of ``heads`` (layer, head))."""
         b, t = tokens.shape
         pos = torch.arange(t, device=tokens.device)
-        caches.step_group("align", tokens, pos)
+        caches.begin_step("align", tokens, pos)
         if b != caches.audio_rows:
             raise ValueError(f"align: {b} token rows for {caches.audio_rows} audio rows (one row per audio)")
-        caches.last_pos = pos
         scores = CrossScores(heads)
-        logits = self.compute(ops, caches, tokens, pos, 1, scores=scores).view(b, t, -1)[:, :-1, :vocab_limit]
+        logits = self.compute(backend, caches, tokens, pos, 1, scores=scores).view(b, t, -1)[:, :-1, :vocab_limit]
         nxt = tokens[:, 1:, None]
         probs = logits.softmax(dim=-1).gather(-1, nxt.clamp(max=vocab_limit - 1))[..., 0]
         return probs.masked_fill(nxt[..., 0] >= vocab_limit, 0.0), scores.stacked()

@@ -1,48 +1,53 @@
-"""The operations Whisper's forward is written in, and the one adapter that runs them on kernels.
+"""The op backend every layer computes through: one implementation of each op, chosen in one place.
 
-``WhisperEncoder.forward`` and ``WhisperDecoder.compute`` state the model's math once, as calls on a ``BlockOps``.
-The reference op-set (``TORCH_OPS``) is plain PyTorch (``trtllm_ext.kernels.reference``): LayerNorm statistics in
-float32, then the product in the weight dtype, GELU and the residual add after the rounding of each op, which is
-what the unfused ``trtllm_ext`` layers compute. The fast path (``fast/engine.py``) runs the same forward with
-``KernelOps(trtllm_ext.kernels.ops, ...)``: fused Triton kernels (LayerNorm in the product's prologue, GELU and the
-residual in its epilogue), captured in CUDA graphs.
+A layer's ``forward`` (``Linear``, ``LayerNorm``, ``MLP``, ``Embedding``, ``Attention``, ``CrossAttention``) takes
+``backend=`` (default ``TORCH_BACKEND``) and calls the ops below; a model passes one backend to every layer it
+calls. ``TORCH_BACKEND`` is plain PyTorch (``kernels.reference``): LayerNorm statistics in float32, then the product
+in the weight dtype, GELU and the residual add after the rounding of each op. ``KernelBackend(kernels.ops, ...)``
+runs the same calls on the fused Triton kernels (LayerNorm in the product's prologue, GELU and the residual in its
+epilogue, attention over the static caches), which a caller may capture in CUDA graphs; products of more rows than
+the kernels' ``MAX_M`` (prompts, an encoder) go to ``reference``.
 
 Activations are row-major ``[m, d]`` with ``m = batch * tokens``.
 
-Quantized models run the same forward: a weight-only quantized layer's ``weight`` is a ``QuantizedWeight`` and an
-int8 cache hands out ``QuantizedKV``s; ``KernelOps`` routes those to the kernel module's ``weight_only_linear`` /
-``self_attention_int8`` / ``cross_attention_int8`` (``reference``'s where the module has none yet).
+Quantized layers and caches use the same ops: a weight-only quantized Linear's weight handling
+(``op_weight()``) gives a ``QuantizedWeight`` and an int8 cache hands out ``QuantizedKV``s; ``KernelBackend``
+routes those to the kernel module's ``weight_only_linear`` / ``self_attention_int8`` / ``cross_attention_int8``
+(``reference``'s where the module has none yet).
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from trtllm_ext import LayerNorm
-from trtllm_ext.kernels import reference
-from trtllm_ext.quantization import QuantizedKV, QuantizedWeight
+from .kernels import reference
+from .quantization import QuantizedKV, QuantizedWeight
+
+if TYPE_CHECKING:
+    from .normalization import LayerNorm
 
 
-class BlockOps(Protocol):
-    """What a block's forward may call. Shapes: x [m, k], weight [n, k] (``Linear``'s [out, in]; a float tensor or
+class OpBackend(Protocol):
+    """What a layer's forward may call. Shapes: x [m, k], weight [n, k] (``Linear``'s [out, in]; a float tensor or
     a ``QuantizedWeight``), caches as noted (float tensors, or ``QuantizedKV`` of an int8 cache)."""
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
-               ln: Optional[LayerNorm] = None, gelu: bool = False, residual: Optional[torch.Tensor] = None,
+               ln: Optional["LayerNorm"] = None, gelu: bool = False, residual: Optional[torch.Tensor] = None,
                out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """act(LN?(x) @ weight^T + bias) (+ residual [m, n]) -> [m, n]."""
 
     def add_layer_norm(self, y: torch.Tensor, x: Optional[torch.Tensor],
-                       ln: LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+                       ln: "LayerNorm") -> tuple[torch.Tensor, torch.Tensor]:
         """Residual stream step: ``x' = x + y`` (``y`` alone when x is None) -> ``(LN(x') [m, d], x')``."""
 
     def embed(self, tokens: torch.Tensor, pos: torch.Tensor, emb: torch.Tensor, pemb: torch.Tensor) -> torch.Tensor:
         """tokens [b, t], pos [t] or [b, t] -> emb[tokens] + pemb[pos] as [b*t, d]."""
 
-    def attention(self, qkv: torch.Tensor, b: int, heads: int) -> torch.Tensor:
-        """Unmasked attention within each of ``b`` sequences: qkv [b*s, 3*d] -> [b*s, d]."""
+    def attention(self, qkv: torch.Tensor, b: int, heads: int, causal: bool = False) -> torch.Tensor:
+        """Attention within each of ``b`` sequences (no cache; ``causal`` masks the future): qkv [b*s, 3*d] ->
+        [b*s, d]."""
 
     def self_attention(self, qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
                        t: int) -> torch.Tensor:
@@ -53,12 +58,12 @@ class BlockOps(Protocol):
         """q [b*t, d] over k/v [a, heads, S, hd]; audio a serves rows a*group .. a*group+group-1 -> [b*t, d]."""
 
 
-def _ln(norm: Optional[LayerNorm]):
+def _ln(norm: Optional["LayerNorm"]):
     return None if norm is None else (norm.weight, norm.bias, norm.eps)
 
 
-class KernelOps:
-    """``BlockOps`` on a kernel module with ``reference``'s signatures (``reference`` itself, or the Triton
+class KernelBackend:
+    """``OpBackend`` on a kernel module with ``reference``'s signatures (``reference`` itself, or the Triton
     ``trtllm_ext.kernels.ops``). ``pdl``: programmatic dependent launch level for the Triton launchers;
     ``workspace``: the split-K / flash-decoding partials and counters, kept per captured step shape;
     products of more rows than the module's ``MAX_M`` (prompts, the encoder) go through ``reference``."""
@@ -90,10 +95,10 @@ class KernelOps:
     def embed(self, tokens, pos, emb, pemb):
         return self.kernels.embed(tokens, pos, emb, pemb, pdl=self.pdl)
 
-    def attention(self, qkv, b, heads):
+    def attention(self, qkv, b, heads, causal=False):
         m, d = qkv.shape[0], qkv.shape[1] // 3
         q, k, v = qkv.view(b, m // b, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(m, d)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(m, d)
 
     def self_attention(self, qkv, k_cache, v_cache, pos, t):
         if isinstance(k_cache, QuantizedKV):
@@ -109,4 +114,4 @@ class KernelOps:
         return self.kernels.cross_attention(q, k, v, t, group, **kw)
 
 
-TORCH_OPS = KernelOps(reference)
+TORCH_BACKEND = KernelBackend(reference)
