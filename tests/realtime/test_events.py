@@ -19,21 +19,9 @@ from whisper_model.realtime.config import SessionConfig, TurnDetection
 from whisper_model.realtime.events import (MAX_APPEND_CHARS, AudioAppend, AudioClear, AudioCommit, ProtocolError,
                                            SessionUpdate, parse_client_event)
 
+from ._openai import validated
+
 DEFAULT = SessionConfig()
-
-
-def validated(model, data: dict):
-    """``model.model_validate(data)``, and no key of ``data`` anywhere that the model does not declare (openai's
-    models allow extras, which would hide a misspelled field)."""
-    parsed = model.model_validate(data)
-    stack = [parsed]
-    while stack:
-        node = stack.pop()
-        assert not node.model_extra, f"{type(node).__name__}: undeclared fields {node.model_extra}"
-        for name in type(node).model_fields:
-            value = getattr(node, name)
-            stack += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, pydantic.BaseModel)]
-    return parsed
 
 
 def update(session: dict, event_id="evt_1") -> dict:

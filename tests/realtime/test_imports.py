@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["agreement", "config", "events", "intake", "server_events", "vad_stream"]
+MODULES = ["agreement", "config", "events", "input_buffer", "intake", "server_events", "vad_stream"]
 
 
 def test_the_package_needs_no_server_extra():

@@ -2,29 +2,19 @@
 offline whole-audio computation (io.vad); a clip split by 2 s of silence is two utterances; silence is none."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from whisper_model.io.audio import load_audio
 from whisper_model.io.vad import FRAME, speech_probabilities
 from whisper_model.realtime.config import TurnDetection
 from whisper_model.realtime.vad_stream import SpeechStarted, SpeechStopped, StreamingVad
 
-AUDIO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "audio"
-CLIP = AUDIO / "en_librivox_0870.wav"  # 7.1 s of one reader, no pause of 500 ms
-SR = 16000
+from ._clips import SR, speech
+
 # LSTMCell frame by frame (the stream) vs one torch.nn.LSTM call (io.vad): the same recurrence, rounded apart;
 # measured at most 6.6e-7 on the shared clips
 TOLERANCE = 2e-6
-
-
-def speech() -> np.ndarray:
-    if not CLIP.is_file():
-        pytest.fail(f"shared clip missing: {CLIP.resolve()} (expected <repo>/../shared/data/audio)")
-    return np.asarray(load_audio(str(CLIP)), np.float32)
 
 
 def stream(vad: StreamingVad, audio: np.ndarray, sizes) -> tuple[torch.Tensor, list]:

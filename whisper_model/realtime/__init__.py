@@ -6,6 +6,8 @@
     server_events.py  the server events as dicts in the shapes of the ``openai`` package's realtime types
     intake.py         PCM16 at 24 / 16 kHz -> float32 16 kHz samples, resampled as it arrives (PyAV)
     vad_stream.py     server_vad: Silero VAD with its state carried across appends -> speech started / stopped
+    input_buffer.py   OpenAI's input audio buffer: appends through intake and VAD -> turn events and committed
+                      utterances; the client's commit / clear
     agreement.py      LocalAgreement-2: which words of a growing window's hypotheses are final
 
 Nothing here imports the server's extras (fastapi, uvicorn) or ``openai``: the WebSocket route and the scheduler's

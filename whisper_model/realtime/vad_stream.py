@@ -93,6 +93,12 @@ class StreamingVad:
         self._speech_end = 0  # end of the last speech frame
         self._last_stop = 0
 
+    def interrupt(self) -> None:
+        """End the speech in progress here without an event (the client committed or cleared the buffer): the
+        next speech frame starts a new utterance, whose padding does not reach back before this point."""
+        self.in_speech = False
+        self._last_stop = self.samples
+
     @property
     def samples(self) -> int:
         """Samples fed so far."""
