@@ -59,7 +59,8 @@ class InputAudioBuffer:
         vad = config.turn_detection
         self._vad = StreamingVad(vad, device) if vad is not None else None
         self._padding = 0 if vad is None else vad.prefix_padding_ms * SAMPLE_RATE // 1000
-        self._audio, self._start = np.zeros(0, np.float32), 0  # the kept audio, and its first sample's offset
+        self._chunks: list[np.ndarray] = []  # the kept audio, as appended (joined only when an utterance is cut)
+        self._start, self._held = 0, 0  # the first kept sample's offset, and how many are kept
         self._cut = 0  # where the buffer starts: the last commit, stop or clear
         self._speech: Optional[tuple[str, int]] = None  # with VAD: (item id, start) of the speech in progress
         self.last_item_id: Optional[str] = None
@@ -67,12 +68,12 @@ class InputAudioBuffer:
     @property
     def samples(self) -> int:
         """The session's 16 kHz samples so far."""
-        return self._start + len(self._audio)
+        return self._start + self._held
 
     @property
     def held(self) -> int:
         """Samples kept in memory (the speech in progress, or the padding the next speech may take)."""
-        return len(self._audio)
+        return self._held
 
     def append(self, pcm: bytes) -> BufferOutput:
         result = BufferOutput()
@@ -112,7 +113,9 @@ class InputAudioBuffer:
         return Utterance(item_id, self.last_item_id, start, self._slice(start, self.samples))
 
     def _take(self, samples: np.ndarray, result: BufferOutput) -> None:
-        self._audio = np.concatenate([self._audio, samples])
+        if len(samples):
+            self._chunks.append(samples)
+            self._held += len(samples)
         if self._vad is None:
             return
         for event in self._vad.feed(samples).events:
@@ -132,7 +135,9 @@ class InputAudioBuffer:
         self._trim()
 
     def _slice(self, start: int, end: int) -> np.ndarray:
-        return self._audio[max(start - self._start, 0):end - self._start].copy()
+        joined = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        self._chunks = [joined] if len(joined) else []
+        return joined[max(start - self._start, 0):end - self._start].copy()
 
     def _trim(self) -> None:
         """Drop audio no utterance can take any more: before the speech in progress, or (with VAD, outside
@@ -143,8 +148,12 @@ class InputAudioBuffer:
             keep = max(self._cut, self._vad.scored - self._padding)
         else:
             keep = self._cut
-        drop = min(max(keep - self._start, 0), len(self._audio))
-        self._audio, self._start = self._audio[drop:], self._start + drop
+        drop = min(max(keep - self._start, 0), self._held)
+        self._start, self._held = self._start + drop, self._held - drop
+        while drop and drop >= len(self._chunks[0]):
+            drop -= len(self._chunks.pop(0))
+        if drop:
+            self._chunks[0] = self._chunks[0][drop:].copy()  # not a view keeping a long utterance alive
 
 
 __all__ = ["MIN_COMMIT_MS", "BufferOutput", "InputAudioBuffer", "Utterance"]

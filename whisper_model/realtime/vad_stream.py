@@ -121,7 +121,7 @@ class StreamingVad:
         return self._frames(audio)
 
     @torch.no_grad()
-    def score(self, audio: np.ndarray) -> torch.Tensor:
+    def _probabilities(self, audio: np.ndarray) -> torch.Tensor:
         """Probabilities [n] of whole frames ``audio`` [n * 512], moving the context and the LSTM state on."""
         if not len(audio):
             return torch.zeros(0)
@@ -131,7 +131,7 @@ class StreamingVad:
     def _score(self, audio: np.ndarray) -> torch.Tensor:
         net = self._net
         audio = torch.cat([self._context, torch.from_numpy(audio).to(self.device)])
-        self._context = audio[-CONTEXT:]
+        self._context = audio[-CONTEXT:].clone()
         frames = audio.unfold(0, FRAME + CONTEXT, FRAME)  # [n, 576]: each frame after its context
         features = net.encoder(net.stft(frames))  # [n, 128, 1]
         out = []
@@ -142,7 +142,7 @@ class StreamingVad:
 
     def _frames(self, audio: np.ndarray) -> VadUpdate:
         start = self.scored
-        probabilities = self.score(audio)
+        probabilities = self._probabilities(audio)
         self.scored += len(audio)
         events = []
         for i, p in enumerate(probabilities.tolist()):
