@@ -1,4 +1,4 @@
-"""The shared speech clip the VAD and buffer tests use (``<repo>/../shared/data/audio``)."""
+"""The shared speech clip the VAD, buffer and session tests use (``<repo>/../shared/data/audio``), and PCM16."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,3 +17,8 @@ def speech() -> np.ndarray:
     if not CLIP.is_file():
         pytest.fail(f"shared clip missing: {CLIP.resolve()} (expected <repo>/../shared/data/audio)")
     return np.asarray(load_audio(str(CLIP)), np.float32)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples -> PCM16 little-endian bytes (what a client appends)."""
+    return np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2").tobytes()

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["agreement", "config", "events", "input_buffer", "intake", "server_events", "vad_stream"]
+MODULES = ["agreement", "config", "events", "input_buffer", "intake", "server_events", "session",
+           "transcript", "vad_stream"]
 
 
 def test_the_package_needs_no_server_extra():

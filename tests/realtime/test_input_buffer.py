@@ -10,13 +10,9 @@ from whisper_model.realtime.events import ProtocolError
 from whisper_model.realtime.input_buffer import MIN_COMMIT_MS, InputAudioBuffer
 
 from ._openai import validated_event
-from ._clips import SR, speech
+from ._clips import SR, pcm16, speech
 
 SESSION_16K = SessionConfig(sample_rate=16000)
-
-
-def pcm16(samples: np.ndarray) -> bytes:
-    return np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2").tobytes()
 
 
 def feed(buffer: InputAudioBuffer, data: bytes, step: int = 3200):

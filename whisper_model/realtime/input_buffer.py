@@ -12,7 +12,8 @@ item id at its start (``speech_started`` and ``speech_stopped`` name it) and is 
 speech only the padding's worth of audio is kept, so a silent session holds no growing audio. A client's commit
 takes everything since the last commit or stop (with VAD: from the speech's start, or the kept padding), ends the
 speech in progress, and must hold at least ``MIN_COMMIT_MS`` (OpenAI's rule and error code); ``clear`` drops the
-buffer. Offsets (``audio_start_ms``, ``audio_end_ms``, ``Utterance.start``) count the session's 16 kHz samples.
+buffer. Offsets (``audio_start_ms``, ``audio_end_ms``, ``Utterance.start``) count the session's 16 kHz samples
+(from ``offset``: a buffer made anew by a ``session.update`` goes on from the last one's).
 """
 from __future__ import annotations
 
@@ -53,17 +54,19 @@ class BufferOutput:
 class InputAudioBuffer:
     """One session's input audio buffer (see the module)."""
 
-    def __init__(self, config: SessionConfig, device: str = "cpu"):
+    def __init__(self, config: SessionConfig, device: str = "cpu", offset: int = 0,
+                 last_item_id: Optional[str] = None):
         self.config = config
         self._intake = PcmIntake(config.sample_rate)
         vad = config.turn_detection
         self._vad = StreamingVad(vad, device) if vad is not None else None
         self._padding = 0 if vad is None else vad.prefix_padding_ms * SAMPLE_RATE // 1000
         self._chunks: list[np.ndarray] = []  # the kept audio, as appended (joined only when an utterance is cut)
-        self._start, self._held = 0, 0  # the first kept sample's offset, and how many are kept
-        self._cut = 0  # where the buffer starts: the last commit, stop or clear
+        self._offset = offset  # the session's samples before this buffer (a session.update made a new one)
+        self._start, self._held = offset, 0  # the first kept sample's offset, and how many are kept
+        self._cut = offset  # where the buffer starts: the last commit, stop or clear
         self._speech: Optional[tuple[str, int]] = None  # with VAD: (item id, start) of the speech in progress
-        self.last_item_id: Optional[str] = None
+        self.last_item_id: Optional[str] = last_item_id
 
     @property
     def samples(self) -> int:
@@ -120,12 +123,13 @@ class InputAudioBuffer:
             return
         for event in self._vad.feed(samples).events:
             if isinstance(event, SpeechStarted):
-                self._speech = (out.new_id("item"), max(event.sample, self._cut))
+                self._speech = (out.new_id("item"), max(self._offset + event.sample, self._cut))
                 result.events.append(out.speech_started(self._speech[0], out.samples_to_ms(self._speech[1])))
             elif isinstance(event, SpeechStopped) and self._speech is not None:
                 (item_id, start), self._speech = self._speech, None
-                result.events.append(out.speech_stopped(item_id, out.samples_to_ms(event.sample)))
-                self._close(item_id, start, event.sample, result)
+                end = self._offset + event.sample
+                result.events.append(out.speech_stopped(item_id, out.samples_to_ms(end)))
+                self._close(item_id, start, end, result)
         self._trim()
 
     def _close(self, item_id: str, start: int, end: int, result: BufferOutput) -> None:
@@ -145,7 +149,7 @@ class InputAudioBuffer:
         if self._speech is not None:
             keep = self._speech[1]
         elif self._vad is not None:
-            keep = max(self._cut, self._vad.scored - self._padding)
+            keep = max(self._cut, self._offset + self._vad.scored - self._padding)
         else:
             keep = self._cut
         drop = min(max(keep - self._start, 0), self._held)

@@ -1,0 +1,59 @@
+"""One realtime transcription session's protocol, apart from the transport and the model.
+
+    session = RealtimeSession()
+    send(session.start())                      # [session.created]
+    result = session.handle(message)           # one client event (JSON text or its object)
+    send(result.events)                        # session.updated, speech_started / _stopped, committed, cleared, error
+    result.utterances                          # committed audio to transcribe (session.config: language, prompt)
+    session.buffer.speech()                    # the utterance in progress so far, for interim hypotheses
+
+A refused event is answered with an ``error`` event and changes nothing; the session goes on. A ``session.update``
+that changes the input rate or the turn detection starts a new input buffer (its offsets and item chain go on;
+audio not yet committed is dropped, as by a clear); other settings (model, language, prompt) apply to the next
+utterances.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+from . import server_events as out
+from .config import SessionConfig
+from .events import AudioAppend, AudioClear, AudioCommit, ProtocolError, SessionUpdate, parse_client_event
+from .input_buffer import BufferOutput, InputAudioBuffer
+
+
+class RealtimeSession:
+    """A session's settings and input buffer (see the module); ``id``: ``sess_…``."""
+
+    def __init__(self, config: SessionConfig = SessionConfig(), device: str = "cpu"):
+        self.id = out.new_id("sess")
+        self.config = config
+        self.device = device
+        self.buffer = InputAudioBuffer(config, device)
+
+    def start(self) -> list[dict]:
+        return [out.session_created(self.config)]
+
+    def handle(self, message: Union[str, bytes, dict]) -> BufferOutput:
+        try:
+            event = parse_client_event(message, self.config)
+            if isinstance(event, SessionUpdate):
+                return self._update(event.session)
+            if isinstance(event, AudioAppend):
+                return self.buffer.append(event.audio)
+            if isinstance(event, AudioCommit):
+                return self.buffer.commit(event.event_id)
+            assert isinstance(event, AudioClear)
+            return self.buffer.clear()
+        except ProtocolError as problem:
+            return BufferOutput([out.error(problem)])
+
+    def _update(self, config: SessionConfig) -> BufferOutput:
+        before, self.config = self.config, config
+        if (config.sample_rate, config.turn_detection) != (before.sample_rate, before.turn_detection):
+            self.buffer = InputAudioBuffer(config, self.device, offset=self.buffer.samples,
+                                           last_item_id=self.buffer.last_item_id)
+        return BufferOutput([out.session_updated(config)])
+
+
+__all__ = ["RealtimeSession"]
