@@ -41,7 +41,8 @@ def test_punctuation_is_part_of_the_word():
 
 
 def test_committed_words_are_never_retracted():
-    deltas, agreement = run([" Ice cream is", " Ice cream is good", " I scream is good for", " I scream is good for you"],
+    deltas, agreement = run([" Ice cream is", " Ice cream is good", " I scream is good for",
+                             " I scream is good for you"],
                             " I scream is good for you.")
     assert deltas[:3] == ["", "Ice cream is", " good"]
     assert agreement.text == "Ice cream is good for you."  # the later "I scream" does not change "Ice cream"

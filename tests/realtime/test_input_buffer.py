@@ -41,7 +41,8 @@ def test_vad_turns_become_committed_utterances():
     assert events[4]["audio_end_ms"] == (second.start + len(second.samples)) * 1000 // SR
     exact = np.frombuffer(data, "<i2") / np.float32(32768)
     for utterance in utterances:  # exactly the session's audio between the turns
-        np.testing.assert_array_equal(utterance.samples, exact[utterance.start:utterance.start + len(utterance.samples)])
+        end = utterance.start + len(utterance.samples)
+        np.testing.assert_array_equal(utterance.samples, exact[utterance.start:end])
     assert first.start < SR // 2 and half < first.start + len(first.samples) < half + SR
     assert half + 2 * SR - SR // 2 < second.start < half + 2 * SR
 

@@ -14,8 +14,8 @@ where it starts with them, its new part follows them; where it has them otherwis
 digits, lower case) are aligned with ``difflib``: its new part starts as many words after the last run of words in
 common (within ``MAX_DRIFT`` words of where it stood) as the committed words went on after it (a misheard word
 stands for one word); with no word in common ("Ice cream" -> "Ice-cream") it starts at the word boundary nearest
-to as many letters as the committed words have. The first word's leading spaces
-are dropped (the transcript starts with its first letter).
+to as many letters as the committed words have. The first word's leading spaces are dropped (the transcript
+starts with its first letter).
 """
 from __future__ import annotations
 
