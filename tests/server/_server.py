@@ -48,7 +48,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ServerProcess:
+class Endpoints:
+    """What the tests read from a server at ``url``: ``/health`` and ``/metrics``."""
+
+    url: str
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.url}/health", timeout=5).json()
+
+    def metric(self, name: str) -> float:
+        """The value of an unlabelled metric (or the sum over its labels)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith(name) and line[len(name)] in " {"]
+        return sum(values)
+
+
+class ServerProcess(Endpoints):
     """One server; ``url`` once ``/health`` answers. ``tmp``: its TMPDIR."""
 
     def __init__(self, tmp: Path, *flags: str, api_key: str | None = None):
@@ -84,16 +100,6 @@ class ServerProcess:
         if not self.log.closed:
             self.log.flush()
         return self.log_path.read_text(errors="replace")
-
-    def health(self) -> dict:
-        return httpx.get(f"{self.url}/health", timeout=5).json()
-
-    def metric(self, name: str) -> float:
-        """The value of an unlabelled metric (or the sum over its labels)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                  if line.startswith(name) and line[len(name)] in " {"]
-        return sum(values)
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
