@@ -103,6 +103,16 @@ class WhisperModel:
                                                   vocab_path=vocab_dir)
         self.encoding = WhisperEncoding(model)
 
+    def accelerate(self, max_batch_size: int = 1, max_beam_width: int = 1) -> "WhisperModel":
+        """Run on the fast path from now on (``fast.engine.accelerate``: Triton kernels + CUDA graphs, rows for
+        ``max_batch_size`` audios of ``max_beam_width`` beams or samples each; the weights are shared); returns
+        ``self``."""
+        from .fast.engine import accelerate
+
+        self.model = accelerate(self.model, max_batch_size=max_batch_size, max_beam_width=max_beam_width)
+        self.encoding = WhisperEncoding(self.model)
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.model.device

@@ -37,7 +37,8 @@ from .io.tokenizer import Tokenizer
 from .io.vad import VadOptions
 from .longform import Segment, TranscriptionInfo
 from .options import TranscriptionOptions, option_keywords
-from .scheduler import Event, Failed, Finished, Segments, Started
+from .results import Results
+from .scheduler import Event, Failed, Segments
 
 
 @option_keywords
@@ -114,20 +115,14 @@ def iter_transcribe_batch(model, audios: Sequence[Audio], *, options: Optional[T
 
 def _items(events: Iterator[Event], n_audios: int, progress: bool) -> Iterator[BatchItem]:
     """The scheduler's events gathered per audio."""
-    segments: dict[int, list[Segment]] = {}
+    results = Results()
     with tqdm.tqdm(total=n_audios, unit="audio", disable=not progress) as bar:
         for event in events:
-            if isinstance(event, Started):
-                segments[event.stream_id] = []
-            elif isinstance(event, Segments):
-                segments[event.stream_id] += event.segments
-            elif isinstance(event, Finished):
+            done = results.add(event)
+            if done is not None:
                 bar.update(1)
-                yield BatchItem(event.stream_id, segments.pop(event.stream_id), event.info)
-            elif isinstance(event, Failed):
-                bar.update(1)
-                segments.pop(event.stream_id, None)
-                yield BatchItem(event.stream_id, error=event.error)
+                yield BatchItem(done.stream_id, error=done.error) if done.error is not None else \
+                    BatchItem(done.stream_id, done.segments, done.info)
 
 
 @option_keywords

@@ -15,7 +15,8 @@ from whisper_model.cli.args import build_parser
 from whisper_model.distributed import command
 from whisper_model.distributed.args import build_job_parser, parse_job_args, prepare, resolve_device
 from whisper_model.distributed.manifest import MANIFEST_NAME, Manifest, read_records
-from whisper_model.distributed.worker import TranscriptionWorker, english_only_language
+from whisper_model.distributed.worker import TranscriptionWorker
+from whisper_model.service import english_only_language
 from whisper_model.errors import OptionError, OutputError
 
 
@@ -88,9 +89,9 @@ def test_an_unreachable_cluster_is_one_line_and_exit_status_2(tmp_path, capsys):
 
 def test_an_english_only_model_given_another_language_uses_english():
     spec = prepare(parse_job_args(["x.wav", "--language", "French", "--device", "cpu"])).worker
-    language, warning = english_only_language(spec, multilingual=False)
+    language, warning = english_only_language(spec.language, False, spec.model_label)
     assert language == "en" and "English-only model but got --language French" in warning
-    assert english_only_language(spec, multilingual=True) == ("French", None)
+    assert english_only_language(spec.language, True, spec.model_label) == ("French", None)
 
 
 def test_the_manifest_says_what_is_done(tmp_path):

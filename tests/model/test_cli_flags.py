@@ -11,7 +11,7 @@ from whisper_model.errors import OptionError
 WORD_LEVEL = {"word_timestamps", "prepend_punctuations", "append_punctuations", "highlight_words", "max_line_width",
               "max_line_count", "max_words_per_line", "hallucination_silence_threshold", "clip_timestamps"}
 OURS_ONLY = {"input_file", "engine_dir", "dtype", "without_timestamps", "batch_size", "chunking", "vad_filter",
-             "stop_repetition_loops", "weight_only_precision", "int8_kv_cache"}
+             "stop_repetition_loops", "weight_only_precision", "int8_kv_cache", "eager"}
 DEFAULT_DIFFERS = {"model": ("turbo", "tiny.en")}  # turbo is not bundled; names resolve to bundled weights only
 
 

@@ -13,7 +13,6 @@ message names the flag.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
@@ -25,9 +24,8 @@ from ..io.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 from ..chunked import CHUNKINGS
 from ..decode.timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from ..io.writers import FORMATS
+from ..service.loading import DTYPES, model_source  # noqa: F401 - model_source: --model in --model_dir
 
-OPENAI_FILES = {"large": "large-v3", "turbo": "large-v3-turbo"}  # openai-whisper's names for its .pt files
-DTYPES = ("float32", "float16", "bfloat16")
 BOOL = "{True,False}"
 CHUNK_BATCH = 16  # --batch_size with --chunking vad when not given
 WRITER_FLAGS = ("highlight_words", "max_line_width", "max_line_count", "max_words_per_line")  # need word timestamps
@@ -215,6 +213,8 @@ def _ours(p: argparse.ArgumentParser) -> None:
                    "--model (default: None: no engine)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weights and activations dtype (default: None: "
                    "from --fp16 and --device)")
+    p.add_argument("--eager", action="store_true", help="on CUDA, run the eager modules instead of the fast path "
+                   "(Triton kernels + CUDA graphs, the default there)")
     p.add_argument("--without_timestamps", action="store_true", help="decode text only (no timestamp tokens)")
     p.add_argument("--batch_size", type=int, default=None, help="windows decoded together: of that many files "
                    "(default: None: 1, one file after the other), or with --chunking vad of that many speech "
@@ -267,23 +267,6 @@ def temperatures(start: float, increment: float | None) -> tuple[float, ...]:
     if increment <= 0:
         raise OptionError(f"--temperature_increment_on_fallback must be positive or None, got {increment}")
     return tuple(float(t) for t in np.arange(start, 1.0 + 1e-6, increment)) or (float(start),)
-
-
-def default_model_dir() -> Path:
-    """Where openai-whisper keeps its models: $XDG_CACHE_HOME/whisper, else ~/.cache/whisper."""
-    return Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
-
-
-def model_source(model: str, model_dir: str | None) -> str:
-    """``--model`` as a path when it names a checkpoint in ``--model_dir`` (``<name>`` or openai-whisper's
-    ``<name>.pt``), else as given (a path, or a bundled name)."""
-    if Path(model).expanduser().exists():
-        return model
-    folder = Path(model_dir).expanduser() if model_dir else default_model_dir()
-    for candidate in (folder / model, folder / f"{OPENAI_FILES.get(model, model)}.pt"):
-        if candidate.exists():
-            return str(candidate)
-    return model
 
 
 _FLAG_NAMES = ("best_of", "beam_size", "length_penalty", "suppress_tokens", "initial_prompt", "suppress_blank",

@@ -14,14 +14,15 @@ from pathlib import Path
 import torch
 
 from ..errors import AudioError, DecodingError, OptionError, OutputError, WhisperError
-from ..io.tokenizer import normalize_language
 from ..io.writers import WriterOptions, write_result
 from ..options import TranscriptionOptions
-from ..pipeline import WhisperModel
+from ..results import Results
 from ..scheduler import Failed, Finished, Scheduler, Segments, Started
+from ..service import ModelSpec, english_only_language, load_model
+from ..service.loading import resolve_device, resolve_dtype
 from ..transcribe import result_dict
 from ..chunked import check_chunking
-from .args import CHUNK_BATCH, for_shell, model_source, temperatures
+from .args import CHUNK_BATCH, for_shell, temperatures
 from .inputs import check_output_dir, expand_inputs
 from .progress import Progress
 from .signals import SignalGuard
@@ -66,28 +67,14 @@ def writer_options(args: argparse.Namespace) -> WriterOptions:
                          max_line_count=args.max_line_count, max_words_per_line=args.max_words_per_line)
 
 
-def check_device(device: str) -> None:
-    """OptionError unless ``device`` is the CPU or a CUDA device this machine has."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise OptionError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise OptionError(f"--device {device}: only cpu and cuda are supported")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        why = "no GPU is visible" if torch.version.cuda else f"torch {torch.__version__} is built without CUDA"
-        raise OptionError(f"--device {device}: CUDA is not available on this machine ({why}); use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise OptionError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-
-
-def dtype_of(args: argparse.Namespace) -> str:
-    """``--dtype`` when given, else float16 on CUDA with ``--fp16 True`` (openai-whisper's rule), else float32."""
-    if args.dtype is not None:
-        if not args.fp16 and args.dtype != "float32":
-            raise OptionError(f"--fp16 False contradicts --dtype {args.dtype}")
-        return args.dtype
-    return "float16" if args.fp16 and torch.device(args.device).type == "cuda" else "float32"
+def model_spec(args: argparse.Namespace, options: TranscriptionOptions) -> ModelSpec:
+    """The model flags as a ``service.ModelSpec`` (the fast path sized for ``--batch_size`` and the options' beams
+    or samples per window)."""
+    return ModelSpec(args.model, args.model_dir, args.engine_dir, device=args.device, dtype=args.dtype,
+                     fp16=args.fp16, fast=not getattr(args, "eager", False),
+                     weight_only_precision=getattr(args, "weight_only_precision", None),
+                     int8_kv_cache=getattr(args, "int8_kv_cache", False), max_batch_size=args.batch_size,
+                     max_beam_width=max(options.beam_size or 1, options.best_of or 1))
 
 
 class Session:
@@ -140,8 +127,8 @@ class Session:
             raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
         check_chunking(args.chunking, args.vad_filter, None)
         check_output_dir(args.output_dir)
-        check_device(args.device)
-        args.dtype = dtype_of(args)
+        args.device = resolve_device(args.device)
+        args.dtype = resolve_dtype(args.device, args.dtype, args.fp16)
         if args.threads:
             if args.threads < 0:
                 raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
@@ -166,20 +153,10 @@ class Session:
 
     def _scheduler(self, args: argparse.Namespace, options: TranscriptionOptions, inputs: list[str]) -> Scheduler:
         """Load the model, queue every input (stream i: ``inputs[i]``), make the output folder."""
-        precision, int8_kv = getattr(args, "weight_only_precision", None), getattr(args, "int8_kv_cache", False)
-        if args.engine_dir:  # the engine's recorded quantization; --int8_kv_cache turns its caches int8
-            quant = dict(weight_only_precision=precision) if precision else {}
-            model = WhisperModel.from_engine(args.engine_dir, device=args.device, **quant,
-                                             **(dict(int8_kv_cache=True) if int8_kv else {}))
-        else:
-            model = WhisperModel(model_source(args.model, args.model_dir), device=args.device,
-                                 dtype=getattr(torch, args.dtype), weight_only_precision=precision,
-                                 int8_kv_cache=int8_kv)
-        language = args.language
-        if language is not None and not model.is_multilingual and normalize_language(language) != "en":
-            print(f"warning: {args.model} is an English-only model but got --language {language}; using English "
-                  "instead", file=sys.stderr)
-            language = "en"
+        model = load_model(model_spec(args, options))
+        language, warning = english_only_language(args.language, model.is_multilingual, args.model)
+        if warning:
+            print(warning, file=sys.stderr)
         scheduler = model.scheduler(batch_size=args.batch_size, chunking=args.chunking, vad_filter=args.vad_filter,
                                     on_progress=self._advance)
         for index, path in enumerate(inputs):  # language and task checked for this model here
@@ -196,27 +173,24 @@ class Session:
         """Run the scheduler: show progress, write each file's outputs once it is complete (a signal waits for
         the writing to end), report each failure and go on."""
         progress = self.progress = Progress(inputs, verbose=args.verbose, batch_size=args.batch_size)
-        collected: dict[int, list] = {}
-        clock: dict[int, float] = {}
+        results = Results()
         for event in scheduler.events():
             i, path = event.stream_id, inputs[event.stream_id]
+            result = results.add(event)
             try:
                 if isinstance(event, Failed):
                     raise event.error
                 if isinstance(event, Started):
-                    collected[i], clock[i] = [], time.perf_counter()
                     progress.started(i, event.info.duration)
                 elif isinstance(event, Segments):
-                    collected[i] += event.segments
                     progress.segments(i, event.segments, event.done)
                 elif isinstance(event, Finished):
                     with guard.deferred():
-                        written = _write(args, path, collected.pop(i), event.info, self.writer)
+                        written = _write(args, path, result.segments, event.info, self.writer)
                     self.done, self.audio_s = self.done + 1, self.audio_s + event.info.duration
-                    progress.finished(i, event.info.duration, _report(path, event.info, clock.pop(i), written))
+                    progress.finished(i, event.info.duration, _report(path, event.info, result.seconds, written))
             except FILE_ERRORS as e:
                 self.failed += 1
-                collected.pop(i, None)
                 progress.failed(i, f"error: {path}: {e}")
         progress.close()
         self.progress = None
@@ -234,6 +208,6 @@ def _write(args: argparse.Namespace, path: str, segments, info, writer: WriterOp
         raise OutputError(f"cannot write the outputs: {e}") from e
 
 
-def _report(path: str, info, since: float, written) -> str:
+def _report(path: str, info, seconds: float, written) -> str:
     return (f"{path}: language={info.language} duration={info.duration:.1f}s "
-            f"time={time.perf_counter() - since:.1f}s -> {', '.join(str(w) for w in written)}")
+            f"time={seconds:.1f}s -> {', '.join(str(w) for w in written)}")

@@ -21,10 +21,11 @@ from typing import Optional
 from ..chunked import check_chunking
 from ..cli.args import CHUNK_BATCH, build_parser, check_word_flags, model_source
 from ..cli.inputs import check_output_dir
-from ..cli.session import dtype_of, transcription_options, writer_options
+from ..cli.session import transcription_options, writer_options
 from ..errors import OptionError
 from ..io.writers import WriterOptions
 from ..options import TranscriptionOptions
+from ..service.loading import resolve_dtype
 
 PROG = "python -m whisper_model.distributed"
 VERBOSE_HELP = ("True: print each file's segments and one line when the file is done; False: show one progress bar "
@@ -96,6 +97,7 @@ class WorkerSpec:
     language: Optional[str]
     initial_prompt: Optional[str]
     model_label: str  # --model as given, for messages
+    fast: bool = True  # on CUDA, the fast path (False: --eager)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def prepare(args: argparse.Namespace) -> JobSpec:
     check_chunking(args.chunking, args.vad_filter, None)
     check_output_dir(args.output_dir)
     args.device, gpus = resolve_device(args.device, args.gpus_per_worker)
-    args.dtype = dtype_of(args)
+    args.dtype = resolve_dtype(args.device, args.dtype, args.fp16)
     options, writer = transcription_options(args), writer_options(args)
     model = model_source(args.model, args.model_dir)
     if Path(model).expanduser().exists():
@@ -159,7 +161,7 @@ def prepare(args: argparse.Namespace) -> JobSpec:
     worker = WorkerSpec(model=model, engine_dir=engine, device=args.device, dtype=args.dtype,
                         threads=args.threads or 0, batch_size=args.batch_size, chunking=args.chunking,
                         vad_filter=args.vad_filter, options=options, language=args.language,
-                        initial_prompt=args.initial_prompt, model_label=args.model)
+                        initial_prompt=args.initial_prompt, model_label=args.model, fast=not args.eager)
     return JobSpec(worker=worker, output_dir=os.path.abspath(os.path.expanduser(args.output_dir)),
                    output_format=args.output_format, verbose=args.verbose, num_workers=args.num_workers,
                    gpus_per_worker=gpus, cpus_per_worker=args.cpus_per_worker, address=args.address,

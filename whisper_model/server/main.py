@@ -63,28 +63,17 @@ def load(args: argparse.Namespace):
     """The ``ServedModel`` of the flags (``CheckpointError`` / ``OptionError`` when it cannot be)."""
     import torch
 
-    from ..cli.args import model_source
-    from ..cli.session import check_device
     from ..options import TranscriptionOptions
-    from ..pipeline import WhisperModel
+    from ..service import ModelSpec, load_model
     from .config import ServedModel
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.engine_dir:
-        whisper = WhisperModel.from_engine(args.engine_dir, device=device)
-        module, name = whisper.model, args.served_model_name or Path(args.engine_dir).name
-    else:
-        dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
-        whisper = WhisperModel(model_source(args.model, args.model_dir), device=device, dtype=getattr(torch, dtype))
-        module, name = whisper.model, args.served_model_name or args.model
-        if torch.device(device).type == "cuda" and not args.eager:
-            from ..fast.engine import accelerate
-
-            module = accelerate(module, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width)
-    return ServedModel(module, whisper.tokenizer, name, TranscriptionOptions())
+    spec = ModelSpec(args.model, args.model_dir, args.engine_dir, device=args.device, dtype=args.dtype,
+                     fast=not args.eager, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width)
+    whisper = load_model(spec)
+    name = args.served_model_name or (Path(args.engine_dir).name if args.engine_dir else args.model)
+    return ServedModel(whisper.model, whisper.tokenizer, name, TranscriptionOptions())
 
 
 def config_of(args: argparse.Namespace):

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..encoding import load_samples
+from ..results import StreamResult
 from ..scheduler import Failed, Finished, Segments
 from .config import ServedModel, ServerConfig
 from .errors import ApiError, from_failure
@@ -95,7 +96,7 @@ async def finished(request: Request, state: ServerState, job: Job, since: float)
                                      return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:  # the server is stopping this request
         result.cancel()
-        state.worker.cancel(job)
+        state.worker.cancel(job.id)
         raise
     finally:
         gone.cancel()
@@ -105,7 +106,7 @@ async def finished(request: Request, state: ServerState, job: Job, since: float)
         except Exception as e:  # the stream's Failed error
             raise from_failure(e) from None
     result.cancel()
-    state.worker.cancel(job)
+    state.worker.cancel(job.id)
     if gone in done:
         raise ApiError(CLIENT_GONE, "the client closed the connection")
     state.metrics.rejected.labels("timeout").inc()
@@ -122,7 +123,7 @@ async def disconnected(request: Request) -> None:
 async def streamed(state: ServerState, job: Job, ticket: Ticket, endpoint: str, since: float):
     """The server-sent events of ``job`` (``responses``' docstring); a client that goes away (the response task
     is cancelled) or the timeout drop its rows."""
-    segments, status = [], None
+    result, status = StreamResult(job.id), None
     try:
         while True:
             left = state.config.request_timeout_s - (time.monotonic() - since)
@@ -135,13 +136,13 @@ async def streamed(state: ServerState, job: Job, ticket: Ticket, endpoint: str, 
                 status = 504
                 yield {"data": sse_error(error)}
                 return
+            result.add(event)
             if isinstance(event, Segments):
                 for segment in event.segments:
-                    segments.append(segment)
                     yield {"data": sse_delta(segment)}
             elif isinstance(event, Finished):
                 status = 200
-                yield {"data": sse_done(segments, event.info)}
+                yield {"data": sse_done(result.segments, event.info)}
                 yield {"data": "[DONE]"}
                 return
             elif isinstance(event, Failed):
@@ -151,7 +152,7 @@ async def streamed(state: ServerState, job: Job, ticket: Ticket, endpoint: str, 
                 return
     finally:
         if status is None or status == 504:  # the client went away, or the time is up: drop its rows
-            state.worker.cancel(job)
+            state.worker.cancel(job.id)
         state.answered(endpoint, CLIENT_GONE if status is None else status, since)
         ticket.release()
 
