@@ -35,7 +35,7 @@ MODES = {"beam5": 5, "greedy": None}
 
 def ct2_dir(name: str, into: Path) -> Path:
     """A CTranslate2 model directory for bundled ``name`` (base's model.bin is its two parts concatenated)."""
-    from whisper_model.io.weights import _BUNDLED
+    from whisper_model.io.locate import BUNDLED as _BUNDLED
 
     parts = [Path(util.find_spec(pkg).submodule_search_locations[0]) / sub / f for pkg, sub, f in _BUNDLED[name]]
     if len(parts) == 1:

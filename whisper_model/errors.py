@@ -12,6 +12,9 @@ the original exception as its ``__cause__``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class WhisperError(Exception):
     """Base of this package's errors."""
@@ -37,4 +40,16 @@ class OutputError(WhisperError, OSError):
     """An output file that cannot be written."""
 
 
-__all__ = ["AudioError", "CheckpointError", "DecodingError", "OptionError", "OutputError", "WhisperError"]
+@contextmanager
+def audio_errors() -> Iterator[None]:
+    """Inside: the ways loading audio fails (a missing file, ``AudioDecodeError``, no audio stream, bad samples:
+    ``ValueError``, ``OSError``, ``RuntimeError``) become an ``AudioError`` with the same message."""
+    try:
+        yield
+    except AudioError:
+        raise
+    except (ValueError, OSError, RuntimeError) as e:
+        raise AudioError(str(e)) from e
+
+
+__all__ = ["AudioError", "CheckpointError", "DecodingError", "OptionError", "OutputError", "WhisperError", "audio_errors"]

@@ -17,7 +17,7 @@ from .decode.options import DecodingResult
 from .decode.task import DecodingTask
 from .decode.timing import Word, WordTiming, place_words
 from .encoding import Audio, WhisperEncoding
-from .errors import AudioError
+from .errors import audio_errors
 from .io.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
@@ -242,10 +242,8 @@ def clip_spans(clip_timestamps: Sequence[float], content_frames: int) -> list[tu
 def load_mel(encoding: WhisperEncoding, audio: Audio) -> StreamedLogMel:
     """An audio's log-mel, computed as it is decoded and read back a window at a time (bounded memory at any
     length); what keeps it from loading is an ``AudioError``."""
-    try:
+    with audio_errors():
         return encoding.stream_mel(audio)
-    except (ValueError, OSError, RuntimeError) as e:  # missing file, AudioDecodeError, bad samples
-        raise AudioError(str(e)) from e
 
 
 def detect_languages(model, encoding: WhisperEncoding, mels: Sequence[StreamedLogMel],

@@ -115,26 +115,21 @@ class Scheduler:
         self.encoding = WhisperEncoding(model)
         self._waiting: deque[Stream] = deque()
         self._active: list[Stream] = []
-        self._ids: set = set()  # of the streams waiting or active
-        self._counter = itertools.count()
+        self.intake = Intake(model, tokenizer)  # the checks of ``add``, the ids of the streams waiting or active
 
     def add(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
             initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None,
-            min_window_s: float = 0.0) -> Hashable:
+            min_window_s: float = 0.0, chunking: Optional[str] = None, vad_filter: Optional[bool] = None) -> Hashable:
         """Queue ``audio`` (a path, file bytes, or 16 kHz mono samples [n]); it is loaded when a row is free.
         Returns its id (``stream_id``, default the next integer). ``language`` and ``options.task`` are checked
         for this model now: ``OptionError``. ``min_window_s``: a rest of the audio shorter than this after the last
         complete timestamp of its last window is not decoded on its own (``LongFormState.min_window``; VAD
-        chunks)."""
-        options = TranscriptionOptions() if options is None else options
-        if not isinstance(options, TranscriptionOptions):
-            raise TypeError(f"options must be a TranscriptionOptions, got {type(options).__name__}")
-        checked_tokenizer(self.model, language, options.task, self.tokenizer)
-        if stream_id is None:
-            stream_id = next(i for i in self._counter if i not in self._ids)
-        elif stream_id in self._ids:
-            raise OptionError(f"stream_id={stream_id!r} is already in use")
-        self._ids.add(stream_id)
+        chunks). ``chunking`` / ``vad_filter``: as ``chunked.ChunkedScheduler.add`` takes them; here only the path
+        without VAD (None, "none", False)."""
+        if chunking not in (None, "none") or vad_filter:
+            raise OptionError("chunking='vad' and vad_filter=True need a chunked.ChunkedScheduler (make_scheduler "
+                              "with chunking or vad_filter)")
+        options, stream_id = self.intake.admit(options, language, stream_id)
         self._waiting.append(Stream(stream_id, audio, options, language, initial_prompt,
                                     round(min_window_s * SAMPLE_RATE / HOP_LENGTH)))
         return stream_id
@@ -157,7 +152,7 @@ class Scheduler:
             for stream in streams:
                 if stream.id == stream_id:
                     streams.remove(stream)
-                    self._ids.discard(stream_id)
+                    self.intake.release(stream_id)
                     stream.audio = stream.state = stream.features = None
                     return True
         return False
@@ -179,12 +174,12 @@ class Scheduler:
                 detected = {id(s): found for (s, _), found in zip(detect, zip(probs, firsts))}
             except (RuntimeError, ValueError) as e:  # e.g. out of memory: these streams fail, the others go on
                 joined = [(s, mel) for s, mel in joined if s.language is not None]
-                yield from (self._failed(s, _decoding_error(e)) for s, _ in detect)
+                yield from (self._failed(s, decoding_error(e)) for s, _ in detect)
         for stream, mel in joined:
             self._start(stream, mel, *detected.get(id(stream), (None, None)))
             yield Started(stream.id, stream.info)
             if stream.state.done:  # no content at all
-                self._ids.discard(stream.id)
+                self.intake.release(stream.id)
                 yield Finished(stream.id, stream.info)
             else:
                 self._active.append(stream)
@@ -193,14 +188,9 @@ class Scheduler:
                first: Optional[torch.Tensor]) -> None:
         """The stream's tokenizer, info and long-form state, from its mel and detected ``probs`` (if any);
         ``first``: its first window's encoder states when language detection computed them."""
-        content_frames = mel.content_frames
-        language = stream.language if probs is None else max(probs, key=probs.get)
-        tokenizer = checked_tokenizer(self.model, language, stream.options.task, self.tokenizer)
-        code = tokenizer.language or "en"
-        stream.info = TranscriptionInfo(
-            language=code, language_probability=1.0 if probs is None else probs[code],
-            duration=float(content_frames * HOP_LENGTH / SAMPLE_RATE), all_language_probs=probs,
-            options=stream.options)
+        duration = float(mel.content_frames * HOP_LENGTH / SAMPLE_RATE)
+        tokenizer, stream.info = stream_info(self.model, self.tokenizer, stream.language, probs, stream.options,
+                                             duration)
         stream.state = LongFormState(mel, stream.options, tokenizer, stream.initial_prompt,
                                      self.model.dims.n_audio_ctx, stream.min_window, self.model.dims.n_text_ctx)
         stream.audio, stream.features = None, first
@@ -213,20 +203,20 @@ class Scheduler:
             results = self._decode(active, features)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory: the round's streams fail, later ones go on
             self._active = []
-            yield from (self._failed(s, _decoding_error(e)) for s in active)
+            yield from (self._failed(s, decoding_error(e)) for s in active)
             return
         cuts = [s.state.cut(result) for s, result in zip(active, results)]
         try:
             self._time_words(active, cuts, features)
         except (RuntimeError, ValueError) as e:
             self._active = []
-            yield from (self._failed(s, _decoding_error(e)) for s in active)
+            yield from (self._failed(s, decoding_error(e)) for s in active)
             return
         events: list[Event] = [Segments(s.id, s.state.emit(cut), s.state.position) for s, cut in zip(active, cuts)]
         self._active = [s for s in active if not s.state.done]
         for stream in active:
             if stream.state.done:
-                self._ids.discard(stream.id)
+                self.intake.release(stream.id)
                 events.append(Finished(stream.id, stream.info))
         yield from events
 
@@ -283,15 +273,60 @@ class Scheduler:
             self.on_progress(stream.id, stream.state.reached(tokens))
 
     def _failed(self, stream: Stream, error: Exception) -> Failed:
-        self._ids.discard(stream.id)
+        self.intake.release(stream.id)
         stream.audio = stream.state = stream.features = None
         return Failed(stream.id, error)
 
 
-def _decoding_error(e: Exception) -> DecodingError:
+class Intake:
+    """What ``add`` checks, and the ids of the streams in use (a ``Scheduler``'s, a ``chunked.ChunkedScheduler``'s)."""
+
+    def __init__(self, model, tokenizer: Optional[Tokenizer]):
+        self.model, self.tokenizer = model, tokenizer
+        self.ids: set = set()
+        self._counter = itertools.count()
+
+    def admit(self, options: Optional[TranscriptionOptions], language: Optional[str], stream_id: Optional[Hashable],
+              check: Optional[Callable[[TranscriptionOptions], TranscriptionOptions]] = None):
+        """``(options, stream_id)`` of a new stream: the options (default ones when None; ``check`` may refuse or
+        change them) checked with ``language`` and ``options.task`` for this model (``OptionError``), and its id
+        (``stream_id``, default the next free integer), now in use."""
+        options = TranscriptionOptions() if options is None else options
+        if not isinstance(options, TranscriptionOptions):
+            raise TypeError(f"options must be a TranscriptionOptions, got {type(options).__name__}")
+        checked_tokenizer(self.model, language, options.task, self.tokenizer)
+        options = options if check is None else check(options)
+        if stream_id is None:
+            stream_id = next(i for i in self._counter if i not in self.ids)
+        elif stream_id in self.ids:
+            raise OptionError(f"stream_id={stream_id!r} is already in use")
+        self.ids.add(stream_id)
+        return options, stream_id
+
+    def release(self, stream_id: Hashable) -> None:
+        self.ids.discard(stream_id)
+
+
+def stream_info(model, tokenizer: Optional[Tokenizer], language: Optional[str], probs: Optional[dict[str, float]],
+                options: TranscriptionOptions, duration: float,
+                duration_after_vad: Optional[float] = None) -> tuple[Tokenizer, TranscriptionInfo]:
+    """A stream's tokenizer and info once its language is known: ``language`` as given, or the most likely of
+    ``probs`` (detected), "en" on an English-only model."""
+    language = language if probs is None else max(probs, key=probs.get)
+    tokenizer = checked_tokenizer(model, language, options.task, tokenizer)
+    code = tokenizer.language or "en"
+    info = TranscriptionInfo(language=code, language_probability=1.0 if probs is None else probs[code],
+                             duration=duration, all_language_probs=probs, options=options,
+                             duration_after_vad=duration_after_vad)
+    return tokenizer, info
+
+
+def decoding_error(e: Exception) -> DecodingError:
+    """``e`` (out of memory, a bad shape) as the ``DecodingError`` of the streams it stops."""
     error = DecodingError(f"{type(e).__name__}: {e}")
     error.__cause__ = e
     return error
 
 
-__all__ = ["Event", "Failed", "Finished", "Scheduler", "Segments", "Started", "Stream"]
+__all__ = ["Event", "Failed", "Finished", "Intake", "Scheduler", "Segments", "Started", "Stream", "decoding_error",
+           "stream_info"]

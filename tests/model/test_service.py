@@ -98,7 +98,7 @@ class FakeScheduler:
         FakeScheduler.made += 1
         self.waiting, self.cancelled = [], []
 
-    def add(self, audio, *, options, language, initial_prompt, stream_id):
+    def add(self, audio, *, options, language, initial_prompt, stream_id, chunking, vad_filter):
         if audio == "bad":
             raise OptionError("language='xx' is not a language")
         self.waiting.append((stream_id, audio))

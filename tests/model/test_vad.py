@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from whisper_model import chunk_plan as P
 from whisper_model import chunked as C
 from whisper_model.errors import OptionError
 from whisper_model.io import vad as V
@@ -223,7 +224,7 @@ def test_chunk_segments_are_mapped_to_the_file_timeline_in_order():
     scheduler, expected = Scheduler(model.model, batch_size=1, tokenizer=model.tokenizer), []
     for k, (start, end) in enumerate(chunks):
         scheduler.add(audio[start:end], options=options, language="en", stream_id=k,
-                      min_window_s=C.MIN_WINDOW_S)
+                      min_window_s=P.MIN_WINDOW_S)
     alone = {k: [] for k in range(len(chunks))}
     for event in scheduler.events():
         if isinstance(event, Segments):
@@ -254,8 +255,8 @@ def test_language_is_detected_once_on_the_first_speech():
         calls.append([m.content_frames for m in mels])
         return real(model_, encoding, mels, tokenizer)
 
-    real = C.detect_languages
-    with unittest.mock.patch.object(C, "detect_languages", counting):
+    real = P.detect_languages
+    with unittest.mock.patch.object(P, "detect_languages", counting):
         segments, info = transcribed(model, audio, chunking="vad")
     assert info.language == "zh" and info.language_probability > 0.5 and len(calls) == 1
     (frames,) = calls[0]

@@ -4,6 +4,7 @@ line's output for the same clip and options; 16 concurrent requests of different
 gives that clip offline (greedy and beam search, batched together); the routes besides; the temporary folder."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -116,6 +117,23 @@ def test_the_openai_client(server, cli_outputs):
         client.audio.transcriptions.create(model="gpt-4o-transcribe", file=f)
     assert missing.value.body["param"] == "model" and missing.value.body["code"] == "model_not_found"
     assert [m.id for m in client.models.list()] == ["tiny.en", "whisper-1"]
+
+
+@pytest.mark.parametrize("field", [{"chunking": "vad"}, {"vad_filter": True}], ids=["chunking", "vad_filter"])
+def test_the_openai_client_asks_for_a_vad_path(server, field):
+    """``chunking`` / ``vad_filter`` as extra form fields: the text the model gives the clip on that path, or, on a
+    server without the silero-vad package, a 400 naming the field and the package."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with open(SAMPLE, "rb") as f:
+        if importlib.util.find_spec("silero_vad") is None:
+            with pytest.raises(openai.BadRequestError) as bad:
+                client.audio.transcriptions.create(model="whisper-1", file=f, extra_body=field)
+            assert bad.value.body["param"] == next(iter(field)) and "silero-vad" in bad.value.message
+            return
+        got = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
+                                                 extra_body=field)
+    segments, info = WhisperModel("tiny.en", device="cpu").transcribe(load_audio(SAMPLE), beam_size=None, **field)
+    assert [s.text for s in got.segments] == [s.text for s in segments]
 
 
 def sixteen_inputs() -> list[tuple[str, bytes]]:

@@ -34,6 +34,10 @@ CASES = [  # (id, form fields, file part or None, status, param, words of the me
     ("granularity unknown", {"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, "jfk",
      400, "timestamp_granularities[]", "must be segment or word, got 'sentence'"),
     ("stream flag", {"stream": "maybe"}, "jfk", 400, "stream", "true or false"),
+    ("chunking unknown", {"chunking": "sliding"}, "jfk", 400, "chunking", "chunking must be one of none, vad"),
+    ("vad_filter flag", {"vad_filter": "maybe"}, "jfk", 400, "vad_filter", "expected True or False, got 'maybe'"),
+    ("chunking with vad_filter", {"chunking": "vad", "vad_filter": "true"}, "jfk", 400, "vad_filter",
+     "give one of them"),
 ]
 
 

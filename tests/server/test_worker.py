@@ -1,5 +1,6 @@
 """The worker thread in-process (tiny.en, CPU): results equal offline decoding; ``batch_wait_s`` lets a request
-that comes just after another join its first round; ``Rounds`` follows the rounds from the events."""
+that comes just after another join its first round; ``Rounds`` follows the rounds from the events; requests take
+their own VAD path (``chunking`` / ``vad_filter``) in one batch, with the command line's refusal."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,7 @@ import threading
 import pytest
 
 from whisper_model import WhisperModel
+from whisper_model.chunk_plan import chunk_options
 from whisper_model.io.audio import load_audio
 from whisper_model.server.config import ServedModel, ServerConfig
 from whisper_model.server.metrics import Metrics
@@ -84,3 +86,63 @@ def test_a_request_just_after_another_joins_its_first_round_with_batch_wait(serv
     first_window = order.index((0, "Segments"))
     joined = (1, "Started") in order[:first_window]
     assert joined == (wait_s > 0), order
+
+
+def fake_regions(samples, options=None, probabilities=None):
+    """Speech regions that need no Silero: three spans of the audio, at whole mel frames."""
+    n = int(samples.shape[0])
+    return [(s - s % 160, e - e % 160) for s, e in ((0, n * 3 // 10), (n * 35 // 100, n * 7 // 10), (n * 72 // 100, n))]
+
+
+def test_requests_take_their_own_vad_path_in_one_batch(served, monkeypatch):
+    """A plain request, a chunking=vad one and a vad_filter one share the worker's batch; each gets what the model
+    gives its audio alone on that path (the same speech regions: a stand-in for Silero)."""
+    import numpy as np
+
+    from whisper_model import chunked
+
+    monkeypatch.setattr(chunked, "speech_regions", fake_regions)
+    served_model, model = served
+    jfk, silence = load_audio(SAMPLE), np.zeros(16000 * 3, np.float32)
+    audio = np.concatenate([jfk, silence, load_audio(clip("en_bobby.wav")), load_audio(clip("en_librivox_0930.wav")),
+                            silence, jfk])  # over 30 s: the regions make two chunks
+    paths = [("none", False), ("vad", False), ("none", True)]
+    worker = BatchWorker(served_model, ServerConfig(batch_size=4), Metrics(4))
+    worker.start()
+
+    async def all_paths():
+        options = chunk_options(served_model.base_options)
+        jobs = [worker.submit(audio, options if c == "vad" else served_model.base_options, None, None, c, f)
+                for c, f in paths]
+        return await asyncio.gather(*(job.result() for job in jobs))
+
+    try:
+        results = asyncio.run(all_paths())
+    finally:
+        assert worker.stop(60)
+    for (chunking, vad_filter), (segments, info) in zip(paths, results):
+        alone, alone_info = model.transcribe(audio, chunking=chunking, vad_filter=vad_filter, batch_size=4)
+        want = [(s.start, s.end, s.text) for s in alone]
+        assert [(s.start, s.end, s.text) for s in segments] == want, (chunking, vad_filter)
+        assert info.duration_after_vad == alone_info.duration_after_vad
+    assert results[0][1].duration_after_vad is None
+    assert all(info.duration_after_vad < info.duration for _, info in results[1:])  # VAD left the pauses out
+
+
+def test_a_form_refuses_condition_on_previous_text_with_chunking_as_the_command_line(served, monkeypatch):
+    from dataclasses import replace
+
+    from whisper_model.server import forms
+    from whisper_model.server.errors import ApiError
+
+    monkeypatch.setattr(forms, "vad_available", lambda: True)
+    served_model, _ = served
+    conditioned = replace(served_model, base_options=replace(served_model.base_options,
+                                                             condition_on_previous_text=True))
+    fields = {"granularities": [], "chunking": "vad"}
+    with pytest.raises(ApiError, match="condition_on_previous_text=True cannot be used with chunking='vad'") as e:
+        forms.checked(dict(fields), b"", "a.wav", "transcribe", conditioned)
+    assert e.value.status == 400 and e.value.param == "chunking"
+    request = forms.checked(dict(fields), b"", "a.wav", "transcribe", served_model)
+    assert (request.chunking, request.vad_filter, request.options.condition_on_previous_text) == ("vad", False, False)
+    assert forms.checked({"granularities": []}, b"", "a.wav", "transcribe", served_model).chunking == "none"

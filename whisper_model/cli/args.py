@@ -5,10 +5,10 @@ openai-whisper's word-level flags are here: ``--word_timestamps`` with ``--prepe
 (``--highlight_words``, ``--max_line_width``, ``--max_line_count``, ``--max_words_per_line``: without
 ``--word_timestamps True`` a usage error, as openai-whisper's), and ``--clip_timestamps`` (not with VAD).
 ``--model`` defaults to ``tiny.en`` (openai-whisper's default, turbo, is not bundled). Ours on top:
-``--input_file`` (the audio paths again, as older scripts give them), ``--engine_dir``, ``--dtype``,
+``--input_file`` (the audio paths again, as older scripts give them), ``--engine_dir``, ``--dtype``, ``--eager``,
 ``--without_timestamps``, ``--batch_size``, ``--chunking``, ``--vad_filter``, ``--stop_repetition_loops``;
-``--language auto`` and ``--verbose None`` are accepted too. A value that cannot work is an ``OptionError`` whose
-message names the flag.
+``--language auto`` and ``--verbose None`` are accepted too. The flags the server and the Ray job share come from
+``service.flags``' table. A value that cannot work is an ``OptionError`` whose message names the flag.
 """
 from __future__ import annotations
 
@@ -16,38 +16,25 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from ..errors import OptionError
 from ..io.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-from ..chunked import CHUNKINGS
 from ..decode.timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from ..io.writers import FORMATS
-from ..service.loading import DTYPES, model_source  # noqa: F401 - model_source: --model in --model_dir
+from ..service.flags import (
+    BOOL,
+    add_options,
+    optional_bool,
+    optional_float,
+    optional_int,
+    str2bool,
+)
+from ..service.loading import model_source  # noqa: F401 - --model in --model_dir
 
-BOOL = "{True,False}"
-CHUNK_BATCH = 16  # --batch_size with --chunking vad when not given
 WRITER_FLAGS = ("highlight_words", "max_line_width", "max_line_count", "max_words_per_line")  # need word timestamps
-_TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-
-
-def str2bool(value: str) -> bool:
-    if value.lower() not in _TRUE_FALSE:
-        raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-    return _TRUE_FALSE[value.lower()]
-
-
-def optional_bool(value: str) -> bool | None:
-    return None if value == "None" else str2bool(value)
-
-
-def optional_int(value: str) -> int | None:
-    return None if value == "None" else int(value)
-
-
-def optional_float(value: str) -> float | None:
-    return None if value == "None" else float(value)
 
 
 def language(value: str) -> str | None:
@@ -82,7 +69,8 @@ def prog_name() -> str:
     return "python -m whisper_model.run" if name in ("", "run.py", "__main__.py", "-c") else name
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, help: Optional[dict] = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``help``: other help texts for some flags ({dest: text}; the Ray job's)."""
     import torch  # here, not at import: a Ctrl-C while torch loads is already handled by main
 
     p = _Parser(
@@ -94,19 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="*", help="audio or video file(s) to transcribe")
     p.add_argument("--input_file", nargs="+", action="extend", default=None, metavar="AUDIO",
                    help="more audio files (the same as the positional paths)")
-    p.add_argument("--model", default="tiny.en", help="model name (bundled: tiny.en, base; other names are read "
-                   "from --model_dir) or a checkpoint: an openai-whisper .pt file, a Hugging Face directory or a "
-                   "CTranslate2 directory")
-    p.add_argument("--model_dir", default=None, help="where models are found by name, as openai-whisper stores "
-                   "them (<model_dir>/<name>.pt) (default: None: ~/.cache/whisper when the file is there)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device to run on: cpu, cuda or cuda:N")
+    add_options(p, ["model", "model_dir", "device"], defaults={"device": "cuda" if torch.cuda.is_available() else "cpu"},
+                help={"device": "device to run on: cpu, cuda or cuda:N", **(help or {})})
     p.add_argument("--output_dir", "-o", default=".", help="directory to save the outputs")
     p.add_argument("--output_format", "-f", default="all", choices=FORMATS + ("all",),
                    help="format of the output file(s); all: every format")
     p.add_argument("--verbose", type=optional_bool, default=True, metavar="{True,False,None}",
-                   help="True: print each segment as it is decoded; False: show a progress bar over the audio "
-                   "seconds instead; None: print neither")
+                   help=(help or {}).get("verbose", "True: print each segment as it is decoded; False: show a "
+                                         "progress bar over the audio seconds instead; None: print neither"))
     p.add_argument("--task", default="transcribe", choices=("transcribe", "translate"),
                    help="X->X speech recognition ('transcribe') or X->English translation ('translate')")
     p.add_argument("--language", type=language, default=None, metavar="LANGUAGE", help="language spoken in the "
@@ -123,8 +106,7 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
                    "(--beam_size) is used only at temperature 0, --best_of samples above it")
     p.add_argument("--best_of", type=optional_int, default=5, help="number of candidates when sampling with "
                    "non-zero temperature")
-    p.add_argument("--beam_size", type=optional_int, default=5, help="number of beams in beam search, only "
-                   "applicable when temperature is zero (None: greedy)")
+    add_options(p, ["beam_size"])
     p.add_argument("--patience", type=optional_float, default=None, help="beam search patience, as in "
                    "https://arxiv.org/abs/2204.05424 (default: None: 1.0, conventional beam search)")
     p.add_argument("--length_penalty", type=optional_float, default=None, help="token length penalty alpha, as "
@@ -151,8 +133,7 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_speech_threshold", type=optional_float, default=0.6, help="if the probability of the "
                    "no-speech token is higher than this value and the decoding failed --logprob_threshold, "
                    "consider the window silence")
-    p.add_argument("--threads", type=optional_int, default=0, help="number of threads torch uses on the CPU "
-                   "(0: torch's default); supersedes MKL_NUM_THREADS/OMP_NUM_THREADS")
+    add_options(p, ["threads"])
 
 
 def _word_flags(p: argparse.ArgumentParser) -> None:
@@ -209,33 +190,15 @@ def word_flag_warnings(args: argparse.Namespace) -> list[str]:
 
 
 def _ours(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine_dir", default=None, help="an engine built by whisper_model.build, in place of "
-                   "--model (default: None: no engine)")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="weights and activations dtype (default: None: "
-                   "from --fp16 and --device)")
-    p.add_argument("--eager", action="store_true", help="on CUDA, run the eager modules instead of the fast path "
-                   "(Triton kernels + CUDA graphs, the default there)")
+    add_options(p, ["engine_dir", "dtype", "eager"], help={"dtype": "weights and activations dtype (default: None: "
+                                                             "from --fp16 and --device)"})
     p.add_argument("--without_timestamps", action="store_true", help="decode text only (no timestamp tokens)")
-    p.add_argument("--batch_size", type=int, default=None, help="windows decoded together: of that many files "
-                   "(default: None: 1, one file after the other), or with --chunking vad of that many speech "
-                   f"chunks of any of the files (default: None: {CHUNK_BATCH})")
+    add_options(p, ["batch_size"])
     p.add_argument("--stop_repetition_loops", type=str2bool, metavar=BOOL, default=True, help="end a window's "
                    "decoding as soon as its text repeats one block of tokens (4+ times, 48+ tokens: a loop on noise "
                    "or music) and fall back to the next temperature; False: decode every window to 224 tokens as "
                    "openai-whisper does (the same text wherever no loop occurs)")
-    p.add_argument("--chunking", choices=CHUNKINGS, default="none", help="none: openai-whisper's sequential 30 s "
-                   "windows, each prompted with the text before it; vad: cut each file at speech pauses (Silero "
-                   "VAD) into chunks of at most 30 s decoded in parallel (--batch_size), each WITHOUT the previous "
-                   "chunk's text as prompt (--initial_prompt still applies to every chunk); silence, music and "
-                   "noise between chunks are not decoded")
-    p.add_argument("--vad_filter", type=str2bool, metavar=BOOL, default=False, help="sequential decoding of the "
-                   "speech only: pauses of 2 s or more (Silero VAD) are removed before transcribing, times stay on "
-                   "the file's timeline (faster-whisper's vad_filter); not with --chunking vad")
-    p.add_argument("--weight_only_precision", choices=("int8", "int4"), default=None, help="quantize the weights "
-                   "at load: int8 per output channel, int4 in groups of 128 input features (default: None: the "
-                   "checkpoint's; an engine or a quantized checkpoint keeps the precision it was saved with)")
-    p.add_argument("--int8_kv_cache", action="store_true", help="hold the decoder's self and cross K/V caches in "
-                   "int8 (one scale per token and head)")
+    add_options(p, ["chunking", "vad_filter", "weight_only_precision", "int8_kv_cache"])
 
 
 class _Given(argparse.Action):
@@ -247,14 +210,16 @@ class _Given(argparse.Action):
         namespace.given = getattr(namespace, "given", set()) | {self.dest}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed flags; ``audio``: the positional paths then those of ``--input_file``."""
-    parser = build_parser()
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, *,
+               inputs: str = "the audio files") -> argparse.Namespace:
+    """The parsed flags (``parser``: default ``build_parser()``'s); ``audio``: the positional paths then those of
+    ``--input_file``; none is a usage error (``inputs``: what to pass)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     args.audio = list(args.audio) + list(args.input_file or [])
     args.given = getattr(args, "given", set())
     if not args.audio:
-        parser.error("no audio given: pass the audio files as arguments (or after --input_file)")
+        parser.error(f"no audio given: pass {inputs} as arguments (or after --input_file)")
     check_word_flags(parser, args)
     return args
 
@@ -287,3 +252,9 @@ def for_shell(message: str) -> str:
         name, value = (m[1], m[2]) if m[1] else (m[3], m[4])
         return f"--{name}" + (f" {value.strip(chr(39))}" if value else "")
     return _FLAG_RE.sub(flag, message)
+
+
+def usage_error(e: Exception) -> int:
+    """A bad option or a model that cannot be loaded: one line for a shell user (``for_shell``), exit status 2."""
+    print(f"error: {for_shell(str(e))}", file=sys.stderr, flush=True)
+    return 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .signals import SignalGuard
+from .signals import SignalGuard, report_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             session = Session()
             return session.run(parse_args(argv), guard)
     except KeyboardInterrupt as e:  # signals.Interrupted (SIGINT, SIGTERM), or a Ctrl-C before the guard was up
-        if session is not None:
-            session.close(keep=False)
-        done = f": {session.summary()}" if session is not None else ""
-        print(f"interrupted ({getattr(e, 'name', 'SIGINT')}){done}", file=sys.stderr, flush=True)
-        status = getattr(e, "exit_status", 130)
+        status = report_interrupt(e, session)
         if argv is None:  # the program itself, not a Python caller: skip the interpreter's teardown (about 1 s
             sys.stdout.flush()  # with torch loaded); every output file is already complete or never started
             os._exit(status)

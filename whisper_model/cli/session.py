@@ -21,8 +21,10 @@ from ..scheduler import Failed, Finished, Scheduler, Segments, Started
 from ..service import ModelSpec, english_only_language, load_model
 from ..service.loading import resolve_device, resolve_dtype
 from ..transcribe import result_dict
+from ..chunk_plan import chunk_options
 from ..chunked import check_chunking
-from .args import CHUNK_BATCH, for_shell, temperatures
+from ..service.flags import default_batch_size
+from .args import temperatures, usage_error
 from .inputs import check_output_dir, expand_inputs
 from .progress import Progress
 from .signals import SignalGuard
@@ -36,13 +38,8 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
     ``--clip_timestamps`` (other than the whole file) with VAD is an ``OptionError``."""
     schedule = temperatures(args.temperature, args.temperature_increment_on_fallback)
     beam = 0 in schedule
-    conditioned = args.condition_on_previous_text
-    if args.chunking == "vad" and conditioned:
-        if "condition_on_previous_text" in args.given:
-            raise OptionError("--condition_on_previous_text True cannot be used with --chunking vad: the chunks "
-                              "are decoded in parallel, each without the previous chunk's text; leave it out, or "
-                              "use --chunking none")
-        conditioned = None  # the default: each path's own (chunks: False)
+    given = "condition_on_previous_text" in args.given
+    conditioned = args.condition_on_previous_text if given or args.chunking != "vad" else None  # None: the path's
     options = TranscriptionOptions(
         task=args.task, temperature=schedule, best_of=args.best_of, beam_size=args.beam_size if beam else None,
         patience=args.patience if beam else None, length_penalty=args.length_penalty,
@@ -53,6 +50,8 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         word_timestamps=args.word_timestamps, prepend_punctuations=args.prepend_punctuations,
         append_punctuations=args.append_punctuations, clip_timestamps=args.clip_timestamps,
         hallucination_silence_threshold=args.hallucination_silence_threshold)
+    if args.chunking == "vad":
+        options = chunk_options(options)  # an explicit --condition_on_previous_text True is refused
     if options.clipped and (args.chunking == "vad" or args.vad_filter):
         vad = "--chunking vad" if args.chunking == "vad" else "--vad_filter True"
         raise OptionError(f"--clip_timestamps {args.clip_timestamps} cannot be used with {vad}: the times decoded "
@@ -75,6 +74,19 @@ def model_spec(args: argparse.Namespace, options: TranscriptionOptions) -> Model
                      weight_only_precision=getattr(args, "weight_only_precision", None),
                      int8_kv_cache=getattr(args, "int8_kv_cache", False), max_batch_size=args.batch_size,
                      max_beam_width=max(options.beam_size or 1, options.best_of or 1))
+
+
+def check_run_flags(args: argparse.Namespace) -> None:
+    """The flags of a run (the command line's, the Ray job's) that need no model: ``--batch_size`` (its default
+    set), ``--chunking`` / ``--vad_filter``, ``--output_dir``, ``--threads``; ``OptionError`` naming the flag."""
+    if args.batch_size is None:
+        args.batch_size = default_batch_size(args.chunking)
+    if args.batch_size < 1:
+        raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
+    if args.threads is not None and args.threads < 0:
+        raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
+    check_chunking(args.chunking, args.vad_filter, None)
+    check_output_dir(args.output_dir)
 
 
 class Session:
@@ -100,13 +112,13 @@ class Session:
         try:
             options = self._prepare(args)
         except OptionError as e:
-            return _usage_error(e)
+            return usage_error(e)
         inputs = self._existing(args.audio, args.verbose)
         if inputs:
             try:
                 scheduler = self._scheduler(args, options, inputs)
             except (WhisperError, RuntimeError, OSError) as e:  # a model, device or output folder that fails
-                return _usage_error(e)
+                return usage_error(e)
             self._transcribe(args, inputs, scheduler, guard)
         print(self.summary(), file=sys.stderr, flush=True)
         return 1 if self.failed or self.skipped else 0
@@ -121,17 +133,10 @@ class Session:
             self.progress.close(keep=keep)
 
     def _prepare(self, args: argparse.Namespace) -> TranscriptionOptions:
-        if args.batch_size is None:
-            args.batch_size = CHUNK_BATCH if args.chunking == "vad" else 1
-        if args.batch_size < 1:
-            raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
-        check_chunking(args.chunking, args.vad_filter, None)
-        check_output_dir(args.output_dir)
+        check_run_flags(args)
         args.device = resolve_device(args.device)
         args.dtype = resolve_dtype(args.device, args.dtype, args.fp16)
         if args.threads:
-            if args.threads < 0:
-                raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
             torch.set_num_threads(args.threads)
         options = transcription_options(args)
         self.writer = writer_options(args)
@@ -194,11 +199,6 @@ class Session:
                 progress.failed(i, f"error: {path}: {e}")
         progress.close()
         self.progress = None
-
-
-def _usage_error(e: Exception) -> int:
-    print(f"error: {for_shell(str(e))}", file=sys.stderr, flush=True)
-    return 2
 
 
 def _write(args: argparse.Namespace, path: str, segments, info, writer: WriterOptions) -> list:

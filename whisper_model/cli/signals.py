@@ -9,6 +9,7 @@ exit status 128 + the signal's number), and short sections (writing a file's out
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -68,3 +69,14 @@ class SignalGuard:
             if not self._depth and self._pending is not None:  # the signal wins over an error of the block
                 signum, self._pending = self._pending, None
                 raise Interrupted(signum)
+
+
+def report_interrupt(e: KeyboardInterrupt, run) -> int:
+    """One line on stderr for a run stopped by ``e`` (``Interrupted``, or a Ctrl-C before the guard was up), with
+    ``run``'s summary so far (``run``: None, or what has ``close(keep=)`` and ``summary()``: the command line's
+    session, the Ray job's report); its exit status (130 / 143)."""
+    if run is not None:
+        run.close(keep=False)
+    done = f": {run.summary()}" if run is not None else ""
+    print(f"interrupted ({getattr(e, 'name', 'SIGINT')}){done}", file=sys.stderr, flush=True)
+    return getattr(e, "exit_status", 130)

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..chunked import check_chunking
-from ..cli.args import CHUNK_BATCH, build_parser, check_word_flags, model_source
-from ..cli.inputs import check_output_dir
-from ..cli.session import transcription_options, writer_options
+from ..cli.args import build_parser, model_source, parse_args
+from ..cli.session import check_run_flags, transcription_options, writer_options
 from ..errors import OptionError
 from ..io.writers import WriterOptions
 from ..options import TranscriptionOptions
@@ -30,6 +28,8 @@ from ..service.loading import resolve_dtype
 PROG = "python -m whisper_model.distributed"
 VERBOSE_HELP = ("True: print each file's segments and one line when the file is done; False: show one progress bar "
                 "over the files and the hours of audio instead; None: print neither")
+DEVICE_HELP = ("device of every worker: cpu or cuda (each worker gets its own GPUs from Ray) (default: cuda with "
+               "--gpus_per_worker > 0 or when this machine has a GPU, else cpu)")
 EPILOG = ("Exit status: 0 when every input was transcribed (or was already done: see manifest.jsonl in --output_dir); "
           "1 when an input failed or was missing (the others are still transcribed); 2 for a bad option, a model that "
           "cannot be loaded or a cluster that cannot run one worker; 130 / 143 when interrupted by Ctrl-C / SIGTERM "
@@ -45,17 +45,11 @@ def positive_float(value: str) -> float:
 
 def build_job_parser() -> argparse.ArgumentParser:
     """``run.py``'s parser with this job's name and flags added."""
-    p = build_parser()
+    p = build_parser(help={"verbose": VERBOSE_HELP, "device": DEVICE_HELP})
     p.prog, p.epilog = PROG, EPILOG
     p.description = ("Transcribe or translate many audio files on a Ray cluster (or this machine alone) and write "
                      "txt/srt/vtt/tsv/json as python -m whisper_model.run does; files already done are skipped.")
     p.set_defaults(device=None)
-    for action in p._actions:  # noqa: SLF001 - argparse keeps its actions there; only two help texts change
-        if action.dest == "verbose":
-            action.help = VERBOSE_HELP
-        elif action.dest == "device":
-            action.help = ("device of every worker: cpu or cuda (each worker gets its own GPUs from Ray) (default: "
-                           "cuda with --gpus_per_worker > 0 or when this machine has a GPU, else cpu)")
     g = p.add_argument_group("distributed (Ray)")
     g.add_argument("--num_workers", type=int, default=1, help="workers (Ray actors), each with the model loaded once "
                    "and its own batch of --batch_size files")
@@ -71,14 +65,7 @@ def build_job_parser() -> argparse.ArgumentParser:
 
 def parse_job_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """The parsed flags; ``audio``: the positional paths, then those of ``--input_file``."""
-    parser = build_job_parser()
-    args = parser.parse_args(argv)
-    args.audio = list(args.audio) + list(args.input_file or [])
-    args.given = getattr(args, "given", set())
-    if not args.audio:
-        parser.error("no audio given: pass the audio files or directories as arguments (or after --input_file)")
-    check_word_flags(parser, args)
-    return args
+    return parse_args(argv, build_job_parser(), inputs="the audio files or directories")
 
 
 @dataclass(frozen=True)
@@ -137,18 +124,11 @@ def resolve_device(device: Optional[str], gpus: Optional[float]) -> tuple[str, f
 
 def prepare(args: argparse.Namespace) -> JobSpec:
     """Every flag checked (``OptionError``), as a ``JobSpec``; nothing is started or created."""
-    if args.batch_size is None:
-        args.batch_size = CHUNK_BATCH if args.chunking == "vad" else 1
-    if args.batch_size < 1:
-        raise OptionError(f"--batch_size must be a positive integer, got {args.batch_size}")
     if args.num_workers < 1:
         raise OptionError(f"--num_workers must be a positive integer, got {args.num_workers}")
     if args.cpus_per_worker <= 0:
         raise OptionError(f"--cpus_per_worker must be above 0, got {args.cpus_per_worker:g}")
-    if args.threads is not None and args.threads < 0:
-        raise OptionError(f"--threads must be 0 (torch's default) or positive, got {args.threads}")
-    check_chunking(args.chunking, args.vad_filter, None)
-    check_output_dir(args.output_dir)
+    check_run_flags(args)
     args.device, gpus = resolve_device(args.device, args.gpus_per_worker)
     args.dtype = resolve_dtype(args.device, args.dtype, args.fp16)
     options, writer = transcription_options(args), writer_options(args)

@@ -6,10 +6,9 @@ are stopped, and a local Ray started for the job is shut down. Running it again 
 """
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
-from ..cli.signals import SignalGuard
+from ..cli.signals import SignalGuard, report_interrupt
 
 
 def main(argv: Optional[list[str]] = None, worker_class: Optional[type] = None) -> int:
@@ -23,11 +22,7 @@ def main(argv: Optional[list[str]] = None, worker_class: Optional[type] = None) 
             job = Job(parse_job_args(argv), worker_class or TranscriptionWorker)
             return job.run()
     except KeyboardInterrupt as e:  # signals.Interrupted (SIGINT, SIGTERM), or a Ctrl-C before the guard was up
-        if job is not None:
-            job.report.close(keep=False)
-        done = f": {job.report.summary()}" if job is not None else ""
-        print(f"interrupted ({getattr(e, 'name', 'SIGINT')}){done}", file=sys.stderr, flush=True)
-        return getattr(e, "exit_status", 130)
+        return report_interrupt(e, job.report if job is not None else None)
 
 
 __all__ = ["main"]

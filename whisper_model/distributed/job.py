@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Optional
 
-from ..cli.args import for_shell
+from ..cli.args import usage_error
 from ..cli.inputs import expand_inputs
 from ..cli.signals import SIGNALS, Interrupted
 from ..errors import OptionError, OutputError
@@ -52,11 +52,6 @@ class SignalFlag:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         self.previous = {}
-
-
-def usage_error(e: Exception) -> int:
-    print(f"error: {for_shell(str(e))}", file=sys.stderr, flush=True)
-    return 2
 
 
 class Job:
@@ -154,4 +149,4 @@ def run_job(args: argparse.Namespace, worker_class: type = TranscriptionWorker) 
     return Job(args, worker_class).run()
 
 
-__all__ = ["Job", "MANIFEST_NAME", "run_job", "usage_error"]
+__all__ = ["Job", "MANIFEST_NAME", "run_job"]

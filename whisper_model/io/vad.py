@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.util
 import math
 import warnings
 from dataclasses import dataclass, fields
@@ -83,6 +84,11 @@ CHUNKING = VadOptions()
 # Non-speech removal before sequential decoding (faster-whisper's vad_filter defaults): only pauses of 2 s or
 # more are removed, every region is kept whatever its length (the sequential loop cuts 30 s windows itself).
 FILTERING = VadOptions(min_speech_duration_ms=0, min_silence_duration_ms=2000, max_speech_duration_s=math.inf)
+
+
+def vad_available() -> bool:
+    """Whether the ``silero-vad`` package is installed (without importing it)."""
+    return importlib.util.find_spec("silero_vad") is not None
 
 
 @functools.lru_cache(maxsize=None)

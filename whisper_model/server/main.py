@@ -19,26 +19,24 @@ API_KEY_ENV = "WHISPER_API_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The server's flags; those it shares with the command line come from ``service.flags``."""
+    from ..service.flags import add_options
+
     p = argparse.ArgumentParser(prog="python -m whisper_model.serve", description="OpenAI-compatible "
                                 "transcription server (/v1/audio/transcriptions, /translations) with continuous "
                                 "batching: every request is a stream of one scheduler")
-    p.add_argument("--model", default="tiny.en", help="a bundled name (tiny.en, base), a checkpoint path, or a "
-                   "name in --model_dir (default: tiny.en)")
-    p.add_argument("--model_dir", default=None, help="where to look for <model>.pt (default: ~/.cache/whisper)")
-    p.add_argument("--engine_dir", default=None, help="a GPU engine from python -m whisper_model.build (then "
-                   "--model is not loaded)")
+    add_options(p, ["model", "model_dir", "engine_dir"], help={
+        "model": "a bundled name (tiny.en, base), a checkpoint path, or a name in --model_dir (default: tiny.en)",
+        "engine_dir": "a GPU engine from python -m whisper_model.build (then --model is not loaded)"})
     p.add_argument("--served_model_name", default=None, help="the model's id in the API (default: --model, or "
                    "the engine folder's name); 'whisper-1' is accepted as well")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when there is one)")
-    p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
-                   help="default: float16 on CUDA, float32 on the CPU")
-    p.add_argument("--eager", action="store_true", help="on CUDA, run the eager modules instead of the fast path "
-                   "(Triton kernels + CUDA graphs)")
+    add_options(p, ["device", "dtype", "eager"])
     p.add_argument("--max_beam_width", type=int, default=5, help="the fast path's rows: batch x this (beam_size "
                    "of a request may not exceed it; default 5)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--batch_size", type=int, default=16, help="windows decoded together (default 16)")
+    add_options(p, ["batch_size"], defaults={"batch_size": 16}, help={"batch_size": "windows decoded together: "
+                                                                     "the rows of the one scheduler (default 16)"})
     p.add_argument("--max_queue", type=int, default=256, help="requests that may wait for a row; more get 503 "
                    "with Retry-After (default 256)")
     p.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default 25, as "
@@ -54,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"KEY' (default: ${API_KEY_ENV}; unset: no key)")
     p.add_argument("--shutdown_timeout", type=float, default=30.0, help="seconds the requests in flight get to "
                    "finish on SIGTERM / SIGINT (default 30)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_options(p, ["threads"])
     p.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
 

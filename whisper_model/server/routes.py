@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..encoding import load_samples
+from ..errors import AudioError, audio_errors
 from ..results import StreamResult
 from ..scheduler import Failed, Finished, Segments
 from .config import ServedModel, ServerConfig
@@ -59,7 +60,7 @@ async def audio(request: Request, task: str, endpoint: str) -> Response:
         ticket = state.admission.enter()
         form = await read_form(request, task, state.served)
         samples = await run_in_threadpool(decoded, form.data, form.filename)
-        job = state.worker.submit(samples, form.options, form.language, form.prompt)
+        job = state.worker.submit(samples, form.options, form.language, form.prompt, form.chunking, form.vad_filter)
         if form.stream:
             events = streamed(state, job, ticket, endpoint, since)
             ticket = None  # the stream releases it when it ends
@@ -79,8 +80,9 @@ async def audio(request: Request, task: str, endpoint: str) -> Response:
 def decoded(data: bytes, filename: str):
     """The upload as 16 kHz mono float32 samples; 400 naming the problem when it is not audio."""
     try:
-        return load_samples(data)
-    except (ValueError, OSError, RuntimeError) as e:  # AudioDecodeError, empty, no audio stream, corrupt
+        with audio_errors():
+            return load_samples(data)
+    except AudioError as e:
         raise ApiError(400, f"file {filename!r} cannot be decoded as audio: {e}", param="file",
                        code="invalid_audio") from None
 

@@ -22,7 +22,8 @@ from ..io.audio import SAMPLE_RATE
 from ..longform import Segment, TranscriptionInfo
 from ..options import TranscriptionOptions
 from ..results import StreamResult
-from ..scheduler import Event, Failed, Finished, Scheduler, Segments, Started
+from ..chunked import ChunkedScheduler
+from ..scheduler import Event, Failed, Finished, Segments, Started
 from ..service import Closing, Stream, StreamWorker
 from .config import ServedModel, ServerConfig
 from .metrics import Metrics
@@ -71,15 +72,18 @@ class BatchWorker(StreamWorker):
         self.rounds = Rounds()  # worker thread only: the batch's rows in use, the round being given out
         super().__init__(self._new_scheduler, name="whisper-batch")
 
-    def _new_scheduler(self) -> Scheduler:
-        return Scheduler(self.served.model, batch_size=self.config.batch_size, tokenizer=self.served.tokenizer)
+    def _new_scheduler(self) -> ChunkedScheduler:
+        """Requests take their own path (``chunking`` / ``vad_filter``); without VAD, the file as one stream."""
+        return ChunkedScheduler(self.served.model, batch_size=self.config.batch_size, tokenizer=self.served.tokenizer,
+                                chunking="none", vad_filter=False)
 
-    def submit(self, samples, options: TranscriptionOptions, language: Optional[str],
-               prompt: Optional[str]) -> Job:
+    def submit(self, samples, options: TranscriptionOptions, language: Optional[str], prompt: Optional[str],
+               chunking: str = "none", vad_filter: bool = False) -> Job:
         """Queue ``samples`` (16 kHz mono float32) as a stream; call on the request's event loop."""
         job = Job(asyncio.get_running_loop(), len(samples) / SAMPLE_RATE)
         self.metrics.queue_depth.inc()
-        job.id = self.add(samples, job.post, options=options, language=language, initial_prompt=prompt, context=job)
+        job.id = self.add(samples, job.post, options=options, language=language, initial_prompt=prompt,
+                          chunking=chunking, vad_filter=vad_filter, context=job)
         return job
 
     # --- the worker thread ---------------------------------------------------------------------------------

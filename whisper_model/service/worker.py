@@ -81,12 +81,14 @@ class StreamWorker:
         return not self._thread.is_alive()
 
     def add(self, audio: Audio, deliver: Deliver, *, options: Optional[TranscriptionOptions] = None,
-            language: Optional[str] = None, initial_prompt: Optional[str] = None, context: object = None) -> int:
+            language: Optional[str] = None, initial_prompt: Optional[str] = None, chunking: Optional[str] = None,
+            vad_filter: Optional[bool] = None, context: object = None) -> int:
         """Queue ``audio`` (a path, file bytes or 16 kHz mono samples) as a stream; its events go to ``deliver``
-        (a bad option: a ``Failed`` event). Returns its id, for ``cancel``. ``context``: kept on the ``Stream``
-        for a subclass's hooks."""
+        (a bad option: a ``Failed`` event). Returns its id, for ``cancel``. ``chunking`` / ``vad_filter``: this
+        stream's path through VAD (a ``chunked.ChunkedScheduler``'s; None: the scheduler's own). ``context``:
+        kept on the ``Stream`` for a subclass's hooks."""
         stream = Stream(next(self._ids), deliver, context)
-        self._inbox.put(("add", stream, audio, options, language, initial_prompt))
+        self._inbox.put(("add", stream, audio, options, language, initial_prompt, chunking, vad_filter))
         return stream.id
 
     def cancel(self, stream_id: int) -> None:
@@ -131,12 +133,12 @@ class StreamWorker:
             self._cancels.add(command[1])
             self._try_cancels()
 
-    def _add(self, stream: Stream, audio, options, language, initial_prompt) -> None:
+    def _add(self, stream: Stream, audio, options, language, initial_prompt, chunking, vad_filter) -> None:
         if self._stopping:
             return self._end(stream, Failed(stream.id, Closing(self.closing_message)))
         try:
             self.scheduler.add(audio, options=options, language=language, initial_prompt=initial_prompt,
-                               stream_id=stream.id)
+                               stream_id=stream.id, chunking=chunking, vad_filter=vad_filter)
         except (WhisperError, ValueError, TypeError) as e:  # OptionError: the front ends check first; not trusted
             return self._end(stream, Failed(stream.id, e))
         self.streams[stream.id] = stream
