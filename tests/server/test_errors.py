@@ -26,7 +26,7 @@ CASES = [  # (id, form fields, file part or None, status, param, words of the me
     ("temperature range", {"temperature": "1.5"}, "jfk", 400, "temperature", "between 0 and 1"),
     ("beam_size text", {"beam_size": "five"}, "jfk", 400, "beam_size", "must be an integer"),
     ("beam_size zero", {"beam_size": "0"}, "jfk", 400, "beam_size", "beam_size"),
-    ("beam_size too large", {"beam_size": "64"}, "jfk", 400, "beam_size", "at most 16"),
+    ("beam_size too large", {"beam_size": "6"}, "jfk", 400, "beam_size", "at most 5"),  # --max_beam_width
     ("language unknown", {"language": "klingon"}, "jfk", 400, "language", "unsupported language 'klingon'"),
     ("language on english-only", {"language": "fr"}, "jfk", 400, "language", "English-only"),
     ("granularity without verbose_json", [("timestamp_granularities[]", "segment"), ("timestamp_granularities[]",
@@ -78,3 +78,18 @@ def test_the_server_goes_on_after_the_failures(server):
     assert response.status_code == 200 and "ask not what your country" in response.text.lower()
     assert server.metric('whisper_requests_total{endpoint="transcriptions",status="400"}') >= len(CASES) - 1
     assert server.health()["in_flight"] == 0
+
+
+def test_max_beam_width_is_the_largest_beam_size_a_request_may_ask_for():
+    """``--max_beam_width`` sizes the fast path's rows; a request's beam_size beyond it is refused (400)."""
+    from whisper_model.server import main
+    from whisper_model.server.errors import ApiError
+    from whisper_model.server.forms import checked
+
+    served = main.load(main.build_parser().parse_args(["--max_beam_width", "2", "--device", "cpu"]))
+    assert served.max_beam_size == 2
+    fields = {"granularities": [], "beam_size": "2"}
+    assert checked(fields, JFK, "jfk.mp3", "transcribe", served).options.beam_size == 2
+    with pytest.raises(ApiError, match="beam_size must be at most 2 on this server, got 3") as e:
+        checked({**fields, "beam_size": "3"}, JFK, "jfk.mp3", "transcribe", served)
+    assert e.value.status == 400

@@ -71,7 +71,8 @@ def load(args: argparse.Namespace):
                      fast=not args.eager, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width)
     whisper = load_model(spec)
     name = args.served_model_name or (Path(args.engine_dir).name if args.engine_dir else args.model)
-    return ServedModel(whisper.model, whisper.tokenizer, name, TranscriptionOptions())
+    return ServedModel(whisper.model, whisper.tokenizer, name, TranscriptionOptions(),
+                       max_beam_size=args.max_beam_width)
 
 
 def config_of(args: argparse.Namespace):
