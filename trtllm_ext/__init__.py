@@ -4,11 +4,11 @@ Declared parameter shapes, explicit weight layouts (Linear weight [out, in], i.e
 (out, in/groups, k)), fused QKV, tensor-parallel split dims, and a strict ``load_weights`` contract.
 Nothing here knows about Whisper.
 """
-from .attention import Attention, CrossAttention, causal_mask, check_input_pos
+from .attention import Attention, CrossAttention, causal_mask
 from .backend import TORCH_BACKEND, KernelBackend, OpBackend
 from .conv import Conv1d
 from .embedding import Embedding
-from .kv_cache import KVCache
+from .kv_cache import KVCache, check_input_pos
 from .kv_cache_int8 import Int8KVCache
 from .linear import ColumnLinear, Linear, RowLinear, tp_shard
 from .mlp import MLP

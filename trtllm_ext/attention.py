@@ -18,21 +18,11 @@ import torch
 
 from .backend import TORCH_BACKEND, OpBackend
 from .kernels.reference import causal_mask  # noqa: F401  (re-exported by the package)
-from .kv_cache import KVCache
+from .kv_cache import KVCache, check_input_pos
 from .linear import tp_shard
 from .module import ArrayLike, Module, check_input, positive, to_tensor
 from .quant_linear import column_linear, row_linear
 from .quantization import DEFAULT_GROUP_SIZE, dequantized
-
-
-def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
-    """Raise ValueError unless ``input_pos`` is an int64 tensor of shape ``[t]`` (shared by all ``b`` rows) or
-    ``[b, t]`` (row i's token j at ``input_pos[i, j]``)."""
-    if not isinstance(input_pos, torch.Tensor) or input_pos.dtype != torch.long:
-        got = input_pos.dtype if isinstance(input_pos, torch.Tensor) else type(input_pos).__name__
-        raise ValueError(f"{owner}: input_pos must be int64, got {got}")
-    if tuple(input_pos.shape) not in ((t,), (b, t)):
-        raise ValueError(f"{owner}: input_pos must have shape [{t}] or [{b}, {t}], got {tuple(input_pos.shape)}")
 
 
 def _shard_fused(value: torch.Tensor, parts: int, rank: int, world: int) -> torch.Tensor:

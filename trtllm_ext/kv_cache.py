@@ -15,18 +15,28 @@ from .kernels.reference import write_kv
 from .module import positive
 
 
+def check_input_pos(owner: str, input_pos, b: int, t: int) -> None:
+    """Raise ValueError unless ``input_pos`` is an int64 tensor of shape ``[t]`` (shared by all ``b`` rows) or
+    ``[b, t]`` (row i's token j at ``input_pos[i, j]``)."""
+    if not isinstance(input_pos, torch.Tensor) or input_pos.dtype != torch.long:
+        got = input_pos.dtype if isinstance(input_pos, torch.Tensor) else type(input_pos).__name__
+        raise ValueError(f"{owner}: input_pos must be int64, got {got}")
+    if tuple(input_pos.shape) not in ((t,), (b, t)):
+        raise ValueError(f"{owner}: input_pos must have shape [{t}] or [{b}, {t}], got {tuple(input_pos.shape)}")
+
+
 def check_cache_step(owner: str, input_pos, k: torch.Tensor, v: torch.Tensor, shape: tuple) -> None:
     """Raise ValueError unless k, v [b <= max_batch, H, t, Dh] fit a cache of ``shape`` and ``input_pos`` is int64
     ``[t]`` or ``[b, t]``."""
-    if k.dim() != 4 or k.shape[1] != shape[1] or k.shape[3] != shape[3] or k.shape != v.shape:
-        raise ValueError(f"{owner}: k/v of shape {tuple(k.shape)}/{tuple(v.shape)} do not fit cache {shape}")
+    _check_kv_shape(owner, k, v, shape)
     if k.shape[0] > shape[0]:
         raise ValueError(f"{owner}: batch {k.shape[0]} exceeds the cache's max_batch {shape[0]}")
-    if not isinstance(input_pos, torch.Tensor) or input_pos.dtype != torch.long:
-        raise ValueError(f"{owner}: input_pos must be int64, got {getattr(input_pos, 'dtype', input_pos)}")
-    b, t = k.shape[0], k.shape[2]
-    if tuple(input_pos.shape) not in ((t,), (b, t)):
-        raise ValueError(f"{owner}: input_pos must have shape [{t}] or [{b}, {t}], got {tuple(input_pos.shape)}")
+    check_input_pos(owner, input_pos, k.shape[0], k.shape[2])
+
+
+def _check_kv_shape(owner: str, k: torch.Tensor, v: torch.Tensor, shape: tuple) -> None:
+    if k.dim() != 4 or k.shape[1] != shape[1] or k.shape[3] != shape[3] or k.shape != v.shape:
+        raise ValueError(f"{owner}: k/v of shape {tuple(k.shape)}/{tuple(v.shape)} do not fit cache {shape}")
 
 
 class KVCache(nn.Module):
@@ -88,10 +98,7 @@ class KVCache(nn.Module):
         return self.written()
 
     def _check_write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int]:
-        shape = tuple(self.k.shape)
-        if k.dim() != 4 or k.shape[1] != shape[1] or k.shape[3] != shape[3] or k.shape != v.shape:
-            raise ValueError(f"{type(self).__name__}: k/v of shape {tuple(k.shape)}/{tuple(v.shape)} do not fit "
-                             f"cache {shape}")
+        _check_kv_shape(type(self).__name__, k, v, tuple(self.k.shape))
         b, t = k.shape[0], k.shape[2]
         self._check_rows(b)
         if t > self.max_len:
