@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 from .errors import OptionError
 from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from .io.vad import VadOptions, plan_chunks
-from .longform import Segment, detect_languages, load_mel
+from .longform import Segment, detect_languages, load_mel, moved
 from .options import TranscriptionOptions
 from .scheduler import Event, Finished, Segments, decoding_error, stream_info
 
@@ -127,15 +127,4 @@ class ChunkPlan:
                 return
 
 
-def moved(segment: Segment, segment_id: int, start: int, end: int) -> Segment:
-    """``segment`` of the chunk of samples [start, end) (``start`` a whole mel frame) on the file's timeline; times
-    past the chunk's end (timestamps in the window's padding) are the chunk's end."""
-    offset, last = start / SAMPLE_RATE, end / SAMPLE_RATE
-    words = None if segment.words is None else [
-        replace(w, start=round(min(w.start + offset, last), 2), end=round(min(w.end + offset, last), 2))
-        for w in segment.words]
-    return replace(segment, id=segment_id, seek=segment.seek + start // HOP_LENGTH,
-                   start=min(segment.start + offset, last), end=min(segment.end + offset, last), words=words)
-
-
-__all__ = ["ChunkPlan", "MIN_WINDOW_S", "chunk_options", "moved"]
+__all__ = ["ChunkPlan", "MIN_WINDOW_S", "chunk_options"]

@@ -28,6 +28,7 @@ from .errors import AudioError, OptionError, audio_errors
 from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from .io.tokenizer import Tokenizer
 from .io.vad import CHUNKING, FILTERING, SpeechMap, VadOptions, speech_regions
+from .live import LIVE_STEP_S, TRIM_S
 from .longform import TranscriptionInfo
 from .options import TranscriptionOptions
 from .scheduler import Event, Failed, Finished, Intake, ProgressCallback, Scheduler, Started
@@ -123,7 +124,8 @@ class ChunkedScheduler:
         self.intake = Intake(model, tokenizer)
         self._queue: deque[File] = deque()
         self.files: dict[Hashable, File] = {}  # started, not finished
-        self.outstanding = 0  # streams added to ``scheduler`` and not finished or failed
+        self.outstanding = 0  # streams of files added to ``scheduler`` and not finished or failed
+        self.live: set = set()  # ids of the live streams (``Scheduler.add_live``), as they are in ``scheduler``
 
     @property
     def batch_size(self) -> int:
@@ -146,11 +148,35 @@ class ChunkedScheduler:
         self._queue.append(File(stream_id, audio, options, language, initial_prompt, path))
         return stream_id
 
+    def add_live(self, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
+                 initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None,
+                 step_s: float = LIVE_STEP_S, trim_s: float = TRIM_S) -> Hashable:
+        """A live stream (``Scheduler.add_live``): no VAD path; its events are the scheduler's."""
+        options, stream_id = self.intake.admit(options, language, stream_id)
+        try:
+            self.scheduler.add_live(options=options, language=language, initial_prompt=initial_prompt,
+                                    stream_id=stream_id, step_s=step_s, trim_s=trim_s)
+        except Exception:
+            self.intake.release(stream_id)
+            raise
+        self.live.add(stream_id)
+        return stream_id
+
+    def feed(self, stream_id: Hashable, samples) -> None:
+        self.scheduler.feed(stream_id, samples)
+
+    def end(self, stream_id: Hashable) -> None:
+        self.scheduler.end(stream_id)
+
     def cancel(self, stream_id: Hashable) -> bool:
         """Drop a queued or started file (``Scheduler.cancel``): its streams leave the scheduler (one being
         admitted at this moment goes at its next event); the events being given out may still name it, no later
         one does. Returns whether it was dropped: False for a file finished, failed or unknown, or being started
-        at this moment (call again after the next event)."""
+        at this moment (call again after the next event). A live stream: ``Scheduler.cancel``."""
+        if stream_id in self.live:
+            self.live.discard(stream_id)
+            self.intake.release(stream_id)
+            return self.scheduler.cancel(stream_id)
         for file in self._queue:
             if file.id == stream_id:
                 self._queue.remove(file)
@@ -170,7 +196,7 @@ class ChunkedScheduler:
         """Run until every file added has finished or failed. Per file: ``Started`` (language known), then
         ``Segments`` (the chunk plan: one per chunk, in time order; else one per window), then ``Finished``; or
         ``Failed`` at any point (its other chunks are dropped)."""
-        while self._queue or self.outstanding:
+        while self._queue or self.outstanding or self.scheduler.due:
             yield from self._feed()
             for event in self.scheduler.events():
                 yield from self._merge(event)
@@ -205,7 +231,13 @@ class ChunkedScheduler:
         file.path.plan(file, speech_regions(file.samples, file.path.vad_options))
 
     def _merge(self, event: Event) -> Iterator[Event]:
-        """One event of a stream -> the events of its file."""
+        """One event of a stream -> the events of its file (a live stream's: as they are)."""
+        if event.stream_id in self.live:
+            if isinstance(event, (Finished, Failed)):
+                self.live.discard(event.stream_id)
+                self.intake.release(event.stream_id)
+            yield event
+            return
         file_id, k = event.stream_id
         if isinstance(event, (Finished, Failed)):
             self.outstanding -= 1

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -279,4 +279,15 @@ def decode_with_fallback(model, tokenizer: Optional[Tokenizer], options: Transcr
     return results
 
 
-__all__ = ["LongFormState", "Segment", "WindowCut", "clip_spans", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel"]
+def moved(segment: Segment, segment_id: int, start: int, end: int) -> Segment:
+    """``segment`` of the chunk of samples [start, end) (``start`` a whole mel frame) on the file's timeline; times
+    past the chunk's end (timestamps in the window's padding) are the chunk's end."""
+    offset, last = start / SAMPLE_RATE, end / SAMPLE_RATE
+    words = None if segment.words is None else [
+        replace(w, start=round(min(w.start + offset, last), 2), end=round(min(w.end + offset, last), 2))
+        for w in segment.words]
+    return replace(segment, id=segment_id, seek=segment.seek + start // HOP_LENGTH,
+                   start=min(segment.start + offset, last), end=min(segment.end + offset, last), words=words)
+
+
+__all__ = ["LongFormState", "Segment", "WindowCut", "clip_spans", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel", "moved"]

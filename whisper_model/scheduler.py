@@ -33,6 +33,7 @@ from .errors import AudioError, DecodingError, OptionError
 from .io.audio import HOP_LENGTH, SAMPLE_RATE
 from .io.mel_stream import StreamedLogMel
 from .io.tokenizer import Tokenizer
+from .live import LIVE_STEP_S, TRIM_S, LiveStream
 from .longform import (
     LongFormState,
     Segment,
@@ -43,42 +44,10 @@ from .longform import (
     load_mel,
 )
 from .options import TranscriptionOptions, checked_tokenizer
+from .scheduler_events import Committed, Event, Failed, Finished, Hypothesis, Segments, Started
 
 
 ProgressCallback = Callable[[Hashable, float], None]  # (stream_id, seconds of its audio transcribed)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something that happened to one stream; ``stream_id``: the id ``Scheduler.add`` returned."""
-    stream_id: Hashable
-
-
-@dataclass(frozen=True)
-class Started(Event):
-    """The stream's audio is loaded and its language known: ``info`` (language, its probability, duration,
-    options). No window is decoded yet."""
-    info: TranscriptionInfo
-
-
-@dataclass(frozen=True)
-class Segments(Event):
-    """One decoded window's segments (none for a window judged silent); ``done``: seconds transcribed so far."""
-    segments: list[Segment]
-    done: float
-
-
-@dataclass(frozen=True)
-class Finished(Event):
-    """The stream's last window is decoded; ``info`` is ``Started``'s."""
-    info: TranscriptionInfo
-
-
-@dataclass(frozen=True)
-class Failed(Event):
-    """The stream stopped with ``error``: an ``AudioError`` when its audio could not be loaded (no ``Started``
-    then), a ``DecodingError`` when its windows could not be encoded or decoded."""
-    error: Exception
 
 @dataclass(eq=False)
 class Stream:
@@ -115,6 +84,7 @@ class Scheduler:
         self.encoding = WhisperEncoding(model)
         self._waiting: deque[Stream] = deque()
         self._active: list[Stream] = []
+        self._live: dict[Hashable, LiveStream] = {}  # live streams, started or not, until they finish
         self.intake = Intake(model, tokenizer)  # the checks of ``add``, the ids of the streams waiting or active
 
     def add(self, audio: Audio, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
@@ -134,13 +104,47 @@ class Scheduler:
                                     round(min_window_s * SAMPLE_RATE / HOP_LENGTH)))
         return stream_id
 
+    def add_live(self, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
+                 initial_prompt: Optional[str] = None, stream_id: Optional[Hashable] = None,
+                 step_s: float = LIVE_STEP_S, trim_s: float = TRIM_S) -> Hashable:
+        """A live stream: audio given later by ``feed`` while it is decoded, up to ``end`` (``live.LiveStream``:
+        interim decodes every ``step_s`` seconds of new audio, final words as ``Committed`` events, the window
+        trimmed past ``trim_s``). Returns its id; the checks of ``add``, and ``options.clip_timestamps`` must be
+        the whole audio."""
+        if options is not None and options.clipped:
+            raise OptionError("clip_timestamps is not possible on a live stream (its audio is not there yet)")
+        if not 0.0 < step_s <= 30.0 or not step_s <= trim_s <= 30.0:
+            raise OptionError(f"a live stream needs 0 < step_s <= trim_s <= 30, got step_s={step_s!r}, "
+                              f"trim_s={trim_s!r}")
+        options, stream_id = self.intake.admit(options, language, stream_id)
+        self._live[stream_id] = LiveStream(stream_id, options, language, initial_prompt,
+                                           round(step_s * SAMPLE_RATE), round(trim_s * SAMPLE_RATE))
+        return stream_id
+
+    def feed(self, stream_id: Hashable, samples) -> None:
+        """Append 16 kHz mono float samples [n] to the live stream ``stream_id`` (``AudioError`` for other audio
+        or after its ``end``)."""
+        self._live_stream(stream_id).feed(samples)
+
+    def end(self, stream_id: Hashable) -> None:
+        """No more audio for the live stream ``stream_id``: the rest is transcribed, then ``Finished``."""
+        self._live_stream(stream_id).end()
+
+    def _live_stream(self, stream_id: Hashable) -> LiveStream:
+        stream = self._live.get(stream_id)
+        if stream is None:
+            raise OptionError(f"no live stream {stream_id!r} (never added, finished, failed or cancelled)")
+        return stream
+
     def events(self) -> Iterator[Event]:
         """Run until every stream added (before or while iterating) has finished or failed; call again after
         adding more. Per stream: ``Started``, then one ``Segments`` per window, then ``Finished``; or ``Failed``
-        (at any point)."""
-        while self._waiting or self._active:
+        (at any point). A live stream: ``Started`` once its language is known, ``Committed`` and ``Segments`` as
+        its words become final, ``Finished`` after its ``end``; it runs only while a decode is due (``step_s``
+        of new audio, or its end): with nothing else due, this returns, and is called again after ``feed``."""
+        while self._waiting or self._active or self.due:
             yield from self._admit()
-            if self._active:
+            if self._active or self.due:
                 yield from self._round()
 
     def cancel(self, stream_id: Hashable) -> bool:
@@ -148,6 +152,10 @@ class Scheduler:
         for ``add``; the events of the round being given out may still name it, no later one does. Returns
         whether it was dropped: False for an id finished, failed or unknown, and for a stream being admitted at
         this moment (loaded, its ``Started`` not given out yet: call again after the next event)."""
+        if stream_id in self._live:
+            self._live.pop(stream_id).state = None
+            self.intake.release(stream_id)
+            return True
         for streams in (self._waiting, self._active):
             for stream in streams:
                 if stream.id == stream_id:
@@ -196,29 +204,74 @@ class Scheduler:
         stream.audio, stream.features = None, first
 
     def _round(self) -> Iterator[Event]:
-        """Encode and decode the active streams' current windows; advance each stream."""
-        active = self._active
+        """Encode and decode the current windows of the live streams due and of the active streams (up to
+        ``batch_size``, live ones first); advance each stream."""
+        live = yield from self._live_rows()
+        files = self._active[: self.batch_size - len(live)]
+        rows = live + files
+        if not rows:
+            return
         try:
-            features = self._encode(active)
-            results = self._decode(active, features)
+            features = self._encode(rows)
+            results = self._decode(rows, features)
+            cuts = [s.state.cut(result) for s, result in zip(rows, results)]
+            self._time_words(rows, cuts, features)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory: the round's streams fail, later ones go on
-            self._active = []
-            yield from (self._failed(s, decoding_error(e)) for s in active)
+            yield from (self._failed(s, decoding_error(e)) for s in rows)
             return
-        cuts = [s.state.cut(result) for s, result in zip(active, results)]
-        try:
-            self._time_words(active, cuts, features)
-        except (RuntimeError, ValueError) as e:
-            self._active = []
-            yield from (self._failed(s, decoding_error(e)) for s in active)
-            return
-        events: list[Event] = [Segments(s.id, s.state.emit(cut), s.state.position) for s, cut in zip(active, cuts)]
-        self._active = [s for s in active if not s.state.done]
-        for stream in active:
-            if stream.state.done:
-                self.intake.release(stream.id)
+        events: list[Event] = []
+        for stream, cut in zip(rows, cuts):
+            if isinstance(stream, LiveStream):
+                events += stream.conclude(cut)
+            else:
+                events.append(Segments(stream.id, stream.state.emit(cut), stream.state.position))
+        yield from self._settle_rows(rows, events)
+
+    def _settle_rows(self, rows: list, events: list[Event]) -> Iterator[Event]:
+        """The round's events, and the streams done with it leave (``Finished`` after their last ``Segments``)."""
+        finished = {e.stream_id for e in events if isinstance(e, Finished)}
+        for stream in rows:
+            if not isinstance(stream, LiveStream) and stream.state.done:
+                finished.add(stream.id)
                 events.append(Finished(stream.id, stream.info))
+        self._active = [s for s in self._active if s.id not in finished]
+        for stream_id in finished:
+            self._live.pop(stream_id, None)
+            self.intake.release(stream_id)
         yield from events
+
+    def _live_rows(self) -> Iterator[Event]:
+        """The live streams due (at most ``batch_size``), each with the round's window (``LiveStream.begin``);
+        those whose language was unknown get it (detected together) and give ``Started`` first; a stream ended
+        with nothing left to decode finishes here. Returns the streams (a generator's return value)."""
+        due = [s for s in self._live.values() if s.ready][: self.batch_size]
+        new = [s for s in due if s.info is None]
+        detect = [s for s in new if s.language is None and self.model.is_multilingual]
+        try:
+            mels = {id(s): load_mel(self.encoding, s.window_samples()) for s in due if not s.finishing}
+            probs = detect_languages(self.model, self.encoding, [mels[id(s)] for s in detect], self.tokenizer)[0] \
+                if detect else []
+        except (RuntimeError, ValueError) as e:  # e.g. out of memory: these streams fail, the others go on
+            yield from (self._failed(s, decoding_error(e)) for s in due)
+            return []
+        detected = {id(s): p for s, p in zip(detect, probs)}
+        for stream in new:
+            stream.tokenizer, stream.info = stream_info(self.model, self.tokenizer, stream.language,
+                                                        detected.get(id(stream)), stream.options, 0.0)
+            yield Started(stream.id, stream.info)
+        rows = []
+        for stream in due:
+            state = stream.begin(mels.get(id(stream)), self.model.dims.n_audio_ctx, self.model.dims.n_text_ctx)
+            if state.done:  # nothing left to decode: the end of an empty window
+                yield from self._settle_rows([], stream.conclude(None))
+            else:
+                rows.append(stream)
+        return rows
+
+    @property
+    def due(self) -> bool:
+        """Whether a live stream is due for a decode (``events()`` has work for it)."""
+        return any(s.ready for s in self._live.values())
 
     def _encode(self, active: list[Stream]) -> torch.Tensor:
         """Encoder states [len(active), n_audio_ctx, d] of the streams' current windows (one encoder batch for
@@ -270,11 +323,19 @@ class Scheduler:
         """``on_progress`` for the windows ``rows`` of ``streams`` from the tokens they have sampled so far."""
         for row, tokens in zip(rows, sampled):
             stream = streams[row]
+            if isinstance(stream, LiveStream):  # its window's position is not its audio's
+                continue
             self.on_progress(stream.id, stream.state.reached(tokens))
 
-    def _failed(self, stream: Stream, error: Exception) -> Failed:
+    def _failed(self, stream, error: Exception) -> Failed:
+        """``stream`` (a ``Stream`` or a ``LiveStream``) leaves with ``error``."""
         self.intake.release(stream.id)
-        stream.audio = stream.state = stream.features = None
+        if stream in self._active:
+            self._active.remove(stream)
+        self._live.pop(stream.id, None)
+        if isinstance(stream, Stream):
+            stream.audio = None
+        stream.state = stream.features = None
         return Failed(stream.id, error)
 
 
@@ -328,5 +389,5 @@ def decoding_error(e: Exception) -> DecodingError:
     return error
 
 
-__all__ = ["Event", "Failed", "Finished", "Intake", "Scheduler", "Segments", "Started", "Stream", "decoding_error",
-           "stream_info"]
+__all__ = ["Committed", "Event", "Failed", "Finished", "Hypothesis", "Intake", "Scheduler", "Segments", "Started",
+           "Stream", "decoding_error", "stream_info"]

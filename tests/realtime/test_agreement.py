@@ -97,3 +97,32 @@ def test_a_word_added_or_dropped_before_the_end_of_the_committed_words_moves_the
     assert agreement.new_words(split_words(" So, um, the cat sat on the mat")) == [" on", " the", " mat"]
     assert agreement.new_words(split_words(" The cat sat on the mat")) == [" on", " the", " mat"]
     assert agreement.new_words(split_words(" So the cap sat on")) == [" on"]  # a misheard word stands for one
+
+
+def test_commit_makes_the_rest_final_and_updates_go_on():
+    agreement = LocalAgreement()
+    agreement.update(" one two three")
+    assert agreement.commit(" one two three four") == "one two three four"
+    assert agreement.update(" one two three four five") == ""  # compared with the committed hypothesis
+    assert agreement.update(" one two three four five six") == " five"
+    assert agreement.text == "one two three four five"
+
+
+def test_drop_keeps_the_text_and_later_hypotheses_cover_the_rest():
+    agreement = LocalAgreement()
+    agreement.update(" one two three")
+    agreement.update(" one two three four")
+    assert agreement.committed == [" one", " two", " three"]
+    agreement.drop(2)  # " one two" left the window
+    assert agreement.committed == [" three"] and agreement.text == "one two three"
+    assert agreement.update(" three four five") == " four"  # the previous hypothesis lost its first 2 words too
+    assert agreement.finish(" three four five six") == " five six"
+    assert agreement.text == "one two three four five six"
+    with pytest.raises(RuntimeError):
+        agreement.update(" x")
+
+
+def test_drop_refuses_more_than_committed():
+    agreement = LocalAgreement()
+    with pytest.raises(ValueError, match="cannot drop 1 of 0"):
+        agreement.drop(1)

@@ -3,6 +3,8 @@ handed to its own callback, a stream can be cancelled, and a scheduler that cras
 
     worker = StreamWorker(lambda: model.scheduler(batch_size=16)); worker.start()
     stream_id = worker.add(samples, deliver, options=options, language="en")   # deliver(event) per event
+    live_id = worker.add_live(deliver, language="en")       # a live stream: its audio comes later
+    worker.feed(live_id, samples); worker.end(live_id)       # ... as it arrives; its end
     worker.cancel(stream_id)                                 # its rows are dropped at the next event
     worker.stop(timeout=30)                                  # the streams already given finish first
 
@@ -30,6 +32,7 @@ import torch
 from ..encoding import Audio
 from ..errors import DecodingError, WhisperError
 from ..options import TranscriptionOptions
+from ..live import LIVE_STEP_S, live_samples
 from ..scheduler import Event, Failed, Finished
 
 log = logging.getLogger("whisper_model.service")
@@ -91,6 +94,25 @@ class StreamWorker:
         self._inbox.put(("add", stream, audio, options, language, initial_prompt, chunking, vad_filter))
         return stream.id
 
+    def add_live(self, deliver: Deliver, *, options: Optional[TranscriptionOptions] = None,
+                 language: Optional[str] = None, initial_prompt: Optional[str] = None, context: object = None,
+                 step_s: float = LIVE_STEP_S) -> int:
+        """A live stream (``Scheduler.add_live``, decoded every ``step_s`` of new audio): its audio comes by
+        ``feed`` up to ``end``; its events (``Started``, ``Hypothesis``, ``Committed``, ``Segments``, then
+        ``Finished`` or ``Failed``) go to ``deliver``. Returns its id."""
+        stream = Stream(next(self._ids), deliver, context)
+        self._inbox.put(("live", stream, options, language, initial_prompt, step_s))
+        return stream.id
+
+    def feed(self, stream_id: int, samples) -> None:
+        """Append 16 kHz mono float samples [n] to the live stream (checked here: ``AudioError``); nothing once it
+        has ended or was cancelled."""
+        self._inbox.put(("feed", stream_id, live_samples(samples)))
+
+    def end(self, stream_id: int) -> None:
+        """No more audio for the live stream: its rest is transcribed, then ``Finished``."""
+        self._inbox.put(("end", stream_id))
+
     def cancel(self, stream_id: int) -> None:
         """Drop the stream: no event of it is delivered after the next one (nothing when it has ended)."""
         self._inbox.put(("cancel", stream_id))
@@ -129,6 +151,10 @@ class StreamWorker:
             self._stopping = True
         elif kind == "add":
             self._add(*command[1:])
+        elif kind == "live":
+            self._add_live(*command[1:])
+        elif kind in ("feed", "end") and command[1] in self.streams and command[1] not in self._cancels:
+            getattr(self.scheduler, kind)(*command[1:])
         elif kind == "cancel" and command[1] in self.streams:
             self._cancels.add(command[1])
             self._try_cancels()
@@ -140,6 +166,16 @@ class StreamWorker:
             self.scheduler.add(audio, options=options, language=language, initial_prompt=initial_prompt,
                                stream_id=stream.id, chunking=chunking, vad_filter=vad_filter)
         except (WhisperError, ValueError, TypeError) as e:  # OptionError: the front ends check first; not trusted
+            return self._end(stream, Failed(stream.id, e))
+        self.streams[stream.id] = stream
+
+    def _add_live(self, stream: Stream, options, language, initial_prompt, step_s) -> None:
+        if self._stopping:
+            return self._end(stream, Failed(stream.id, Closing(self.closing_message)))
+        try:
+            self.scheduler.add_live(options=options, language=language, initial_prompt=initial_prompt,
+                                    stream_id=stream.id, step_s=step_s)
+        except (WhisperError, ValueError, TypeError) as e:
             return self._end(stream, Failed(stream.id, e))
         self.streams[stream.id] = stream
 
