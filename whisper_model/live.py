@@ -3,7 +3,7 @@
     stream = LiveStream(stream_id, options, language, initial_prompt, step=SAMPLE_RATE)
     stream.feed(samples); ...; stream.end()        # 16 kHz mono float32, appended; the end of the audio
     stream.ready                                    # a decode is due: ``step`` new samples, or the end
-    stream.begin(mel, n_audio_ctx, n_text_ctx)      # the round's LongFormState over the window (``stream.state``)
+    stream.begin(mel, arrived, ended, ...)          # the round's LongFormState over the window (``stream.state``)
     events = stream.conclude(cut)                   # after the round's decode: Committed / Segments / Finished
 
 The window is the stream's audio from ``start`` (the end of the last segment that left it) to what has arrived,
@@ -126,15 +126,16 @@ class LiveStream:
         """The end is being transcribed: the round goes on with ``state`` (no new mel)."""
         return self._finishing
 
-    def begin(self, mel, n_audio_ctx: int, n_text_ctx: int) -> LongFormState:
-        """The round's state: the window's ``mel`` (``window_samples()``'s log-mel) from its start, prompted with
-        the text before it; at the end, the one state that transcribes the window to its end."""
+    def begin(self, mel, arrived: int, ended: bool, n_audio_ctx: int, n_text_ctx: int) -> LongFormState:
+        """The round's state: the window's ``mel`` (the log-mel of ``window_samples()`` when the stream had
+        ``arrived`` samples and had ``ended`` or not: audio fed since waits for the next round) from its start,
+        prompted with the text before it; at the end, the one state that transcribes the window to its end."""
         if self._finishing:
             return self.state
         prompt = " ".join(p for p in (self.initial_prompt, self.before) if p and p.strip()) or None
-        self.options = self.final_options if self.ended else self.interim_options
+        self.options = self.final_options if ended else self.interim_options
         self.state = LongFormState(mel, self.options, self.tokenizer, prompt, n_audio_ctx, 0, n_text_ctx)
-        self.decoded, self._finishing = self.arrived, self.ended
+        self.decoded, self._finishing = arrived, ended
         return self.state
 
     def conclude(self, cut: Optional[WindowCut]) -> list[Event]:

@@ -247,6 +247,7 @@ class Scheduler:
         due = [s for s in self._live.values() if s.ready][: self.batch_size]
         new = [s for s in due if s.info is None]
         detect = [s for s in new if s.language is None and self.model.is_multilingual]
+        seen = {id(s): (s.arrived, s.ended) for s in due}  # what the mels hold: feeds may come at a yield below
         try:
             mels = {id(s): load_mel(self.encoding, s.window_samples()) for s in due if not s.finishing}
             probs = detect_languages(self.model, self.encoding, [mels[id(s)] for s in detect], self.tokenizer)[0] \
@@ -261,7 +262,8 @@ class Scheduler:
             yield Started(stream.id, stream.info)
         rows = []
         for stream in due:
-            state = stream.begin(mels.get(id(stream)), self.model.dims.n_audio_ctx, self.model.dims.n_text_ctx)
+            state = stream.begin(mels.get(id(stream)), *seen[id(stream)], self.model.dims.n_audio_ctx,
+                                 self.model.dims.n_text_ctx)
             if state.done:  # nothing left to decode: the end of an empty window
                 yield from self._settle_rows([], stream.conclude(None))
             else:

@@ -8,6 +8,7 @@ it gets alone; bad calls are refused with the problem named.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import jiwer
@@ -45,6 +46,20 @@ def stream_live(scheduler, clip_samples, *, step_s=1.0, trim_s=15.0, stream_id="
     return events + [e for e in scheduler.events() if e.stream_id == sid]
 
 
+@functools.lru_cache(maxsize=None)
+def alone(clip: str, step_s: float, stream_id: str) -> tuple:
+    """The events of ``clip`` streamed alone (a scheduler of its own), shared by the tests."""
+    return tuple(stream_live(S.Scheduler(pipeline("tiny.en").model, batch_size=4), samples(clip), step_s=step_s,
+                             stream_id=stream_id))
+
+
+@functools.lru_cache(maxsize=None)
+def offline(clip: str, seconds: float = 0) -> list:
+    """``transcribe()``'s segments of ``clip`` (its first ``seconds``: 0 for all; tiny.en, English)."""
+    audio = samples(clip)[: int(seconds * SAMPLE_RATE) or None]
+    return list(pipeline("tiny.en").transcribe(audio, language="en")[0])
+
+
 def committed_text(events) -> str:
     return "".join(e.text for e in events if isinstance(e, S.Committed))
 
@@ -54,43 +69,42 @@ def final_segments(events):
 
 
 def test_a_short_stream_ends_with_the_offline_segments_and_commits_close_to_them():
-    model = pipeline("tiny.en")
     audio = samples("en_jfk.wav")
-    events = stream_live(S.Scheduler(model.model, batch_size=4), audio)
+    events = alone("en_jfk.wav", 2.0, "a")
     kinds = [type(e).__name__ for e in events]
     assert kinds[0] == "Started" and kinds[-1] == "Finished" and kinds.count("Segments") == 1
     hypotheses = [e for e in events if isinstance(e, S.Hypothesis)]
-    assert len(hypotheses) == len(audio) // SAMPLE_RATE  # one per second of audio before the end
-    assert [h.done for h in hypotheses] == sorted({h.done for h in hypotheses})
-    offline = list(model.transcribe(audio, language="en")[0])
+    assert [h.done for h in hypotheses] == [2.0 * k for k in range(1, len(audio) // (2 * SAMPLE_RATE) + 1)]
+    reference = offline("en_jfk.wav")
     got = final_segments(events)
-    assert [(s.start, s.end, s.text, s.tokens) for s in got] == [(s.start, s.end, s.text, s.tokens) for s in offline]
+    assert [(s.start, s.end, s.text, s.tokens) for s in got] == [(s.start, s.end, s.text, s.tokens) for s in reference]
     commits = [e for e in events if isinstance(e, S.Committed)]
-    assert len(commits) >= 3, "words must become final while the audio still arrives"
+    assert len(commits) >= 2, "words must become final while the audio still arrives"
     assert commits[0].done < len(audio) / SAMPLE_RATE
-    text = normalized("".join(s.text for s in offline))
+    text = normalized("".join(s.text for s in reference))
     assert jiwer.wer(text, normalized(committed_text(events))) <= 0.05  # measured 0.0
 
 
 def test_a_long_stream_is_trimmed_and_its_commits_stay_close_to_offline():
-    """60 s of speech, decoded every 3 s: the window is trimmed at final segments (and never exceeds 30 s plus a
+    """40 s of speech, decoded every 4 s: the window is trimmed at final segments (and never exceeds 30 s plus a
     step); the segments given out follow each other and reach the end; the committed text's WER against the
     offline transcript is bounded (measured 0.04 on tiny.en; bound 0.15)."""
     model = pipeline("tiny.en")
-    audio = samples("en_lecture_60s.wav")
+    audio = samples("en_lecture_60s.wav")[: 40 * SAMPLE_RATE]
     longest = []
     watch = lambda sch: longest.append(max((len(s.window_samples()) for s in sch._live.values()), default=0))
-    events = stream_live(S.Scheduler(model.model, batch_size=4), audio, step_s=3.0, trim_s=10.0, watch=watch)
-    assert max(longest) <= N_SAMPLES + 3 * SAMPLE_RATE + BLOCK
+    events = stream_live(S.Scheduler(model.model, batch_size=4), audio, step_s=4.0, trim_s=10.0, watch=watch)
+    assert max(longest) <= N_SAMPLES + 4 * SAMPLE_RATE + BLOCK
     segments = final_segments(events)
-    assert sum(isinstance(e, S.Segments) for e in events) >= 2, "a 60 s stream must give segments before its end"
+    assert sum(isinstance(e, S.Segments) for e in events) >= 2, "a 40 s stream must give segments before its end"
     assert all(a.end <= b.start + 1e-6 for a, b in zip(segments, segments[1:]))
     assert [s.id for s in segments] == list(range(len(segments)))
     assert segments[-1].end == pytest.approx(len(audio) // 160 * 160 / SAMPLE_RATE, abs=1.0)
-    offline = list(model.transcribe(audio, language="en")[0])
-    reference = normalized("".join(s.text for s in offline))
-    assert jiwer.wer(reference, normalized(committed_text(events))) <= 0.15
-    assert jiwer.wer(reference, normalized("".join(s.text for s in segments))) <= 0.15
+    reference = normalized("".join(s.text for s in offline("en_lecture_60s.wav", 40)))
+    committed_wer = jiwer.wer(reference, normalized(committed_text(events)))
+    segments_wer = jiwer.wer(reference, normalized("".join(s.text for s in segments)))
+    print(f"40 s lecture: committed WER {committed_wer:.3f}, segments WER {segments_wer:.3f} vs offline")
+    assert committed_wer <= 0.15 and segments_wer <= 0.15
 
 
 def outcome(events):
@@ -102,10 +116,8 @@ def outcome(events):
 def test_live_streams_and_files_share_rounds_and_each_gets_its_events_alone():
     model = pipeline("tiny.en")
     a, b = samples("en_jfk.wav"), samples("en_librivox_0870.wav")
-    alone_a = stream_live(S.Scheduler(model.model, batch_size=4), a, step_s=2.0, stream_id="a")
-    alone_b = stream_live(S.Scheduler(model.model, batch_size=4), b, step_s=2.0, stream_id="b")
+    alone_a, alone_b = list(alone("en_jfk.wav", 2.0, "a")), list(alone("en_librivox_0870.wav", 2.0, "b"))
     file = samples("en_librivox_0890.wav")
-    alone_file = list(model.transcribe(file, language="en")[0])
     scheduler = S.Scheduler(model.model, batch_size=4)
     rounds = []
     encode = scheduler._encode
@@ -127,7 +139,7 @@ def test_live_streams_and_files_share_rounds_and_each_gets_its_events_alone():
             together[event.stream_id].append(event)
     assert {"a", "b", "file"} in rounds, "the live streams and the file must have been decoded in one round"
     assert outcome(together["a"]) == outcome(alone_a) and outcome(together["b"]) == outcome(alone_b)
-    assert [s.text for s in final_segments(together["file"])] == [s.text for s in alone_file]
+    assert [s.text for s in final_segments(together["file"])] == [s.text for s in offline("en_librivox_0890.wav")]
 
 
 def test_silence_commits_nothing_and_finishes():
@@ -195,6 +207,22 @@ def test_the_worker_runs_live_streams_from_other_threads():
     assert done.wait(300), "the live stream never finished"
     assert worker.stop(60)
     assert isinstance(events[-1], S.Finished) and worker.streams == {}
-    offline = list(model.transcribe(audio, language="en")[0])
-    assert [s.text for s in final_segments(events)] == [s.text for s in offline]
-    assert normalized(committed_text(events)) == normalized("".join(s.text for s in offline))
+    assert [s.text for s in final_segments(events)] == [s.text for s in offline("en_jfk.wav")]
+    assert normalized(committed_text(events)) == normalized("".join(s.text for s in offline("en_jfk.wav")))
+
+
+def test_audio_fed_while_a_round_gives_out_its_events_waits_for_the_next_round():
+    """The worker feeds between events: audio and the end that come while ``Started`` is out belong to the next
+    round, and the end is transcribed whole (it once decoded the mel made before them as if it were the end)."""
+    audio = np.concatenate([samples("en_librivox_0880.wav"), np.zeros(SAMPLE_RATE, np.float32)])
+    scheduler = S.Scheduler(pipeline("tiny.en").model, batch_size=2)
+    sid = scheduler.add_live(language="en")
+    scheduler.feed(sid, audio[:24000])
+    events = scheduler.events()
+    assert isinstance(next(events), S.Started)
+    scheduler.feed(sid, audio[24000:])
+    scheduler.end(sid)
+    events = list(events) + list(scheduler.events())
+    full = list(pipeline("tiny.en").transcribe(audio, language="en")[0])
+    assert [s.text for s in final_segments(events)] == [s.text for s in full]
+    assert events[-1].info.duration == pytest.approx(len(audio) / SAMPLE_RATE)
