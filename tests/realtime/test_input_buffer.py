@@ -100,3 +100,29 @@ def test_silence_keeps_no_growing_audio():
     events, utterances = feed(buffer, pcm16(np.zeros(20 * SR, np.float32)))
     assert events == [] and utterances == [] and buffer.speech() is None
     assert buffer.samples == 20 * SR and buffer.held <= 300 * SR // 1000 + 512 * 2
+
+
+def test_without_vad_the_item_in_progress_starts_with_the_first_audio_after_a_commit_or_clear():
+    buffer = InputAudioBuffer(SessionConfig(sample_rate=16000, turn_detection=None))
+    assert buffer.in_progress is None
+    tone = (0.3 * np.sin(np.arange(SR) / 5)).astype(np.float32)
+    buffer.append(pcm16(tone[:SR // 2]))
+    item_id, start = buffer.in_progress
+    assert start == 0 and buffer.speech().item_id == item_id
+    buffer.append(pcm16(tone[SR // 2:]))
+    assert buffer.in_progress == (item_id, 0)
+    (utterance,) = buffer.commit().utterances
+    assert utterance.item_id == item_id and buffer.in_progress is None
+    buffer.append(pcm16(tone[:SR // 4]))
+    assert buffer.in_progress[1] == SR and buffer.in_progress[0] != item_id
+    buffer.clear()
+    assert buffer.in_progress is None
+
+
+@pytest.mark.parametrize("since", [0, 1, 3199, 3200, 5000, 16000])
+def test_audio_since_is_the_kept_audio_from_a_sample_on(since):
+    buffer = InputAudioBuffer(SessionConfig(sample_rate=16000, turn_detection=None))
+    tone = (0.3 * np.sin(np.arange(SR) / 5)).astype(np.float32)
+    feed(buffer, pcm16(tone))  # appends of 1600 samples
+    expected = np.round(tone * 32768).clip(-32768, 32767) / 32768
+    np.testing.assert_array_equal(buffer.audio_since(since), expected[since:].astype(np.float32))

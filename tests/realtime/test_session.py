@@ -6,6 +6,7 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from whisper_model.realtime.config import SessionConfig, TurnDetection
 from whisper_model.realtime.session import RealtimeSession
@@ -69,14 +70,21 @@ def test_an_update_of_the_turn_detection_keeps_offsets_and_the_item_chain():
     assert events[0]["audio_start_ms"] >= 500 and events[2]["previous_item_id"] == first.item_id
 
 
-def test_a_transcript_sends_the_final_words_and_completes_with_their_join():
+def test_a_transcript_sends_each_committed_text_and_completes_with_their_join():
     transcript = Transcript("item_1")
     events = []
-    for hypothesis in (" The quick", " The quick brown", " The quick brown fox", " The quick brown fox jumps"):
-        events += transcript.update(hypothesis)
-    events += transcript.finish(" The quick brown fox jumps over.", 2.5)
+    for text in ("  ", " The quick", " brown", "", " fox jumps over."):  # a live stream's Committed texts
+        events += transcript.committed(text)
+    events += transcript.finish(2.5)
     parsed = [validated_event(e) for e in events]
     deltas = [e.delta for e in parsed if e.type.endswith(".delta")]
-    assert deltas == ["The quick", " brown", " fox", " jumps over."]
+    assert deltas == ["The quick", " brown", " fox jumps over."]  # the leading spaces dropped, nothing empty
     assert parsed[-1].type.endswith(".completed") and parsed[-1].transcript == "".join(deltas)
     assert parsed[-1].usage.seconds == 2.5 and {e.item_id for e in parsed} == {"item_1"}
+    with pytest.raises(RuntimeError, match="completed"):
+        transcript.committed(" more")
+
+
+def test_an_item_that_committed_nothing_completes_empty():
+    (done,) = Transcript("item_2").finish(0.4)
+    assert validated_event(done).transcript == ""

@@ -10,7 +10,8 @@ and ``noise_reduction: null``; only the fields present change), ``input_audio_bu
 little-endian mono), ``input_audio_buffer.commit``, ``input_audio_buffer.clear``. Anything else is refused with
 a ``ProtocolError`` naming the field: an unknown event type or field, a wrong type, a value this server does not
 do (another format or rate, semantic VAD, noise reduction, logprobs), bad base64, an odd byte count, or an append
-of more than ``MAX_APPEND_CHARS`` base64 characters (OpenAI's 15 MiB per event, checked before decoding).
+of more than ``max_append_chars`` base64 characters (default ``MAX_APPEND_CHARS``: OpenAI's 15 MiB per event;
+checked before decoding).
 """
 from __future__ import annotations
 
@@ -75,9 +76,11 @@ class AudioClear:
 ClientEvent = Union[SessionUpdate, AudioAppend, AudioCommit, AudioClear]
 
 
-def parse_client_event(message: Union[str, bytes, Mapping[str, Any]], session: SessionConfig) -> ClientEvent:
+def parse_client_event(message: Union[str, bytes, Mapping[str, Any]], session: SessionConfig,
+                       max_append_chars: int = MAX_APPEND_CHARS) -> ClientEvent:
     """One client event (JSON text or its decoded object) -> its dataclass; ``session``: the settings a
-    ``session.update`` changes. Raises ``ProtocolError`` (with the event's ``event_id`` when it has one)."""
+    ``session.update`` changes; ``max_append_chars``: the most base64 characters an append may carry (a server's
+    limit). Raises ``ProtocolError`` (with the event's ``event_id`` when it has one)."""
     data = _load(message)
     event_id = data.get("event_id")
     if event_id is not None and not isinstance(event_id, str):
@@ -89,6 +92,8 @@ def parse_client_event(message: Union[str, bytes, Mapping[str, Any]], session: S
         if kind not in _PARSERS:
             raise ProtocolError(INVALID_VALUE, f"unsupported event type {kind!r}; a transcription session accepts "
                                 f"{', '.join(sorted(_PARSERS))}", "type")
+        if kind == "input_audio_buffer.append":
+            return _append(data, event_id, max_append_chars)
         return _PARSERS[kind](data, session, event_id)
     except ProtocolError as e:
         e.event_id = event_id
@@ -124,16 +129,16 @@ def _json_type(value) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _append(data: dict, session: SessionConfig, event_id) -> AudioAppend:
+def _append(data: dict, event_id, max_chars: int) -> AudioAppend:
     _only(data, {"type", "event_id", "audio"}, "")
     if "audio" not in data:
         raise ProtocolError(MISSING_PARAMETER, "input_audio_buffer.append has no 'audio'", "audio")
     text = data["audio"]
     if not isinstance(text, str):
         raise ProtocolError(INVALID_TYPE, f"audio must be a base64 string, got {_json_type(text)}", "audio")
-    if len(text) > MAX_APPEND_CHARS:
+    if len(text) > max_chars:
         raise ProtocolError(AUDIO_TOO_LARGE, f"audio has {len(text)} base64 characters, more than the "
-                            f"{MAX_APPEND_CHARS} one append may carry: send it in smaller appends", "audio")
+                            f"{max_chars} one append may carry: send it in smaller appends", "audio")
     try:
         audio = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
@@ -238,7 +243,7 @@ def _turn_detection(value, where: str) -> Optional[TurnDetection]:
         raise ProtocolError(INVALID_VALUE, str(e), f"{where}.{field}") from None
 
 
-_PARSERS = {"session.update": _session_update, "input_audio_buffer.append": _append,
+_PARSERS = {"session.update": _session_update, "input_audio_buffer.append": _append,  # append: its own call
             "input_audio_buffer.commit": _commit, "input_audio_buffer.clear": _clear}
 
 __all__ = ["MAX_APPEND_CHARS", "AudioAppend", "AudioClear", "AudioCommit", "ClientEvent", "ProtocolError",

@@ -4,11 +4,14 @@
     out = buffer.append(pcm16_bytes)                  # out.events: speech_started / speech_stopped / committed dicts
     out.utterances                                    # [Utterance]: committed audio to transcribe, in order
     buffer.speech()                                   # the utterance in progress so far (for interim hypotheses)
+    buffer.in_progress, buffer.audio_since(sample)    # its (item id, start), and its audio from a sample on
     buffer.commit(event_id) / buffer.clear()          # input_audio_buffer.commit / .clear
 
 Audio goes through ``PcmIntake`` (16 kHz float32) and, with server VAD, ``StreamingVad``. With VAD an utterance is
 the audio from a ``SpeechStarted``'s sample (the prefix padding included) to its ``SpeechStopped``'s; each gets an
-item id at its start (``speech_started`` and ``speech_stopped`` name it) and is committed at its stop. Outside
+item id at its start (``speech_started`` and ``speech_stopped`` name it) and is committed at its stop. Without
+VAD an utterance starts with the first audio after a commit or clear (its item id is given then) and is committed
+by the client. Outside
 speech only the padding's worth of audio is kept, so a silent session holds no growing audio. A client's commit
 takes everything since the last commit or stop (with VAD: from the speech's start, or the kept padding), ends the
 speech in progress, and must hold at least ``MIN_COMMIT_MS`` (OpenAI's rule and error code); ``clear`` drops the
@@ -65,7 +68,7 @@ class InputAudioBuffer:
         self._offset = offset  # the session's samples before this buffer (a session.update made a new one)
         self._start, self._held = offset, 0  # the first kept sample's offset, and how many are kept
         self._cut = offset  # where the buffer starts: the last commit, stop or clear
-        self._speech: Optional[tuple[str, int]] = None  # with VAD: (item id, start) of the speech in progress
+        self._speech: Optional[tuple[str, int]] = None  # (item id, start) of the utterance in progress
         self.last_item_id: Optional[str] = last_item_id
 
     @property
@@ -109,17 +112,39 @@ class InputAudioBuffer:
         return BufferOutput([out.cleared()])
 
     def speech(self) -> Optional[Utterance]:
-        """The utterance in progress so far (with VAD, between its start and stop), or None."""
+        """The utterance in progress so far (with VAD, between its start and stop; without, the audio since the
+        last commit or clear), or None."""
         if self._speech is None:
             return None
         item_id, start = self._speech
         return Utterance(item_id, self.last_item_id, start, self._slice(start, self.samples))
+
+    @property
+    def in_progress(self) -> Optional[tuple[str, int]]:
+        """(item id, start sample) of the utterance in progress, or None."""
+        return self._speech
+
+    def audio_since(self, sample: int) -> np.ndarray:
+        """The kept audio from session sample ``sample`` (not before the first sample kept) to now, taken from the
+        last appends only: a live transcription takes each append's new audio this way, without copying the
+        utterance again."""
+        need = max(self.samples - max(sample, self._start), 0)
+        parts, have = [], 0
+        for chunk in reversed(self._chunks):
+            if have >= need:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        joined = np.concatenate(parts[::-1]) if parts else np.zeros(0, np.float32)
+        return joined[len(joined) - need:].copy()
 
     def _take(self, samples: np.ndarray, result: BufferOutput) -> None:
         if len(samples):
             self._chunks.append(samples)
             self._held += len(samples)
         if self._vad is None:
+            if len(samples) and self._speech is None:  # the client's next utterance starts here
+                self._speech = (out.new_id("item"), max(self._cut, self._start))
             return
         for event in self._vad.feed(samples).events:
             if isinstance(event, SpeechStarted):

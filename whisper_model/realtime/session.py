@@ -18,17 +18,20 @@ from typing import Union
 
 from . import server_events as out
 from .config import SessionConfig
-from .events import AudioAppend, AudioClear, AudioCommit, ProtocolError, SessionUpdate, parse_client_event
+from .events import (MAX_APPEND_CHARS, AudioAppend, AudioClear, AudioCommit, ProtocolError, SessionUpdate,
+                     parse_client_event)
 from .input_buffer import BufferOutput, InputAudioBuffer
 
 
 class RealtimeSession:
     """A session's settings and input buffer (see the module); ``id``: ``sess_…``."""
 
-    def __init__(self, config: SessionConfig = SessionConfig(), device: str = "cpu"):
+    def __init__(self, config: SessionConfig = SessionConfig(), device: str = "cpu",
+                 max_append_chars: int = MAX_APPEND_CHARS):
         self.id = out.new_id("sess")
         self.config = config
         self.device = device
+        self.max_append_chars = max_append_chars  # base64 characters an append may carry (larger: an error)
         self.buffer = InputAudioBuffer(config, device)
 
     def start(self) -> list[dict]:
@@ -36,7 +39,7 @@ class RealtimeSession:
 
     def handle(self, message: Union[str, bytes, dict]) -> BufferOutput:
         try:
-            event = parse_client_event(message, self.config)
+            event = parse_client_event(message, self.config, self.max_append_chars)
             if isinstance(event, SessionUpdate):
                 return self._update(event.session)
             if isinstance(event, AudioAppend):

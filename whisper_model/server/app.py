@@ -4,7 +4,9 @@
     uvicorn.run(app, host="127.0.0.1", port=8000)      # what ``python -m whisper_model.serve`` does
 
 Routes: ``POST /v1/audio/transcriptions``, ``POST /v1/audio/translations`` (``routes``), ``GET /v1/models``,
-``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics`` (Prometheus). Errors are OpenAI's JSON
+``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics`` (Prometheus), and the WebSocket
+``/v1/realtime?intent=transcription`` (``realtime_route``: OpenAI's Realtime transcription sessions, their items
+live streams of the same worker; ``app.state.realtime`` holds them). Errors are OpenAI's JSON
 (``{"error": {"message", "type", "param", "code"}}``). The worker thread (``worker.BatchWorker``) starts with
 the app and stops after it: on shutdown uvicorn first lets the requests in flight finish
 (``timeout_graceful_shutdown``), then the worker ends.
@@ -25,6 +27,7 @@ from .config import ServedModel, ServerConfig
 from .errors import ApiError
 from .limits import Admission, ApiKeyCheck, BodyLimit
 from .metrics import Metrics
+from .realtime_route import RealtimeHub, realtime
 from .routes import ServerState, transcriptions, translations
 from .worker import BatchWorker
 
@@ -36,6 +39,7 @@ def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> Fa
     metrics = Metrics(config.batch_size)
     state = ServerState(served, config, metrics, BatchWorker(served, config, metrics),
                         Admission(config.capacity, config.retry_after_s, metrics))
+    hub = RealtimeHub(config.max_realtime_sessions, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -43,12 +47,12 @@ def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> Fa
         log.info("serving %s: batch of %d rows, %d more requests may wait", served.name, config.batch_size,
                  config.max_queue)
         yield
-        state.admission.closing = True
+        state.admission.closing = hub.closing = True
         if not state.worker.stop(config.shutdown_timeout_s):
             log.warning("the batch worker did not stop within %g s", config.shutdown_timeout_s)
 
     app = FastAPI(title="trtllm-whisper", summary="OpenAI-compatible speech to text", lifespan=lifespan)
-    app.state.server = state
+    app.state.server, app.state.realtime = state, hub
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes, metrics=metrics)
     if config.api_key is not None:
         app.add_middleware(ApiKeyCheck, key=config.api_key, metrics=metrics)  # outermost: before the body
@@ -59,6 +63,7 @@ def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> Fa
     app.add_api_route("/v1/models", models, methods=["GET"])
     app.add_api_route("/v1/models/{model_id}", model, methods=["GET"])
     app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_websocket_route("/v1/realtime", realtime)
     app.add_api_route("/metrics", prometheus, methods=["GET"])
     return app
 

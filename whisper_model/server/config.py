@@ -6,6 +6,7 @@ from typing import Optional
 
 from ..io.tokenizer import Tokenizer
 from ..options import TranscriptionOptions
+from ..realtime.events import MAX_APPEND_CHARS
 
 ALIASES = ("whisper-1",)  # model names OpenAI clients send; they mean the served model
 
@@ -35,7 +36,10 @@ class ServerConfig:
     every route but /health and /metrics needs ``Authorization: Bearer <key>`` (401 otherwise);
     ``batch_wait_s``: before a round with free rows (the first after idling, or one after rows were freed), wait up
     to this long for requests to fill them, up to ``batch_gap_s`` (default a quarter of it) after each arrival
-    (0: never wait; ``worker``, ``rounds``); ``retry_after_s``: the Retry-After of a 503."""
+    (0: never wait; ``worker``, ``rounds``); ``retry_after_s``: the Retry-After of a 503;
+    ``max_realtime_sessions``: ``/v1/realtime`` sessions open at once (the next is refused with an ``error``
+    event); ``max_append_chars``: base64 characters one ``input_audio_buffer.append`` may carry (more: an
+    ``error`` event, the session goes on)."""
     batch_size: int = 16
     max_queue: int = 256
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -45,9 +49,12 @@ class ServerConfig:
     batch_gap_s: Optional[float] = None
     retry_after_s: int = 1
     shutdown_timeout_s: float = 30.0
+    max_realtime_sessions: int = 64
+    max_append_chars: int = MAX_APPEND_CHARS
 
     def __post_init__(self):
         positive = {"batch_size": self.batch_size, "max_upload_bytes": self.max_upload_bytes,
+                    "max_realtime_sessions": self.max_realtime_sessions, "max_append_chars": self.max_append_chars,
                     "request_timeout_s": self.request_timeout_s, "retry_after_s": self.retry_after_s}
         for name, value in positive.items():
             if not value > 0:

@@ -1,4 +1,5 @@
-"""Limits in front of the routes: the API key (401), the upload size (413), the bounded queue (503).
+"""Limits in front of the routes: the API key (401, also on a WebSocket handshake), the upload size (413), the
+bounded queue (503).
 
 ``ApiKeyCheck`` and ``BodyLimit`` are plain ASGI middleware (they see every request before its body is read);
 ``Admission`` counts the requests admitted, on the event loop.
@@ -59,6 +60,15 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
+async def _refuse_websocket(scope, receive, send, error: ApiError) -> None:
+    """Refuse a WebSocket handshake: the HTTP error itself where the server can send one (ASGI's denial response
+    extension; uvicorn's websockets can), else a close (the client sees 403)."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" in scope.get("extensions", {}):
+        return await error.response()(scope, receive, send)  # starlette's response speaks the extension
+    await send({"type": "websocket.close", "code": 1008, "reason": error.code or ""})
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
@@ -71,7 +81,7 @@ class ApiKeyCheck:
         self.app, self.digest, self.metrics, self.open_paths = app, _digest(key), metrics, open_paths
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, given = header.partition(" ")
@@ -79,6 +89,8 @@ class ApiKeyCheck:
             self.metrics.rejected.labels("unauthorized").inc()
             error = ApiError(401, "missing or incorrect API key: send the header 'Authorization: Bearer <key>'",
                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            if scope["type"] == "websocket":
+                return await _refuse_websocket(scope, receive, send, error)
             return await _send_error(send, error)
         return await self.app(scope, receive, send)
 

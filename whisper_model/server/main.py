@@ -3,7 +3,8 @@
     python -m whisper_model.serve --model base --port 8000
     python -m whisper_model.serve --engine_dir engines/base --batch_size 32 --api_key "$KEY"
 
-SIGINT / SIGTERM: no new connection is taken, the requests in flight finish (up to ``--shutdown_timeout`` s),
+SIGINT / SIGTERM: no new connection is taken, each realtime session's committed items finish and it gets a final
+event and a close (``serving.Server``), the requests in flight finish (up to ``--shutdown_timeout`` s),
 the worker thread ends, then the process ends by that signal, as uvicorn does (status 130 / 143 in a shell; a
 service manager counts it as a clean stop). A model that cannot be loaded or a bad flag: one line, status 2.
 """
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 
 API_KEY_ENV = "WHISPER_API_KEY"
+STARTUP_FAILURE = 3  # uvicorn's status when the server could not start
+WS_MAX_SIZE = 16 * 2**20  # uvicorn's default largest WebSocket message; room for an append at the limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "long (default: a quarter of --batch_wait_ms)")
     p.add_argument("--api_key", default=os.environ.get(API_KEY_ENV), help="require 'Authorization: Bearer "
                    f"KEY' (default: ${API_KEY_ENV}; unset: no key)")
-    p.add_argument("--shutdown_timeout", type=float, default=30.0, help="seconds the requests in flight get to "
-                   "finish on SIGTERM / SIGINT (default 30)")
+    p.add_argument("--shutdown_timeout", type=float, default=30.0, help="seconds the requests in flight (and "
+                   "the realtime items committed) get to finish on SIGTERM / SIGINT (default 30)")
+    p.add_argument("--max_realtime_sessions", type=int, default=64, help="/v1/realtime sessions open at once; "
+                   "the next gets an error event and a close (default 64)")
+    p.add_argument("--max_append_mb", type=float, default=15.0, help="base64 MiB one input_audio_buffer.append "
+                   "may carry; a larger one gets an error event and the session goes on (default 15, as OpenAI)")
     add_options(p, ["threads"])
     p.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -82,7 +89,9 @@ def config_of(args: argparse.Namespace):
                         max_upload_bytes=int(args.max_upload_mb * 2**20), request_timeout_s=args.request_timeout,
                         api_key=args.api_key or None, batch_wait_s=args.batch_wait_ms / 1000,
                         batch_gap_s=None if args.batch_gap_ms is None else args.batch_gap_ms / 1000,
-                        shutdown_timeout_s=args.shutdown_timeout)
+                        shutdown_timeout_s=args.shutdown_timeout,
+                        max_realtime_sessions=args.max_realtime_sessions,
+                        max_append_chars=int(args.max_append_mb * 2**20))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import create_app
+    from .serving import Server
 
-    uvicorn.run(create_app(served, config), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=args.shutdown_timeout or None)
-    return 0
+    app = create_app(served, config)
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                   timeout_graceful_shutdown=args.shutdown_timeout or None,
+                                   ws_max_size=max(WS_MAX_SIZE, config.max_append_chars + 4096)),
+                    app.state.realtime, args.shutdown_timeout)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE  # e.g. the port is taken (uvicorn logged why)
 
 
 __all__ = ["build_parser", "main"]

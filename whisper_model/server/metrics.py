@@ -7,9 +7,11 @@
     whisper_batch_rows / whisper_batch_size   rows in the running batch / the scheduler's batch size
     whisper_batch_occupancy                   per decoded window: rows of the batch in use / batch size
     whisper_in_flight                         requests admitted and not answered (audio decoding included)
-    whisper_rejected_total{reason}            queue_full, too_large, unauthorized, timeout
+    whisper_rejected_total{reason}            queue_full, too_large, unauthorized, timeout, too_many_sessions
     whisper_cancelled_total                   requests whose rows were dropped (client gone, timeout)
     whisper_audio_seconds_total, whisper_windows_total
+    whisper_realtime_sessions                 /v1/realtime sessions open
+    whisper_realtime_items_total{outcome}     realtime items transcribed: completed, failed
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ class Metrics:
         self.cancelled = Counter("whisper_cancelled", "Requests whose rows were dropped", registry=r)
         self.audio_seconds = Counter("whisper_audio_seconds", "Seconds of audio transcribed", registry=r)
         self.windows = Counter("whisper_windows", "30 s windows decoded", registry=r)
+        self.realtime_sessions = Gauge("whisper_realtime_sessions", "Realtime sessions open", registry=r)
+        self.realtime_items = Counter("whisper_realtime_items", "Realtime items transcribed", ["outcome"],
+                                      registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -86,6 +86,14 @@ class BatchWorker(StreamWorker):
                           chunking=chunking, vad_filter=vad_filter, context=job)
         return job
 
+    def add_live(self, deliver, *, options: Optional[TranscriptionOptions] = None, language: Optional[str] = None,
+                 initial_prompt: Optional[str] = None, context: object = None) -> int:
+        """A live stream (a realtime item: ``realtime_items.LiveItem`` as ``context``), counted as waiting for a
+        row until its ``Started``, as a request is."""
+        self.metrics.queue_depth.inc()
+        return super().add_live(deliver, options=options, language=language, initial_prompt=initial_prompt,
+                                context=context)
+
     # --- the worker thread ---------------------------------------------------------------------------------
 
     def _before_round(self) -> None:
@@ -115,7 +123,8 @@ class BatchWorker(StreamWorker):
     def _on_event(self, stream: Stream, event: Event) -> None:
         job, m = stream.context, self.metrics
         if isinstance(event, Started):
-            job.duration = event.info.duration
+            if isinstance(job, Job):  # a live stream's duration grows until its end
+                job.duration = event.info.duration
             self.rounds.started(stream.id)
             m.queue_depth.dec()
             m.rows.set(len(self.rounds.rows))
