@@ -9,11 +9,11 @@
     input_buffer.py   OpenAI's input audio buffer: appends through intake and VAD -> turn events and committed
                       utterances; the client's commit / clear
     agreement.py      LocalAgreement-2: which words of a growing window's hypotheses are final
-    transcript.py     one utterance's hypotheses -> transcription delta events, then the completed event
+    transcript.py     one item's committed texts (a live stream's) -> transcription delta events, then completed
     session.py        RealtimeSession: client events in, server events and committed utterances out (no
                       transport, no model)
 
-Nothing here imports the server's extras (fastapi, uvicorn) or ``openai``: the WebSocket route and the scheduler's
-growing streams come next and build on these: the route feeds a
-RealtimeSession, transcribes its utterances (and the speech in progress) and sends each Transcript's events.
+Nothing here imports the server's extras (fastapi, uvicorn) or ``openai``: the WebSocket route
+(``server.realtime_route``) feeds a RealtimeSession per connection and transcribes its items as the scheduler's
+live streams (``server.realtime_items``), whose events ``Transcript`` turns into server events.
 """

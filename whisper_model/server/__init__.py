@@ -5,7 +5,9 @@
 
 ``app.create_app(ServedModel(...), ServerConfig(...))`` is the ASGI app; ``worker.BatchWorker`` the thread
 that owns the scheduler; ``forms`` reads a request, ``responses`` writes one, ``limits`` holds the API key,
-the upload limit and the bounded queue, ``metrics`` the Prometheus metrics, ``main`` the command line.
+the upload limit and the bounded queue, ``metrics`` the Prometheus metrics, ``main`` the command line;
+``realtime_route`` / ``realtime_items`` the ``/v1/realtime`` WebSocket (OpenAI's Realtime transcription),
+``serving`` the uvicorn server that ends its sessions on shutdown.
 """
 from .app import create_app
 from .config import ServedModel, ServerConfig
