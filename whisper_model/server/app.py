@@ -48,6 +48,7 @@ def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> Fa
                  config.max_queue)
         yield
         state.admission.closing = hub.closing = True
+        hub.handler.shutdown(wait=False)
         if not state.worker.stop(config.shutdown_timeout_s):
             log.warning("the batch worker did not stop within %g s", config.shutdown_timeout_s)
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket
 
 from ..realtime import server_events as out
@@ -49,6 +49,9 @@ class RealtimeHub:
         self.limit, self.metrics = limit, metrics
         self.connections: set[Connection] = set()
         self.closing = False
+        # client events are handled here, off the event loop (an append runs the VAD's frames), one at a time: the
+        # VAD sets torch's thread count around its frames, which two threads at once would leave wrong
+        self.handler = ThreadPoolExecutor(1, thread_name_prefix="realtime-events")
 
     def refusal(self, query, served) -> Optional[tuple[dict, int]]:
         """(the error event, the close code) of a connection that may not open, or None."""
@@ -90,8 +93,8 @@ class Connection:
     """One session on one WebSocket: a reader of client events, a writer of server events (one queue, so
     events leave in the order they were made), and the session's live items."""
 
-    def __init__(self, websocket: WebSocket, session: RealtimeSession, state):
-        self.websocket, self.session = websocket, session
+    def __init__(self, websocket: WebSocket, session: RealtimeSession, state, handler: ThreadPoolExecutor):
+        self.websocket, self.session, self.handler = websocket, session, handler
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.items = LiveItems(state.worker, self.send, state.served.base_options, state.metrics)
         self.ended = asyncio.Event()
@@ -134,7 +137,7 @@ class Connection:
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("text") if message.get("text") is not None else message.get("bytes")
-            result = await run_in_threadpool(self.session.handle, data)  # the VAD's frames: off the loop
+            result = await asyncio.get_running_loop().run_in_executor(self.handler, self.session.handle, data)
             self.send(result.events)
             self.items.sync(self.session, result.utterances)
 
@@ -170,7 +173,7 @@ async def realtime(websocket: WebSocket) -> None:
         return
     model = websocket.query_params.get("model") or state.served.name
     session = RealtimeSession(SessionConfig(model=model), max_append_chars=state.config.max_append_chars)
-    connection = Connection(websocket, session, state)
+    connection = Connection(websocket, session, state, hub.handler)
     hub.opened(connection)
     try:
         await connection.run()
