@@ -75,8 +75,8 @@ class Printer:
     """Server events -> lines: deltas as they come (one line per item, written on as it grows), each completed
     item as ``[item seconds] text``, errors on ``err``. ``completed``: the transcripts, in order; ``errors``."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
-        self.out, self.err = out, err
+    def __init__(self, out: Optional[TextIO] = None, err: Optional[TextIO] = None):
+        self.out, self.err = out or sys.stdout, err or sys.stderr  # (the streams of now, not of the import)
         self.completed: list[str] = []
         self.errors: list[dict] = []
         self.committed: set[str] = set()
