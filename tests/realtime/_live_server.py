@@ -81,11 +81,12 @@ def append(pcm: bytes) -> str:
     return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
 
 
-def update(rate: int = 24000, vad: bool = True, **transcription) -> str:
+def update(rate: int = 24000, vad: bool = True, model: str | None = None) -> str:
+    """A ``session.update``: PCM16 at ``rate``, English, server_vad (silence 500 ms) or none, ``model`` if given."""
     turn = {"type": "server_vad", "silence_duration_ms": 500} if vad else None
+    transcription = {"language": "en", **({"model": model} if model else {})}
     return json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-        "format": {"type": "audio/pcm", "rate": rate}, "turn_detection": turn,
-        "transcription": {"language": "en", **transcription}}}}})
+        "format": {"type": "audio/pcm", "rate": rate}, "turn_detection": turn, "transcription": transcription}}}})
 
 
 def pcm16(samples: np.ndarray) -> bytes:

@@ -74,6 +74,7 @@ BAD = [  # (client event, error code, param)
     (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (LIMIT_CHARS + 4)}), "audio_too_large",
      "audio"),
     ("{not json", "invalid_json", None),
+    (update(model="gpt-4o-transcribe"), "model_not_found", "session.audio.input.transcription.model"),
 ]
 
 

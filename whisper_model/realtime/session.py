@@ -7,14 +7,15 @@
     result.utterances                          # committed audio to transcribe (session.config: language, prompt)
     session.buffer.speech()                    # the utterance in progress so far, for interim hypotheses
 
-A refused event is answered with an ``error`` event and changes nothing; the session goes on. A ``session.update``
+A refused event is answered with an ``error`` event and changes nothing; the session goes on (``models``: the
+transcription models an update may name, as the server serves them). A ``session.update``
 that changes the input rate or the turn detection starts a new input buffer (its offsets and item chain go on;
 audio not yet committed is dropped, as by a clear); other settings (model, language, prompt) apply to the next
 utterances.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 from . import server_events as out
 from .config import SessionConfig
@@ -27,11 +28,12 @@ class RealtimeSession:
     """A session's settings and input buffer (see the module); ``id``: ``sess_…``."""
 
     def __init__(self, config: SessionConfig = SessionConfig(), device: str = "cpu",
-                 max_append_chars: int = MAX_APPEND_CHARS):
+                 max_append_chars: int = MAX_APPEND_CHARS, models: Optional[tuple[str, ...]] = None):
         self.id = out.new_id("sess")
         self.config = config
         self.device = device
         self.max_append_chars = max_append_chars  # base64 characters an append may carry (larger: an error)
+        self.models = models  # the transcription models a session.update may name (None: any)
         self.buffer = InputAudioBuffer(config, device)
 
     def start(self) -> list[dict]:
@@ -52,6 +54,9 @@ class RealtimeSession:
             return BufferOutput([out.error(problem)])
 
     def _update(self, config: SessionConfig) -> BufferOutput:
+        if self.models is not None and config.model is not None and config.model not in self.models:
+            raise ProtocolError("model_not_found", f"the model {config.model!r} does not exist: this server "
+                                f"serves {', '.join(self.models)}", "session.audio.input.transcription.model")
         before, self.config = self.config, config
         if (config.sample_rate, config.turn_detection) != (before.sample_rate, before.turn_detection):
             self.buffer = InputAudioBuffer(config, self.device, offset=self.buffer.samples,

@@ -172,7 +172,8 @@ async def realtime(websocket: WebSocket) -> None:
         await websocket.close(code)
         return
     model = websocket.query_params.get("model") or state.served.name
-    session = RealtimeSession(SessionConfig(model=model), max_append_chars=state.config.max_append_chars)
+    session = RealtimeSession(SessionConfig(model=model), max_append_chars=state.config.max_append_chars,
+                              models=state.served.ids)
     connection = Connection(websocket, session, state, hub.handler)
     hub.opened(connection)
     try:
