@@ -147,3 +147,24 @@ def test_the_openai_client_opens_a_transcription_session(server):
             assert (error.type, error.error.code) == ("error", "input_audio_buffer_commit_empty")
 
     asyncio.run(run())
+
+
+def test_without_the_denial_extension_a_refused_handshake_is_a_close():
+    """An ASGI server that cannot send an HTTP answer to a WebSocket handshake gets a close (its client sees 403)."""
+    from whisper_model.server.limits import ApiKeyCheck
+    from whisper_model.server.metrics import Metrics
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not see a refused handshake")
+
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/v1/realtime", "headers": [(b"authorization", b"Bearer wrong")]}
+    asyncio.run(ApiKeyCheck(app, key=KEY, metrics=Metrics(1))(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "invalid_api_key"}]
