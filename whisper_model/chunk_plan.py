@@ -2,6 +2,14 @@
 one ``Scheduler`` (decoded in parallel, with the chunks of any file), their segments put back on the file's
 timeline in time order. ``chunked.ChunkedScheduler`` owns the files and hands each of them here.
 
+A file is read once, in blocks of 10 s (``encoding.sample_blocks``), through the streaming Silero and planner
+(``io.speech_stream.SpeechChunker``: the chunks of ``io.vad.plan_chunks(speech_regions(samples))``, each as soon as
+it is final); each chunk's samples go to a ``io.sample_spool.SampleSpool`` (an anonymous temporary file) as it is
+found. The whole file is read before it starts (a file that cannot be read fails before any event of it, with
+its duration and speech known for ``Started``); its chunks are then added to the scheduler as it has room
+(``top_up``: while fewer than two batches of streams are waiting), so the samples in memory are a few chunks and
+the reader's blocks, not the file (``peak_held``: the most samples a file's reading kept at once).
+
 The language is detected once per file, on its first chunk (its first speech), and given to every chunk. Each
 chunk is decoded without the previous chunk's text (``chunk_options``: ``condition_on_previous_text`` None means
 False, an explicit True is an ``OptionError``) and with the file's ``initial_prompt`` as its own prompt. When a
@@ -13,17 +21,24 @@ inside chunks.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import Iterator, Optional
 
+import numpy as np
+
+from .encoding import sample_blocks
 from .errors import OptionError
 from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
-from .io.vad import VadOptions, plan_chunks
+from .io.sample_spool import SampleSpool
+from .io.speech_stream import SpeechChunker
+from .io.vad import VadOptions
 from .longform import Segment, detect_languages, load_mel, moved
 from .options import TranscriptionOptions
 from .scheduler import Event, Finished, Segments, decoding_error, stream_info
 
 MIN_WINDOW_S = 1.0  # a chunk's rest shorter than this after its last complete timestamp is not decoded
+READ_BLOCK = 10 * SAMPLE_RATE  # samples a file is read (and Silero run) at a time
 
 
 def chunk_options(options: TranscriptionOptions) -> TranscriptionOptions:
@@ -43,13 +58,36 @@ class ChunkPlan:
 
     def __init__(self, owner, vad_options: VadOptions):
         self.owner, self.vad_options = owner, vad_options
+        self.adding: deque = deque()  # started files with chunks not yet added to the scheduler, in order
+        self.peak_held = 0  # the most samples reading a file kept at once (the reader's and the chunker's)
 
     def options(self, options: TranscriptionOptions) -> TranscriptionOptions:
         return chunk_options(options)
 
-    def plan(self, file, regions: list) -> None:
-        max_samples = int(self.vad_options.max_speech_duration_s * SAMPLE_RATE)
-        file.chunks = plan_chunks(regions, int(file.samples.shape[0]), max_samples)
+    def find(self, file) -> None:
+        """Read ``file.audio`` in blocks: its chunks, their samples spooled, its first 30 s (``head``: the language
+        of a file without speech) and duration. What keeps it from being read raises (the caller's
+        ``audio_errors``); the spool is closed then."""
+        chunker, file.store, head = SpeechChunker(self.vad_options), SampleSpool(), []
+        try:
+            for block in sample_blocks(file.audio, READ_BLOCK):
+                if sum(map(len, head)) < N_SAMPLES:
+                    head.append(np.asarray(block[:N_SAMPLES - sum(map(len, head))], np.float32))
+                self._spool(file, chunker.feed(block))
+                self.peak_held = max(self.peak_held, chunker.peak + len(block))
+            self._spool(file, chunker.finish())
+        except BaseException:
+            file.store.close()
+            raise
+        file.head = np.concatenate(head) if head else np.zeros(0, np.float32)
+        file.audio = None
+        file.duration = chunker.samples // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
+
+    @staticmethod
+    def _spool(file, chunks: list) -> None:
+        for start, end, samples in chunks:
+            file.chunks.append((start, end))
+            file.store.append(samples)
 
     def start(self, files: list) -> Iterator[Event]:
         """Add the files' chunks, with their languages (detected together where needed)."""
@@ -69,7 +107,7 @@ class ChunkPlan:
         """Language probabilities of each file on its first chunk (its first 30 s when it has no speech)."""
         owner = self.owner
         encoding = owner.scheduler.encoding
-        first = [f.samples[slice(*f.chunks[0])] if f.chunks else f.samples[:N_SAMPLES] for f in files]
+        first = [f.store.read(0) if f.chunks else f.head for f in files]
         probs, _ = detect_languages(owner.model, encoding, [load_mel(encoding, s) for s in first], owner.tokenizer)
         return probs
 
@@ -83,11 +121,24 @@ class ChunkPlan:
             yield owner.finished(file)
             return
         owner.files[file.id] = file
-        for k, (start, end) in enumerate(file.chunks):
-            owner.scheduler.add(file.samples[start:end], options=file.options, language=file.info.language,
-                                initial_prompt=file.initial_prompt, stream_id=(file.id, k), min_window_s=MIN_WINDOW_S)
-        owner.outstanding += len(file.chunks)
-        file.samples = None
+        file.head = None
+        self.adding.append(file)
+        self.top_up()
+
+    def top_up(self) -> None:
+        """Add the next chunks of the started files (in order) while fewer than two batches of streams wait; the
+        chunks of a file failed or cancelled meanwhile are dropped."""
+        owner = self.owner
+        while self.adding and owner.outstanding < 2 * owner.batch_size:
+            file = self.adding[0]
+            if owner.files.get(file.id) is not file or file.added == len(file.chunks):
+                self.adding.popleft()
+                continue
+            owner.scheduler.add(file.store.read(file.added), options=file.options, language=file.info.language,
+                                initial_prompt=file.initial_prompt, stream_id=(file.id, file.added),
+                                min_window_s=MIN_WINDOW_S)
+            file.added += 1
+            owner.outstanding += 1
 
     def streams(self, file) -> int:
         return len(file.chunks)
@@ -127,4 +178,4 @@ class ChunkPlan:
                 return
 
 
-__all__ = ["ChunkPlan", "MIN_WINDOW_S", "chunk_options"]
+__all__ = ["ChunkPlan", "MIN_WINDOW_S", "READ_BLOCK", "chunk_options"]

@@ -14,7 +14,8 @@ decoded ``batch_size`` at a time whatever file it comes from); ``vad_filter=True
 ``speech_filter.SpeechFilter``: the speech joined, one stream, times mapped back); or neither (the file as one
 stream, as ``Scheduler`` would decode it). A file's segments come out in time order on the file's timeline, their
 ids counting from 0 per file. Files are loaded (and their speech found) lazily, while fewer than two batches of
-streams are waiting.
+streams are waiting; a file's chunks are added to the scheduler the same way (the chunk plan reads a file in
+blocks and keeps its chunks on disk until then: memory bounded by a few chunks, not by the file's length).
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field, replace
 from typing import Hashable, Iterator, Optional
 
 from .chunk_plan import ChunkPlan
-from .encoding import Audio, load_samples
+from .encoding import Audio
 from .errors import AudioError, OptionError, audio_errors
-from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from .io.audio import N_SAMPLES, SAMPLE_RATE
 from .io.tokenizer import Tokenizer
-from .io.vad import CHUNKING, FILTERING, SpeechMap, VadOptions, speech_regions
+from .io.vad import CHUNKING, FILTERING, SpeechMap, VadOptions
 from .live import LIVE_STEP_S, TRIM_S
 from .longform import TranscriptionInfo
 from .options import TranscriptionOptions
@@ -85,7 +86,10 @@ class File:
     language: Optional[str]
     initial_prompt: Optional[str]
     path: object = None  # ChunkPlan, SpeechFilter or WholeFile
-    samples: object = None
+    samples: object = None  # (speech filter) the file's samples
+    store: object = None  # (chunk plan) io.sample_spool.SampleSpool: each chunk's samples
+    head: object = None  # (chunk plan) the first 30 s, until the language is known
+    added: int = 0  # (chunk plan) chunks added to the scheduler
     duration: float = 0.0  # seconds of audio (whole mel frames)
     info: Optional[TranscriptionInfo] = None
     chunks: list = field(default_factory=list)  # [(start, end)] in samples (chunk plan)
@@ -182,10 +186,10 @@ class ChunkedScheduler:
                 self._queue.remove(file)
                 self.intake.release(stream_id)
                 return True
-        file = self.files.pop(stream_id, None)
+        file = self.files.get(stream_id)
         if file is None:
             return False
-        self.intake.release(stream_id)
+        self._drop(file)
         for k in range(file.path.streams(file)):
             if k not in file.finished and self.scheduler.cancel((stream_id, k)):
                 self.outstanding -= 1
@@ -196,11 +200,12 @@ class ChunkedScheduler:
         """Run until every file added has finished or failed. Per file: ``Started`` (language known), then
         ``Segments`` (the chunk plan: one per chunk, in time order; else one per window), then ``Finished``; or
         ``Failed`` at any point (its other chunks are dropped)."""
-        while self._queue or self.outstanding or self.scheduler.due:
+        plan = self.paths["vad"]
+        while self._queue or self.outstanding or plan.adding or self.scheduler.due:
             yield from self._feed()
             for event in self.scheduler.events():
                 yield from self._merge(event)
-                if self._queue and self.outstanding < 2 * self.batch_size:
+                if (self._queue or plan.adding) and self.outstanding < 2 * self.batch_size:
                     yield from self._feed()
             if self.outstanding and not self._queue:
                 raise RuntimeError(f"{self.outstanding} chunk streams never finished")  # a broken invariant
@@ -208,8 +213,11 @@ class ChunkedScheduler:
     def _feed(self) -> Iterator[Event]:
         """Load queued files and find their speech until the scheduler has two batches of streams to go on with;
         start them a batch at a time (the chunk plan detects their languages together)."""
+        plan = self.paths["vad"]
+        plan.top_up()
         ready: list[File] = []
-        while self._queue and self.outstanding + sum(len(f.chunks) or 1 for f in ready) < 2 * self.batch_size:
+        while self._queue and not plan.adding and \
+                self.outstanding + sum(len(f.chunks) or 1 for f in ready) < 2 * self.batch_size:
             file = self._queue.popleft()
             if file.path.finds_speech:
                 try:
@@ -225,10 +233,7 @@ class ChunkedScheduler:
 
     def _find_speech(self, file: File) -> None:
         with audio_errors():
-            file.samples = load_samples(file.audio)
-        file.audio = None
-        file.duration = int(file.samples.shape[0]) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
-        file.path.plan(file, speech_regions(file.samples, file.path.vad_options))
+            file.path.find(file)
 
     def _merge(self, event: Event) -> Iterator[Event]:
         """One event of a stream -> the events of its file (a live stream's: as they are)."""
@@ -263,15 +268,21 @@ class ChunkedScheduler:
         return Started(file.id, file.info)
 
     def finished(self, file: File) -> Finished:
-        self.files.pop(file.id, None)
-        self.intake.release(file.id)
+        self._drop(file)
         return Finished(file.id, file.info)
 
     def failed(self, file: File, error: Exception) -> Failed:
+        self._drop(file)
+        file.segments = None
+        return Failed(file.id, error)
+
+    def _drop(self, file: File) -> None:
+        """``file`` is done: its id free, its samples and spooled chunks gone."""
         self.files.pop(file.id, None)
         self.intake.release(file.id)
-        file.samples = file.segments = None
-        return Failed(file.id, error)
+        file.samples = file.head = None
+        if file.store is not None:
+            file.store.close()
 
 
 def _checked(options: TranscriptionOptions, name: str, path) -> TranscriptionOptions:

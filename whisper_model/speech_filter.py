@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterator
 
+from .encoding import load_samples
 from .io.audio import HOP_LENGTH, SAMPLE_RATE
-from .io.vad import SpeechMap, VadOptions
+from .io.vad import SpeechMap, VadOptions, speech_regions
 from .longform import Segment
 from .options import TranscriptionOptions
 from .scheduler import Event, Finished, Segments, Started
@@ -77,8 +78,13 @@ class SpeechFilter(WholeFile):
         super().__init__(owner)
         self.vad_options = vad_options
 
-    def plan(self, file, regions: list) -> None:
-        file.speech = SpeechMap(regions)
+    def find(self, file) -> None:
+        """Load the file's samples (whole) and find its speech; what keeps it from loading raises (the caller's
+        ``audio_errors``)."""
+        file.samples = load_samples(file.audio)
+        file.audio = None
+        file.duration = int(file.samples.shape[0]) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
+        file.speech = SpeechMap(speech_regions(file.samples, self.vad_options))
 
     def audio(self, file):
         return file.speech.collect(file.samples)

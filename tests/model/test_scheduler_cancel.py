@@ -2,39 +2,18 @@
 leaves the batch, no later event names it, the others get what they get alone; ids are freed (tiny.en, CPU)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from whisper_model import WhisperModel, chunked
+from whisper_model import WhisperModel
 from whisper_model.io.audio import SAMPLE_RATE, load_audio
 from whisper_model.options import TranscriptionOptions
 from whisper_model.scheduler import Finished, Segments, Started
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "jfk.mp3"
 OPTIONS = TranscriptionOptions(temperature=0.0, sample_len=24)  # short windows: the tests are about the streams
-
-
-def loud_regions(samples, options=None, probabilities=None) -> list[tuple[int, int]]:
-    """A stand-in for Silero VAD (these tests are about the streams): the 0.5 s blocks above silence, joined."""
-    x, block, regions = np.asarray(samples, dtype=np.float32), SAMPLE_RATE // 2, []
-    for start in range(0, len(x), block):
-        end = min(start + block, len(x))
-        if np.abs(x[start:end]).max(initial=0.0) <= 1e-3:
-            continue
-        if regions and regions[-1][1] == start:
-            regions[-1] = (regions[-1][0], end)
-        else:
-            regions.append((start, end))
-    return regions
-
-
-@pytest.fixture(autouse=True)
-def vad_without_silero(monkeypatch):
-    if importlib.util.find_spec("silero_vad") is None:
-        monkeypatch.setattr(chunked, "speech_regions", loud_regions)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +86,7 @@ def test_cancel_during_admission_is_found_after_started(model, jfk):
 def test_chunked_cancel_drops_every_chunk_of_a_file(model, jfk, chunking, vad_filter):
     """A queued file, and a started one (found at its Started or the event after): none of their streams go on
     (the counts stay right: no "chunk streams never finished"); the other file is unchanged."""
+    pytest.importorskip("silero_vad")  # (a dependency of the package: the chunk plan reads files through it)
     alone = [s.text for s in model.transcribe(jfk, options=OPTIONS, chunking=chunking, vad_filter=vad_filter)[0]]
     scheduler = model.scheduler(batch_size=4, chunking=chunking, vad_filter=vad_filter)
     scheduler.add(long_audio(jfk), options=OPTIONS, stream_id="long")  # two chunks with "vad"

@@ -88,20 +88,11 @@ def test_a_request_just_after_another_joins_its_first_round_with_batch_wait(serv
     assert joined == (wait_s > 0), order
 
 
-def fake_regions(samples, options=None, probabilities=None):
-    """Speech regions that need no Silero: three spans of the audio, at whole mel frames."""
-    n = int(samples.shape[0])
-    return [(s - s % 160, e - e % 160) for s, e in ((0, n * 3 // 10), (n * 35 // 100, n * 7 // 10), (n * 72 // 100, n))]
-
-
-def test_requests_take_their_own_vad_path_in_one_batch(served, monkeypatch):
+def test_requests_take_their_own_vad_path_in_one_batch(served):
     """A plain request, a chunking=vad one and a vad_filter one share the worker's batch; each gets what the model
-    gives its audio alone on that path (the same speech regions: a stand-in for Silero)."""
+    gives its audio alone on that path (Silero finds the same speech regions alone and in the batch)."""
     import numpy as np
 
-    from whisper_model import chunked
-
-    monkeypatch.setattr(chunked, "speech_regions", fake_regions)
     served_model, model = served
     jfk, silence = load_audio(SAMPLE), np.zeros(16000 * 3, np.float32)
     audio = np.concatenate([jfk, silence, load_audio(clip("en_bobby.wav")), load_audio(clip("en_librivox_0930.wav")),

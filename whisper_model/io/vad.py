@@ -4,39 +4,25 @@
     chunks = plan_chunks(regions, len(samples))          # [(start, end)]: windows of at most 30 s, cut in pauses
     speech = SpeechMap(speech_regions(samples, FILTERING))   # the speech only, and its times on the file's timeline
 
-The model is Silero VAD's TorchScript file shipped inside the ``silero-vad`` wheel (``load_silero_vad(onnx=False)``:
-torch only; neither torchaudio nor onnxruntime is imported, nothing is downloaded). Importing ``silero_vad`` sets
-``torch.set_num_threads(1)`` for the whole process; ``vad_model`` puts the caller's setting back.
-
-Silero scores frames of 512 samples (32 ms at 16 kHz), each seen with the last 64 samples of the frame before;
-per frame a convolutional encoder (STFT, four convolutions) feeds an LSTM cell whose state runs through the whole
-audio. ``speech_probabilities`` computes exactly what calling the model frame by frame computes (as
-``silero_vad.get_speech_timestamps`` does), only faster: the encoder runs on all frames in large batches, the
-LSTM as one ``torch.nn.LSTM`` call over the sequence (one thread on CPU: it is a chain of small products).
-Splitting the sequence into parallel pieces is not exact: the LSTM state carries over seconds of audio.
-``speech_regions`` turns the probabilities into padded speech regions with silero's own
-``get_speech_timestamps_from_probs``.
+The model and its probabilities: ``io.silero`` (``SileroStream``: the state carried from call to call; one call
+over the whole array here). ``speech_regions`` turns the probabilities into padded speech regions as silero's own
+``get_speech_timestamps_from_probs`` does, and ``plan_chunks`` joins them into chunks: both through the streaming
+classes of ``io.speech_stream`` (``RegionFinder``, ``ChunkPlanner``) that also plan a file read in blocks.
 """
 from __future__ import annotations
 
 import bisect
-import functools
-import importlib.util
 import math
-import warnings
 from dataclasses import dataclass, fields
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import OptionError
-from .audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
-
-FRAME, CONTEXT = 512, 64  # samples per scored frame at 16 kHz, and samples of the frame before seen with it
-ENCODER_BATCH = 4096  # frames per encoder call (~2 s of compute on one core, ~10 MB of features)
-LSTM_PIECE = 8192  # frames per cuDNN LSTM call on a GPU (4.4 min of audio)
+from .audio import N_SAMPLES, SAMPLE_RATE
+from .silero import CONTEXT, FRAME, speech_probabilities, vad_available, vad_model
+from .speech_stream import ChunkPlanner, RegionFinder
 
 
 @dataclass(frozen=True)
@@ -86,77 +72,6 @@ CHUNKING = VadOptions()
 FILTERING = VadOptions(min_speech_duration_ms=0, min_silence_duration_ms=2000, max_speech_duration_s=math.inf)
 
 
-def vad_available() -> bool:
-    """Whether the ``silero-vad`` package is installed (without importing it)."""
-    return importlib.util.find_spec("silero_vad") is not None
-
-
-@functools.lru_cache(maxsize=None)
-def vad_model(device: str = "cpu"):
-    """Silero VAD's TorchScript model from the installed ``silero-vad`` package (no network), on ``device``,
-    in eval mode; torch's thread count is restored after the package's import changes it."""
-    threads = torch.get_num_threads()
-    try:
-        import silero_vad
-    except ImportError as e:
-        raise ImportError("voice activity detection needs the 'silero-vad' package: pip install silero-vad") from e
-    finally:
-        torch.set_num_threads(threads)
-    with warnings.catch_warnings():  # its importlib.resources.path and torch.jit.load are deprecated, not gone
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", FutureWarning)  # torch >= 2.15
-        model = silero_vad.load_silero_vad(onnx=False)
-    return model.to(torch.device(device)).eval()
-
-
-@functools.lru_cache(maxsize=None)
-def _lstm(device: str) -> torch.nn.LSTM:
-    """The model's LSTM cell as a ``torch.nn.LSTM`` layer (same weights): one call runs the whole sequence."""
-    cell = vad_model(device)._model.decoder.rnn
-    lstm = torch.nn.LSTM(cell.weight_ih.shape[1], cell.weight_hh.shape[1]).to(cell.weight_ih.device)
-    with torch.no_grad():
-        for mine, theirs in (("weight_ih_l0", cell.weight_ih), ("weight_hh_l0", cell.weight_hh),
-                             ("bias_ih_l0", cell.bias_ih), ("bias_hh_l0", cell.bias_hh)):
-            getattr(lstm, mine).copy_(theirs)
-    return lstm.eval()
-
-
-class _OneThread:
-    """torch on one CPU thread inside the block (the LSTM's small sequential products only lose from more)."""
-
-    def __enter__(self):
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.threads)
-
-
-@torch.no_grad()
-def speech_probabilities(samples: Union[np.ndarray, torch.Tensor], device: str = "cpu") -> torch.Tensor:
-    """Silero's speech probability [ceil(n / 512)] of each 32 ms frame of 16 kHz mono ``samples`` [n] (the last
-    frame zero-padded), equal to calling the model frame by frame from a fresh state."""
-    audio = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
-    n_frames = -(-audio.shape[0] // FRAME)
-    if n_frames == 0:
-        return torch.zeros(0)
-    net = vad_model(device)._model
-    audio = F.pad(audio.to(device), (CONTEXT, n_frames * FRAME - audio.shape[0]))
-    frames = audio.unfold(0, FRAME + CONTEXT, FRAME)  # [n_frames, 576]: each frame after its context
-    features = torch.cat([net.encoder(net.stft(block)) for block in frames.split(ENCODER_BATCH)])  # [n, 128, 1]
-    lstm = _lstm(device)
-    if torch.device(device).type == "cpu":
-        with _OneThread():
-            hidden, _ = lstm(features[:, None, :, 0])
-    else:  # cuDNN refuses very long sequences: pieces, the state carried over (the same recurrence)
-        sequence, state, pieces = features[:, None, :, 0].contiguous(), None, []
-        for piece in sequence.split(LSTM_PIECE):
-            out, state = lstm(piece, state)
-            pieces.append(out)
-        hidden = torch.cat(pieces)
-    return net.decoder.decoder(hidden[:, 0, :, None]).reshape(-1).float().cpu()
-
-
 def speech_regions(samples: Union[np.ndarray, torch.Tensor], options: VadOptions = CHUNKING,
                    probabilities: Optional[torch.Tensor] = None) -> list[tuple[int, int]]:
     """Speech regions ``[(start, end)]`` in samples of 16 kHz ``samples``, padded, in order, not overlapping
@@ -164,18 +79,9 @@ def speech_regions(samples: Union[np.ndarray, torch.Tensor], options: VadOptions
     n = int(samples.shape[0])
     if probabilities is None:
         probabilities = speech_probabilities(samples, options.device)
-    if n == 0:
-        return []
-    vad_model(options.device)  # the package's import, with the thread count kept
-    from silero_vad import get_speech_timestamps_from_probs
-
-    found = get_speech_timestamps_from_probs(
-        probabilities.tolist(), sampling_rate=SAMPLE_RATE, threshold=options.threshold,
-        neg_threshold=options.neg_threshold, min_speech_duration_ms=options.min_speech_duration_ms,
-        min_silence_duration_ms=options.min_silence_duration_ms, speech_pad_ms=options.speech_pad_ms,
-        max_speech_duration_s=options.max_speech_duration_s,
-        min_silence_at_max_speech=options.min_silence_at_max_speech_ms, audio_length_samples=n)
-    return [(int(r["start"]), int(r["end"])) for r in found if r["end"] > r["start"]]
+    finder = RegionFinder(options)
+    regions = [region for p in probabilities.tolist() for region in finder.step(p)]
+    return regions + finder.finish(n)
 
 
 def plan_chunks(regions: Sequence[tuple[int, int]], n_samples: int,
@@ -185,26 +91,10 @@ def plan_chunks(regions: Sequence[tuple[int, int]], n_samples: int,
     longer than the limit (only when it has no pause to cut at) is cut into equal parts. Edges are moved out to
     whole mel frames (160 samples) within the audio and the limit; two chunks that touch keep one cut. An audio
     of at most ``max_samples`` with any speech is one chunk, the whole audio (what sequential decoding sees)."""
-    if not regions:
-        return []
-    if n_samples <= max_samples:
-        return [(0, n_samples)]
-    chunks: list[tuple[int, int]] = []
-    for start, end in regions:
-        if chunks and end - chunks[-1][0] <= max_samples:
-            chunks[-1] = (chunks[-1][0], end)
-            continue
-        parts = -(-(end - start) // max_samples)
-        cuts = [start + (end - start) * i // parts for i in range(parts + 1)]
-        chunks += list(zip(cuts[:-1], cuts[1:]))
-    aligned = []
-    for start, end in chunks:
-        start = start // HOP_LENGTH * HOP_LENGTH
-        end = min(n_samples, -(-end // HOP_LENGTH) * HOP_LENGTH, start + max_samples // HOP_LENGTH * HOP_LENGTH)
-        if aligned and start < aligned[-1][1]:  # two parts of one long region: keep them adjacent
-            start = aligned[-1][1]
-        aligned.append((start, end))
-    return aligned
+    planner = ChunkPlanner(max_samples)
+    for region in regions:
+        planner.add(region)
+    return planner.finish(n_samples)
 
 
 class SpeechMap:
@@ -254,5 +144,5 @@ class SpeechMap:
         return self.to_audio(a / SAMPLE_RATE), self.to_audio(b / SAMPLE_RATE, is_end=True)
 
 
-__all__ = ["CHUNKING", "FILTERING", "SpeechMap", "VadOptions", "plan_chunks", "speech_probabilities",
-           "speech_regions", "vad_model"]
+__all__ = ["CHUNKING", "CONTEXT", "FILTERING", "FRAME", "SpeechMap", "VadOptions", "plan_chunks",
+           "speech_probabilities", "speech_regions", "vad_available", "vad_model"]
