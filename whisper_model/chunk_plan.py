@@ -31,14 +31,13 @@ from .encoding import sample_blocks
 from .errors import OptionError
 from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from .io.sample_spool import SampleSpool
-from .io.speech_stream import SpeechChunker
+from .io.speech_stream import READ_BLOCK, SpeechChunker
 from .io.vad import VadOptions
 from .longform import Segment, detect_languages, load_mel, moved
 from .options import TranscriptionOptions
 from .scheduler import Event, Finished, Segments, decoding_error, stream_info
 
 MIN_WINDOW_S = 1.0  # a chunk's rest shorter than this after its last complete timestamp is not decoded
-READ_BLOCK = 10 * SAMPLE_RATE  # samples a file is read (and Silero run) at a time
 
 
 def chunk_options(options: TranscriptionOptions) -> TranscriptionOptions:

@@ -87,7 +87,8 @@ class File:
     initial_prompt: Optional[str]
     path: object = None  # ChunkPlan, SpeechFilter or WholeFile
     samples: object = None  # (speech filter) the file's samples
-    store: object = None  # (chunk plan) io.sample_spool.SampleSpool: each chunk's samples
+    store: object = None  # (chunk plan) io.sample_spool.SampleSpool: each chunk's samples; (speech filter of a file)
+    # its joined speech as a WAV file object (io.speech_wav); closed when the file is done
     head: object = None  # (chunk plan) the first 30 s, until the language is known
     added: int = 0  # (chunk plan) chunks added to the scheduler
     duration: float = 0.0  # seconds of audio (whole mel frames)

@@ -4,15 +4,23 @@
 The speech filter: the file's speech (pauses of 2 s or more removed, ``io.vad.FILTERING``) joined and transcribed as
 one stream exactly as ``chunking="none"`` would transcribe it (prompted with the previous text, language detected
 on the first 30 s of speech); its segment times are mapped back to the file (faster-whisper's ``vad_filter``).
-``info.duration_after_vad``: seconds of speech kept.
+``info.duration_after_vad``: seconds of speech kept. A file (path, bytes, file object) is read once, in blocks,
+through the streaming Silero (``io.speech_stream.SpeechFinder``: the regions of the whole array), its samples kept
+as int16 in a temporary file, and its speech handed to the scheduler as a WAV (``io.speech_wav``: the same
+samples): memory does not grow with its length. Samples given as an array are joined in memory.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Iterator
 
-from .encoding import load_samples
+import numpy as np
+import torch
+
+from .encoding import load_samples, sample_blocks
 from .io.audio import HOP_LENGTH, SAMPLE_RATE
+from .io.speech_stream import READ_BLOCK, SpeechFinder
+from .io.speech_wav import SpeechWav
 from .io.vad import SpeechMap, VadOptions, speech_regions
 from .longform import Segment
 from .options import TranscriptionOptions
@@ -79,15 +87,29 @@ class SpeechFilter(WholeFile):
         self.vad_options = vad_options
 
     def find(self, file) -> None:
-        """Load the file's samples (whole) and find its speech; what keeps it from loading raises (the caller's
-        ``audio_errors``)."""
-        file.samples = load_samples(file.audio)
+        """Find the file's speech: samples in memory at once, a file read in blocks (its speech as a WAV in
+        ``file.store``); what keeps it from being read raises (the caller's ``audio_errors``)."""
+        if isinstance(file.audio, (np.ndarray, torch.Tensor)):
+            file.samples = load_samples(file.audio)  # (checked: 1-D)
+            n = int(file.samples.shape[0])
+            file.speech = SpeechMap(speech_regions(file.samples, self.vad_options))
+        else:
+            finder, wav = SpeechFinder(self.vad_options), SpeechWav()
+            try:
+                regions = []
+                for block in sample_blocks(file.audio, READ_BLOCK):
+                    wav.write(block)
+                    regions += finder.feed(block)
+                regions += finder.finish()
+                file.store, n = wav.joined(regions), finder.samples
+            finally:
+                wav.close()
+            file.speech = SpeechMap(regions)
         file.audio = None
-        file.duration = int(file.samples.shape[0]) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
-        file.speech = SpeechMap(speech_regions(file.samples, self.vad_options))
+        file.duration = n // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
 
     def audio(self, file):
-        return file.speech.collect(file.samples)
+        return file.store if file.store is not None else file.speech.collect(file.samples)
 
     def info(self, file, info):
         return replace(info, duration=file.duration, duration_after_vad=file.speech.duration)

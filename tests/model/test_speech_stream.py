@@ -1,6 +1,6 @@
-"""The chunk plan of a file read in blocks (io.speech_stream, io.silero, chunk_plan): silero's regions and the whole
-array's chunks found frame by frame and region by region; a long file's chunks planned and decoded with a few
-chunks' samples in memory, not the file's."""
+"""The VAD paths of a file read in blocks (io.speech_stream, io.silero, chunk_plan, speech_filter, io.speech_wav):
+silero's regions and the whole array's chunks found frame by frame and region by region; a long file's chunks (or
+its speech, vad_filter) found and handed over with a few chunks' samples in memory, not the file's."""
 from __future__ import annotations
 
 import tracemalloc
@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from whisper_model.chunk_plan import READ_BLOCK
 from whisper_model.errors import AudioError
 from whisper_model.io import vad as V
-from whisper_model.io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from whisper_model.io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE, iter_audio, load_audio
 from whisper_model.io.sample_spool import SampleSpool
 from whisper_model.io.silero import SileroStream
-from whisper_model.io.speech_stream import ChunkPlanner, RegionFinder, SpeechChunker
+from whisper_model.io.speech_stream import READ_BLOCK, ChunkPlanner, RegionFinder, SpeechChunker
+from whisper_model.io.speech_wav import SpeechWav
+from whisper_model.longform import TranscriptionInfo
 from whisper_model.scheduler import Failed, Finished, Segments, Started
 
 try:
@@ -161,15 +162,20 @@ def write_wav(path, audio: np.ndarray) -> None:
 class HoldingScheduler:
     """The scheduler's add / events / cancel without decoding: it holds each stream's samples until the round after
     it is added (``batch_size`` a round), as ``Scheduler`` holds a queued stream's audio; ``peak``: the most
-    samples held at once."""
+    samples held at once. A file object (the speech filter's WAV) is read block by block, as the scheduler's
+    log-mel reads it."""
 
     def __init__(self, batch_size: int):
         self.batch_size, self.queue, self.peak, self.added = batch_size, [], 0, []
 
-    def add(self, audio, *, options, language, initial_prompt, stream_id, min_window_s):
-        self.queue.append((stream_id, audio))
+    def add(self, audio, *, options, language, initial_prompt, stream_id, min_window_s=None):
+        if hasattr(audio, "read"):
+            n, audio = sum(len(block) for block in iter_audio(audio, block=READ_BLOCK)), np.zeros(0, np.float32)
+        else:
+            n = len(audio)
+        self.queue.append((stream_id, audio, TranscriptionInfo("en", 1.0, n / SR, None, options)))
         self.added.append(stream_id)
-        self.peak = max(self.peak, sum(len(a) for _, a in self.queue))
+        self.peak = max(self.peak, sum(len(a) for _, a, _ in self.queue))
 
     def cancel(self, stream_id) -> bool:
         return False
@@ -177,9 +183,10 @@ class HoldingScheduler:
     def events(self):
         while self.queue:
             batch, self.queue = self.queue[:self.batch_size], self.queue[self.batch_size:]
-            for stream_id, audio in batch:
-                yield Segments(stream_id, [], len(audio) / SR)
-                yield Finished(stream_id, None)
+            for stream_id, audio, info in batch:
+                yield Started(stream_id, info)
+                yield Segments(stream_id, [], info.duration)
+                yield Finished(stream_id, info)
 
 
 def write_long_wav(path, piece: np.ndarray, times: int) -> int:
@@ -196,29 +203,53 @@ def write_long_wav(path, piece: np.ndarray, times: int) -> int:
     return n
 
 
-def test_a_long_file_is_read_in_bounded_memory(tmp_path):
-    """20 min of speech (a 60 s lecture over and over, with pauses) in a wav, chunking="vad": the chunks reach
-    the scheduler as it has room (two batches held), and the most memory Python holds while the file is read,
-    planned and handed over (tracemalloc, numpy's arrays included: the reader's blocks, the chunker's samples, the
-    chunks the scheduler holds) is a small part of the file's samples; loading the file whole would hold all of
-    them at once."""
-    n = write_long_wav(tmp_path / "long.wav", samples("en_lecture_60s.wav"), 20)
-    scheduler = pipeline("tiny.en").scheduler(batch_size=2, chunking="vad")
-    scheduler.scheduler = holding = HoldingScheduler(2)
-    scheduler.add(str(tmp_path / "long.wav"), stream_id="long")
+def peak_memory(scheduler) -> tuple[list, int]:
+    """The scheduler's events, and the most memory Python held meanwhile (tracemalloc: numpy's arrays included)."""
     tracemalloc.start()
     try:
         events = list(scheduler.events())
-        peak = tracemalloc.get_traced_memory()[1]
+        return events, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert [type(e) for e in events[:2]] == [Started, Segments] and isinstance(events[-1], Finished)
-    assert events[0].info.duration == pytest.approx(n / SR, abs=0.01)
+
+
+@pytest.mark.parametrize("path", ["vad", "filter"])
+def test_a_long_file_is_read_in_bounded_memory(tmp_path, path):
+    """20 min of speech (a 60 s lecture over and over, with pauses) in a wav, chunking="vad" or vad_filter=True:
+    the most memory Python holds while the file is read, its speech found and handed over (the reader's blocks,
+    the chunker's samples, the chunks the scheduler holds: two batches at most) is a small part of the file's
+    samples; loading the file whole would hold all of them at once. The speech filter hands over a WAV."""
+    n = write_long_wav(tmp_path / "long.wav", samples("en_lecture_60s.wav"), 20)
+    kwargs = dict(chunking="vad") if path == "vad" else dict(vad_filter=True)
+    scheduler = pipeline("tiny.en").scheduler(batch_size=2, **kwargs)
+    scheduler.scheduler = holding = HoldingScheduler(2)
+    scheduler.add(str(tmp_path / "long.wav"), stream_id="long")
+    events, peak = peak_memory(scheduler)
+    assert isinstance(events[-1], Finished) and events[-1].info.duration == pytest.approx(n / SR, abs=0.01)
+    assert peak < 4 * n / 4, (peak / 2 ** 20, 4 * n / 2 ** 20)
+    if path == "filter":
+        assert holding.added == [("long", 0)] and events[-1].info.duration_after_vad > 0.8 * n / SR
+        return
+    assert [type(e) for e in events[:2]] == [Started, Segments]
     chunks = len(holding.added)
     assert chunks >= 40 and holding.added == [("long", k) for k in range(chunks)]
     assert holding.peak <= 2 * 2 * N_SAMPLES  # two batches of chunks of at most 30 s
     assert scheduler.paths["vad"].peak_held <= 3 * N_SAMPLES + 2 * READ_BLOCK
-    assert peak < 4 * n / 4, (peak / 2 ** 20, 4 * n / 2 ** 20)
+
+
+def test_the_speech_filter_of_a_file_equals_that_of_its_samples(tmp_path):
+    """vad_filter=True on a wav (read in blocks, the speech handed over as a WAV) and on its samples (joined in
+    memory): the same segments, tokens and info; a silent file has none either way."""
+    model = pipeline("tiny.en")
+    for name, audio in (("speech", joined("en_jfk.wav", 3.0, "en_librivox_0870.wav", 0.5, "en_jfk.wav", 4.0)),
+                        ("silence", np.zeros(5 * SR, np.float32))):
+        write_wav(tmp_path / f"{name}.wav", audio)
+        results = []
+        for source in (str(tmp_path / f"{name}.wav"), load_audio(tmp_path / f"{name}.wav")):
+            segments, info = model.transcribe(source, vad_filter=True)
+            results.append(([(s.seek, s.start, s.end, s.text, s.tokens) for s in segments], info))
+        assert results[0] == results[1], name
+        assert bool(results[0][0]) == (name == "speech") and results[0][1].duration_after_vad < results[0][1].duration
 
 
 def test_an_unreadable_or_truncated_file_fails_before_any_output(tmp_path):
@@ -250,3 +281,21 @@ def test_the_spool_gives_back_what_it_was_given():
     spool.close()
     with pytest.raises(IndexError):
         spool.read(0)
+
+
+def test_the_speech_wav_decodes_back_to_the_same_samples():
+    """SpeechWav: decoded samples (int16 / 32768) written in blocks, regions joined as a WAV that io.audio decodes
+    to exactly those samples end to end; samples that are not decoded 16-bit ones are refused."""
+    rng = np.random.default_rng(3)
+    audio = (rng.integers(-32768, 32768, 5 * SR) / 32768).astype(np.float32)
+    wav = SpeechWav()
+    for start in range(0, len(audio), 7777):
+        wav.write(audio[start:start + 7777])
+    regions = [(0, 100), (1000, 1000 + 12 * SR // 5), (3 * SR, 5 * SR)]
+    with wav.joined(regions) as joined_wav:
+        assert np.array_equal(load_audio(joined_wav), np.concatenate([audio[s:e] for s, e in regions]))
+    with wav.joined([]) as empty:
+        assert load_audio(empty).shape == (0,)
+    wav.close()
+    with pytest.raises(ValueError, match="16-bit"):
+        SpeechWav().write(np.array([0.1234567], np.float32))

@@ -1,6 +1,7 @@
 """Speech regions and chunk plans found as an audio is read: the streaming form of ``io.vad``'s plans.
 
-    chunker = SpeechChunker(CHUNKING)                 # Silero (its state carried) -> regions -> chunks
+    speech = SpeechFinder(FILTERING)                  # Silero (its state carried) -> regions, as they are final
+    chunker = SpeechChunker(CHUNKING)                 # ... -> regions -> chunks
     for block in blocks:                              # 16 kHz mono float, any sizes
         for start, end, samples in chunker.feed(block):   # each chunk once it is final, with its samples
             ...
@@ -25,6 +26,8 @@ import numpy as np
 
 from .audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from .silero import FRAME, SileroStream
+
+READ_BLOCK = 10 * SAMPLE_RATE  # samples a file is read (and Silero run) at a time by the VAD paths
 
 
 class RegionFinder:
@@ -207,18 +210,44 @@ class ChunkPlanner:
         return start, end
 
 
+class SpeechFinder:
+    """An audio fed in blocks -> its padded speech regions (``io.vad.speech_regions``'s) as they become final:
+    the streaming Silero and ``RegionFinder`` together; ``samples``: samples fed."""
+
+    def __init__(self, options):
+        self.scorer = SileroStream(options.device)
+        self.regions = RegionFinder(options)
+        self.samples = 0
+
+    def feed(self, block: np.ndarray) -> list[tuple[int, int]]:
+        self.samples += len(block)
+        return self._step(self.scorer.feed(block))
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The audio ended: the regions left."""
+        return self._step(self.scorer.flush()) + self.regions.finish(self.samples)
+
+    def keep_from(self) -> int:
+        return self.regions.keep_from()
+
+    def _step(self, probabilities) -> list[tuple[int, int]]:
+        return [region for p in probabilities.tolist() for region in self.regions.step(p)]
+
+
 class SpeechChunker:
     """An audio fed in blocks -> its chunks ``(start, end, samples)`` as they become final (module docstring);
     ``options``: a ``vad.VadOptions`` (its ``max_speech_duration_s``: the chunk limit)."""
 
     def __init__(self, options):
-        self.scorer = SileroStream(options.device)
-        self.regions = RegionFinder(options)
+        self.speech = SpeechFinder(options)
         self.planner = ChunkPlanner(int(options.max_speech_duration_s * SAMPLE_RATE))
         self._kept: list[np.ndarray] = []  # samples [self._from, self.samples)
         self._from = 0
-        self.samples = 0
         self.peak = 0
+
+    @property
+    def samples(self) -> int:
+        return self.speech.samples
 
     @property
     def held(self) -> int:
@@ -227,22 +256,16 @@ class SpeechChunker:
     def feed(self, block: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
         block = np.asarray(block, np.float32).reshape(-1)
         self._kept.append(block)
-        self.samples += len(block)
+        for region in self.speech.feed(block):
+            self.planner.add(region)
         self.peak = max(self.peak, self.held)
-        self._step(self.scorer.feed(block))
-        return self._give(self.planner.take(self.samples, self.regions.keep_from()))
+        return self._give(self.planner.take(self.samples, self.speech.keep_from()))
 
     def finish(self) -> list[tuple[int, int, np.ndarray]]:
         """The audio ended: the chunks left (all of them for an audio of at most one chunk's length)."""
-        self._step(self.scorer.flush())
-        for region in self.regions.finish(self.samples):
+        for region in self.speech.finish():
             self.planner.add(region)
         return self._give(self.planner.finish(self.samples))
-
-    def _step(self, probabilities) -> None:
-        for p in probabilities.tolist():
-            for region in self.regions.step(p):
-                self.planner.add(region)
 
     def _give(self, chunks: list[tuple[int, int]]) -> list[tuple[int, int, np.ndarray]]:
         """The chunks with their samples; then the samples no chunk to come needs are dropped."""
@@ -251,7 +274,7 @@ class SpeechChunker:
             raise RuntimeError(f"chunk {chunks[0]} starts before the samples kept ({self._from})")  # a broken invariant
         out = [(s, e, kept[s - self._from: e - self._from].copy()) for s, e in chunks]
         first = self.planner.keep_from()
-        keep = min(self.regions.keep_from(), first if first is not None else self.samples) // HOP_LENGTH * HOP_LENGTH
+        keep = min(self.speech.keep_from(), first if first is not None else self.samples) // HOP_LENGTH * HOP_LENGTH
         if self.samples <= self.planner.max_samples:  # the audio may still be one chunk, all of it
             keep = 0
         if kept is not None and keep > self._from:
@@ -261,4 +284,4 @@ class SpeechChunker:
         return out
 
 
-__all__ = ["ChunkPlanner", "RegionFinder", "SpeechChunker"]
+__all__ = ["ChunkPlanner", "READ_BLOCK", "RegionFinder", "SpeechChunker", "SpeechFinder"]
