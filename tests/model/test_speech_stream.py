@@ -163,7 +163,9 @@ class HoldingScheduler:
     """The scheduler's add / events / cancel without decoding: it holds each stream's samples until the round after
     it is added (``batch_size`` a round), as ``Scheduler`` holds a queued stream's audio; ``peak``: the most
     samples held at once. A file object (the speech filter's WAV) is read block by block, as the scheduler's
-    log-mel reads it."""
+    log-mel reads it. It has no live streams (``due``)."""
+
+    due = False
 
     def __init__(self, batch_size: int):
         self.batch_size, self.queue, self.peak, self.added = batch_size, [], 0, []
