@@ -3,6 +3,7 @@
     python bench/bench_memory.py --hours 3 --model tiny.en --json bench/results/memory_3h.json
     python bench/bench_memory.py --hours 3 --tree /tmp/before      # the same on another checkout (before/after)
     python bench/bench_memory.py --hours 1 --chunking vad          # the chunk plan's path (issue 27)
+    python bench/bench_memory.py --hours 1 --vad_filter            # the speech filter's path (issue 27)
 
 The input is a 16 kHz mono 16-bit WAV of ``--hours`` hours written to a temporary folder: low noise (std 0.003)
 with the shared English clips placed every ten minutes. Each run is a fresh Python process (the checkout given by
@@ -10,7 +11,8 @@ with the shared English clips placed every ten minutes. Each run is a fresh Pyth
 (greedy at temperature 0 only, no timestamps, ``--tokens`` tokens per window, no fallback), so that hours of audio
 take minutes; the decoding options do not change what is held in memory per file. ``--chunking vad``: the same
 file through ``transcribe(..., chunking="vad", batch_size=--batch_size)`` (Silero over the whole file, its speech
-chunks decoded in batches) instead of the sequential loop. Reported: the process's peak
+chunks decoded in batches) instead of the sequential loop; ``--vad_filter``: the sequential loop over the speech
+only (``vad_filter=True``). Reported: the process's peak
 resident memory (``ru_maxrss``), the resident memory once the model is loaded, wall seconds and windows. Prints a
 table and writes JSON.
 """
@@ -48,9 +50,9 @@ CHILD = textwrap.dedent("""
                                    no_speech_threshold=None, condition_on_previous_text=False)
     loaded = rss_mb()
     start = time.perf_counter()
-    chunking, batch_size = sys.argv[6], int(sys.argv[7])
+    chunking, batch_size, vad_filter = sys.argv[6], int(sys.argv[7]), sys.argv[8] == "1"
     segments, info = model.transcribe(sys.argv[2], options=options, language="en", chunking=chunking,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, vad_filter=vad_filter)
     windows = sum(1 for _ in segments)
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -81,9 +83,11 @@ def write_input(path: Path, hours: float) -> float:
     return total / SR
 
 
-def run(tree: Path, path: Path, model: str, tokens: int, threads: int, chunking: str, batch_size: int) -> dict:
+def run(tree: Path, path: Path, model: str, tokens: int, threads: int, chunking: str, batch_size: int,
+        vad_filter: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(path), model, str(tokens), str(threads),
-                          chunking, str(batch_size)], capture_output=True, text=True, check=False)
+                          chunking, str(batch_size), str(int(vad_filter))], capture_output=True, text=True,
+                         check=False)
     if out.returncode != 0:
         raise SystemExit(f"the run on {tree} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -97,6 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--chunking", choices=("none", "vad"), default="none")
     p.add_argument("--batch_size", type=int, default=8, help="chunks decoded together (--chunking vad)")
+    p.add_argument("--vad_filter", action="store_true", help="decode the speech only, sequentially")
     p.add_argument("--tree", type=Path, nargs="+", default=[ROOT], help="checkouts to measure, in turn")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -106,12 +111,13 @@ def main(argv=None) -> int:
         path = Path(tmp) / "long.wav"
         seconds = write_input(path, args.hours)
         for tree in args.tree:
-            row = dict(tree=str(tree), audio_s=seconds, chunking=args.chunking,
-                       **run(tree, path, args.model, args.tokens, args.threads, args.chunking, args.batch_size))
+            row = dict(tree=str(tree), audio_s=seconds, chunking=args.chunking, vad_filter=args.vad_filter,
+                       **run(tree, path, args.model, args.tokens, args.threads, args.chunking, args.batch_size,
+                             args.vad_filter))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{args.model}, {args.hours:g} h of audio, chunking {args.chunking}, {args.tokens} tokens per window, "
-          f"{args.threads} threads")
+    print(f"\n{args.model}, {args.hours:g} h of audio, chunking {args.chunking}, vad_filter {args.vad_filter}, "
+          f"{args.tokens} tokens per window, {args.threads} threads")
     print("| checkout | peak RSS MB | RSS after loading the model MB | wall s | windows |")
     print("|---|---|---|---|---|")
     for r in rows:
