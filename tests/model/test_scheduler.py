@@ -17,9 +17,9 @@ from whisper_model.scheduler import Failed, Finished, Scheduler, Segments, Start
 from whisper_model.transcribe import transcribe
 
 try:
-    from ._reference import clear, models, samples
+    from ._reference import clear, models, samples, transcribed
 except ImportError:
-    from _reference import clear, models, samples
+    from _reference import clear, models, samples, transcribed
 
 FIELDS = ("id", "seek", "start", "end", "text", "tokens", "temperature", "compression_ratio")
 LONG, SHORT = "en_lecture_60s.wav", "en_jfk.wav"  # 3 windows; 1 window
@@ -32,6 +32,12 @@ def teardown_module():
 def alone(model, audio, **kwargs):
     segments, info = transcribe(model, audio, **kwargs)
     return list(segments), info
+
+
+def shared(audio, **kwargs):
+    """``alone(models("tiny.en")[0], audio, **kwargs)``, run once per session (``_reference.transcribed``; test_batch
+    compares with some of the same runs)."""
+    return transcribed("tiny.en", audio, **kwargs)
 
 
 def assert_same(segments, ref_segments):
@@ -79,8 +85,8 @@ def test_stream_added_while_running_equals_alone_and_events_are_ordered():
     assert (first, added) == (0, "late") and set(per_stream) == {0, "late"}
     assert max(counting.rows) == 2  # the late stream was decoded beside the first one
     assert log.index(per_stream["late"][0]) > log.index(per_stream[0][1])  # it started after a window of stream 0
-    assert_same(segments[0], alone(model, samples(LONG))[0])
-    assert_same(segments["late"], alone(model, samples(SHORT), initial_prompt="President Kennedy.")[0])
+    assert_same(segments[0], shared(samples(LONG))[0])
+    assert_same(segments["late"], shared(samples(SHORT), initial_prompt="President Kennedy.")[0])
     for sid, events in per_stream.items():
         kinds = [type(e) for e in events]
         assert kinds[0] is Started and kinds[-1] is Finished and set(kinds[1:-1]) == {Segments}, sid
@@ -103,7 +109,7 @@ def test_failing_streams_fail_alone():
         assert isinstance(event, Failed) and isinstance(event.error, AudioError), sid
     assert isinstance(per_stream[0][0].error.__cause__, FileNotFoundError)
     assert isinstance(per_stream[1][-1], Finished)
-    assert_same(segments[1], alone(model, samples(SHORT))[0])
+    assert_same(segments[1], shared(samples(SHORT))[0])
 
     scheduler, real, calls = Scheduler(model, batch_size=1), S.decode_with_fallback, []
 
@@ -120,7 +126,7 @@ def test_failing_streams_fail_alone():
     assert [type(e) for e in per_stream["a"]] == [Started, Failed]
     assert isinstance(per_stream["a"][1].error, DecodingError) and "out of memory" in str(per_stream["a"][1].error)
     assert isinstance(per_stream["b"][-1], Finished)
-    assert_same(segments["b"], alone(model, samples(SHORT))[0])
+    assert_same(segments["b"], shared(samples(SHORT))[0])
 
 
 def test_streams_with_different_options_are_decoded_in_groups():
@@ -135,9 +141,9 @@ def test_streams_with_different_options_are_decoded_in_groups():
     with unittest.mock.patch.object(LF, "DecodingTask", counting):
         _, segments = collect(scheduler.events())
     assert counting.rows[:2] == [1, 2]  # greedy alone, the two beam streams (equal options) together
-    assert_same(segments["greedy"], alone(model, samples(SHORT))[0])
-    assert_same(segments["beam"], alone(model, samples("en_bobby.wav"), options=beam)[0])
-    assert_same(segments["beam2"], alone(model, samples("en_librivox_0880.wav"), beam_size=2)[0])
+    assert_same(segments["greedy"], shared(samples(SHORT))[0])
+    assert_same(segments["beam"], shared(samples("en_bobby.wav"), options=beam)[0])
+    assert_same(segments["beam2"], shared(samples("en_librivox_0880.wav"), beam_size=2)[0])
 
 
 def test_options_are_validated_once_not_per_window():
@@ -205,7 +211,7 @@ def test_on_progress_moves_within_each_window_and_changes_nothing():
     scheduler.add(audio, stream_id="long")
     scheduler.add(samples(SHORT), stream_id="short")
     per_stream, segments = collect(e for e in scheduler.events() if not log.append(("event", e)))
-    assert_same(segments["long"], alone(model, audio)[0])
+    assert_same(segments["long"], shared(audio)[0])
     first = next(k for k, entry in enumerate(log) if entry[0] == "event" and isinstance(entry[1], Segments))
     inside = [entry[2] for entry in log[:first] if entry[0] == "progress" and entry[1] == "long"]
     assert len(inside) >= 3 and inside == sorted(inside) and 0 < inside[-1] <= log[first][1].done <= 30.0
