@@ -7,7 +7,6 @@ compression ratios; the log-probabilities agree to 1e-4 (batched matrix products
 """
 from __future__ import annotations
 
-import functools
 import json
 import unittest.mock
 from pathlib import Path
@@ -21,14 +20,14 @@ from whisper_model import scheduler as S
 from whisper_model.cli import run
 from whisper_model.errors import AudioError, OptionError
 from whisper_model.io import audio as A
-from whisper_model.transcribe import iter_transcribe_batch, transcribe, transcribe_batch
+from whisper_model.transcribe import iter_transcribe_batch, transcribe_batch
 
 try:
     from ._paths import AUDIO_DIR, NO_SHARED
-    from ._reference import clear, models, pipeline, samples
+    from ._reference import clear, models, pipeline, samples, transcribed
 except ImportError:
     from _paths import AUDIO_DIR, NO_SHARED
-    from _reference import clear, models, pipeline, samples
+    from _reference import clear, models, pipeline, samples, transcribed
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "jfk.mp3"
@@ -45,19 +44,13 @@ CUT_S = {"fr_asterisk_demo_instruct_8k.wav": 40.0}
 
 def teardown_module():
     clear()
-    _alone.cache_clear()
 
 
 def alone(name: str, clip: str, **options):
-    """``transcribe()`` of one clip, computed once per (model, clip, options): the greedy mix and the engine's
-    batch compare with the same runs."""
-    return _alone(name, clip, tuple(sorted(options.items())))
-
-
-@functools.lru_cache(maxsize=None)
-def _alone(name: str, clip: str, options: tuple):
-    segments, info = transcribe(models(name)[0], audio(clip), **dict(options))
-    return list(segments), info
+    """``transcribe(models(name)[0], ...)`` of one clip, computed once per session per (model, clip, options)
+    (``_reference.transcribed``): the greedy mix and the engine's batch compare with the same runs, and
+    test_scheduler / test_transcribe with some of them."""
+    return transcribed(name, audio(clip), **options)
 
 
 def audio(clip: str) -> np.ndarray:
