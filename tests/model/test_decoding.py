@@ -64,7 +64,7 @@ def greedy_batch(name: str, language: str) -> dict:
 
 
 def teardown_module():
-    for cached in (models, mel, features, greedy_batch):
+    for cached in (mel, features, greedy_batch):  # the models stay loaded for the session's other files
         cached.cache_clear()
 
 
