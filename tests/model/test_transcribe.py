@@ -24,13 +24,13 @@ from _requires import openai_whisper
 
 try:
     from ._paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
-    from ._reference import clear, models, pipeline, samples
+    from ._reference import clear, models, pipeline, reference_transcribed, samples, transcribed
 except ImportError:
     from _paths import AUDIO_DIR, MISSING, NO_SHARED, clips, manifest
-    from _reference import clear, models, pipeline, samples
+    from _reference import clear, models, pipeline, reference_transcribed, samples, transcribed
 
 whisper = openai_whisper()
-import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; the module is patched below)
+import whisper.transcribe  # noqa: E402,F401  (whisper.transcribe is the function; _reference patches the module)
 
 REFERENCE_TRANSCRIBE = sys.modules["whisper.transcribe"]
 
@@ -50,17 +50,22 @@ def teardown_module():
     clear()
 
 
-def reference(ref, audio: np.ndarray, **options) -> dict:
-    """openai-whisper's transcribe() on our samples and our log-mel, seeded as ``ours`` is."""
-    torch.manual_seed(0)
-    with unittest.mock.patch.object(REFERENCE_TRANSCRIBE, "log_mel_spectrogram", A.log_mel_spectrogram):
-        return whisper.transcribe(ref, audio, fp16=False, **options)
+def reference(name: str, audio: np.ndarray, **options) -> dict:
+    """openai-whisper's transcribe() with ``models(name)``'s reference on our samples and our log-mel, seeded as
+    ``ours`` is (``_reference.reference_transcribed``: once per session)."""
+    return reference_transcribed(name, audio, **options)
 
 
 def ours(model, audio, **options) -> dict:
     torch.manual_seed(0)
     segments, info = transcribe(model, audio, **options)
     return result_dict(segments, info)
+
+
+def shared(name: str, audio: np.ndarray, **options) -> dict:
+    """``ours(models(name)[0], audio, **options)``, run once per session (``_reference.transcribed``: test_wer
+    scores these runs, test_batch and test_scheduler compare with them)."""
+    return result_dict(*transcribed(name, audio, **options))
 
 
 def assert_same(mine: dict, theirs: dict):
@@ -78,11 +83,10 @@ def assert_same(mine: dict, theirs: dict):
 @parameterized.expand(CASES)
 def test_transcription_matches_openai_whisper(_, name, clip):
     """Default options (temperature fallback chain, timestamps, conditioning on previous text), language fixed."""
-    mine, ref = models(name)
     audio = samples(clip)
     options = dict(language=LANG[clip], best_of=5)
-    result = ours(mine, audio, **options)
-    assert_same(result, reference(ref, audio, **options))
+    result = shared(name, audio, **options)
+    assert_same(result, reference(name, audio, **options))
     assert result["text"].strip()
 
 
@@ -102,9 +106,8 @@ def test_detected_language_matches_openai_whisper(clip):
 
 
 def test_detected_language_then_transcription_matches():
-    mine, ref = models("base")
     audio = samples("zh_sentence.wav")
-    assert_same(ours(mine, audio), reference(ref, audio))
+    assert_same(shared("base", audio), reference("base", audio))
 
 
 @parameterized.expand([
@@ -126,10 +129,9 @@ def test_detected_language_then_transcription_matches():
     ("translate", "base", "zh_sentence.wav", dict(task="translate", language="zh", temperature=0.0)),
 ])
 def test_options_match_openai_whisper(_, name, clip, options):
-    mine, ref = models(name)
     audio = samples(clip)
-    result = ours(mine, audio, **options)
-    assert_same(result, reference(ref, audio, **options))
+    result = shared(name, audio, **options)
+    assert_same(result, reference(name, audio, **options))
     if _.startswith("fallback"):
         assert all(s["temperature"] > 0 for s in result["segments"])
 
@@ -297,8 +299,7 @@ def test_pipeline_transcribes_and_detects():
     if not path.is_file():
         pytest.skip(NO_SHARED)
     result = model.transcribe_dict(str(path), progress=True)
-    mine, _ = models("tiny.en")
-    assert result == ours(mine, samples("en_jfk.wav"))
+    assert result == shared("tiny.en", samples("en_jfk.wav"))
     assert "ask not what your country can do for you" in result["text"]
     assert set(result) == {"text", "segments", "language"}
     assert set(result["segments"][0]) == {"id", "seek", "start", "end", "text", "tokens", "temperature",
