@@ -158,15 +158,23 @@ def components(path, samples, n_mels, device) -> dict:
     return out
 
 
-def bench(args, partial=None) -> dict:
-    """All rows; ``partial(result)`` is called with the result so far after each one (JSON survives a timeout)."""
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    model = random_whisper(args.model, dtype=dtype, device=device)
+def random_engine(name: str, device, max_batch: int, vocab_dir=None, dtype=None):
+    """(model, tokenizer): ``name``'s shapes with random weights (fp16 on CUDA, fp32 on the CPU unless ``dtype``),
+    on CUDA the engine for ``max_batch`` rows; the vocabulary as ``tokenizer_for``."""
+    device = torch.device(device)
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    model = random_whisper(name, dtype=dtype, device=device)
     if device.type == "cuda":
         from whisper_model.fast.engine import accelerate
 
-        model = accelerate(model, max_batch_size=max(args.batch))
-    tokenizer = tokenizer_for(model, args.vocab_dir)
+        model = accelerate(model, max_batch_size=max_batch)
+    return model, tokenizer_for(model, vocab_dir)
+
+
+def bench(args, partial=None) -> dict:
+    """All rows; ``partial(result)`` is called with the result so far after each one (JSON survives a timeout)."""
+    model, tokenizer = random_engine(args.model, args.device, max(args.batch), args.vocab_dir,
+                                     getattr(torch, args.dtype))
     options = options_for(tokenizer, args.tokens)
     samples = long_audio(args.minutes, audio_dir=args.audio_dir)
     seconds = len(samples) / SR

@@ -36,7 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.bench_longform import AUDIO_DIR, CLIPS, long_audio, options_for, tokenizer_for, versions  # noqa: E402
+from bench.bench_longform import (  # noqa: E402
+    AUDIO_DIR, CLIPS, long_audio, options_for, random_engine, versions)
 
 
 def build(args):
@@ -46,16 +47,7 @@ def build(args):
     from whisper_model.options import TranscriptionOptions
 
     if args.random:
-        from whisper_model.fast.build import random_whisper
-
-        device = torch.device(args.device)
-        model = random_whisper(args.random, dtype=torch.float16 if device.type == "cuda" else torch.float32,
-                               device=device)
-        if device.type == "cuda":
-            from whisper_model.fast.engine import accelerate
-
-            model = accelerate(model, max_batch_size=args.batch_size)
-        tokenizer = tokenizer_for(model, args.vocab_dir)
+        model, tokenizer = random_engine(args.random, args.device, args.batch_size, args.vocab_dir)
         return model, tokenizer, options_for(tokenizer, args.tokens), args.random
     from whisper_model import WhisperModel
 
