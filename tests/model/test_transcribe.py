@@ -299,7 +299,9 @@ def test_pipeline_transcribes_and_detects():
     if not path.is_file():
         pytest.skip(NO_SHARED)
     result = model.transcribe_dict(str(path), progress=True)
-    assert result == shared("tiny.en", samples("en_jfk.wav"))
+    # the shared run may come from another file of the session, at another torch thread count: probabilities
+    # equal to rounding, the rest exactly
+    assert_same(result, shared("tiny.en", samples("en_jfk.wav")))
     assert "ask not what your country can do for you" in result["text"]
     assert set(result) == {"text", "segments", "language"}
     assert set(result["segments"][0]) == {"id", "seek", "start", "end", "text", "tokens", "temperature",
