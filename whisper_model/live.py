@@ -32,6 +32,7 @@ import torch
 
 from .errors import AudioError
 from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from .io.sample_blocks import SampleBlocks
 from .io.tokenizer import Tokenizer
 from .longform import LongFormState, Segment, TranscriptionInfo, WindowCut, moved
 from .options import TranscriptionOptions
@@ -85,7 +86,7 @@ class LiveStream:
     before: str = ""  # the final text before the window
     next_id: int = 0
     _finishing: bool = False  # the end is being transcribed: ``state`` goes on over rounds
-    _blocks: list = field(default_factory=list)  # the window's samples, as fed
+    _window: SampleBlocks = field(default_factory=SampleBlocks)  # the window's samples, as fed
     _final: list = field(default_factory=list)  # the end: the segments decoded so far (on the stream's timeline)
 
     def __post_init__(self):
@@ -97,7 +98,7 @@ class LiveStream:
     @property
     def arrived(self) -> int:
         """Samples of the stream so far."""
-        return self.start + sum(len(b) for b in self._blocks)
+        return self.start + self._window.size
 
     @property
     def ready(self) -> bool:
@@ -108,18 +109,14 @@ class LiveStream:
         """Append ``samples`` (``live_samples``'s checks)."""
         if self.ended:
             raise AudioError(f"live stream {self.id!r} has ended: no audio may follow")
-        samples = live_samples(samples)
-        if len(samples):
-            self._blocks.append(samples)
+        self._window.append(live_samples(samples))
 
     def end(self) -> None:
         self.ended = True
 
     def window_samples(self) -> np.ndarray:
         """The window's audio [n] (16 kHz float32)."""
-        if len(self._blocks) != 1:
-            self._blocks = [np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)]
-        return self._blocks[0]
+        return self._window.samples()
 
     @property
     def finishing(self) -> bool:
@@ -163,7 +160,7 @@ class LiveStream:
         end = self.arrived
         given = [moved(s, self.next_id + i, self.start, end) for i, s in enumerate(self._final)]
         info = replace(self.info, duration=end / SAMPLE_RATE)
-        self.info, self._blocks, self._final, self.state = info, [], [], None
+        self.info, self._window, self._final, self.state = info, SampleBlocks(), [], None
         return events + [Segments(self.id, given, end / SAMPLE_RATE), Finished(self.id, info)]
 
     def _text(self, cut: WindowCut) -> str:
@@ -194,7 +191,7 @@ class LiveStream:
         given = [moved(s, self.next_id + i, self.start, self.start + cut_at) for i, s in enumerate(gone)]
         self.next_id += len(gone)
         self.before = (self.before + "".join(s.text for s in gone))[-2000:]  # the prompt keeps its last tokens
-        self._blocks = [self.window_samples()[cut_at:]]
+        self._window.keep_from(cut_at)
         self.start += cut_at
         return [Segments(self.id, given, self.start / SAMPLE_RATE)] if given else []
 

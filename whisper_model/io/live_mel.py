@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .audio import HOP_LENGTH, N_FFT, N_FRAMES, mel_filters
+from .sample_blocks import SampleBlocks
 
 CONTEXT = N_FFT // 2  # samples an STFT frame reaches either side of its centre
 
@@ -39,7 +40,7 @@ class LiveLogMel:
     def __init__(self, n_mels: int = 80, device: Union[str, torch.device, None] = None):
         self.n_mels, self.device = n_mels, torch.device(device or "cpu")
         self.n_samples, self.ended, self.start = 0, False, 0  # start: the first frame kept
-        self._chunks: list[np.ndarray] = []  # samples from sample ``_base``, joined when read
+        self._held = SampleBlocks()  # samples from sample ``_base``
         self._dropped_max = torch.tensor(-np.inf, device=self.device)  # of the raw log10 mel of frames dropped
         self._window = torch.hann_window(N_FFT, device=self.device)
         self._filters = mel_filters(n_mels, self.device)
@@ -68,16 +69,14 @@ class LiveLogMel:
             raise ValueError("the audio has ended: no samples can follow")
         block = np.asarray(samples, dtype=np.float32).reshape(-1)
         if block.size:
-            self._chunks.append(block)
+            self._held.append(block)
             self.n_samples += block.size
 
     def end(self) -> None:
         self.ended = True
 
     def _kept(self) -> np.ndarray:
-        if len(self._chunks) != 1:
-            self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)]
-        return self._chunks[0]
+        return self._held.samples()
 
     def settled(self) -> int:
         """Frames whose samples are all known: every frame that sees any sample once the audio ended."""
@@ -117,9 +116,9 @@ class LiveLogMel:
         if frame <= self.start:
             return
         self._dropped_max = torch.maximum(self._dropped_max, self._raw(self.start, frame).max())
-        kept, base = self._kept(), self._base
+        base = self._base
         self.start = frame
-        self._chunks = [kept[self._base - base:].copy()]
+        self._held.keep_from(self._base - base)
 
 
 def _zero_padded(x: np.ndarray, size: int) -> np.ndarray:
