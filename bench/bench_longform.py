@@ -173,6 +173,7 @@ def random_engine(name: str, device, max_batch: int, vocab_dir=None, dtype=None)
 
 def bench(args, partial=None) -> dict:
     """All rows; ``partial(result)`` is called with the result so far after each one (JSON survives a timeout)."""
+    device = torch.device(args.device)
     model, tokenizer = random_engine(args.model, args.device, max(args.batch), args.vocab_dir,
                                      getattr(torch, args.dtype))
     options = options_for(tokenizer, args.tokens)

@@ -33,7 +33,7 @@ from .io.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from .io.sample_spool import SampleSpool
 from .io.speech_stream import READ_BLOCK, SpeechChunker
 from .io.vad import VadOptions
-from .longform import Segment, detect_languages, load_mel, moved
+from .longform import detect_languages, load_mel, moved
 from .options import TranscriptionOptions
 from .scheduler import Event, Finished, Segments, decoding_error, stream_info
 

@@ -85,7 +85,7 @@ class LiveStream:
     decoded: int = 0  # samples arrived when the last decode began
     before: str = ""  # the final text before the window
     next_id: int = 0
-    _finishing: bool = False  # the end is being transcribed: ``state`` goes on over rounds
+    finishing: bool = False  # the end is being transcribed: ``state`` goes on over rounds (no new mel)
     _window: SampleBlocks = field(default_factory=SampleBlocks)  # the window's samples, as fed
     _final: list = field(default_factory=list)  # the end: the segments decoded so far (on the stream's timeline)
 
@@ -118,35 +118,30 @@ class LiveStream:
         """The window's audio [n] (16 kHz float32)."""
         return self._window.samples()
 
-    @property
-    def finishing(self) -> bool:
-        """The end is being transcribed: the round goes on with ``state`` (no new mel)."""
-        return self._finishing
-
     def begin(self, mel, arrived: int, ended: bool, n_audio_ctx: int, n_text_ctx: int) -> LongFormState:
         """The round's state: the window's ``mel`` (the log-mel of ``window_samples()`` when the stream had
         ``arrived`` samples and had ``ended`` or not: audio fed since waits for the next round) from its start,
         prompted with the text before it; at the end, the one state that transcribes the window to its end."""
-        if self._finishing:
+        if self.finishing:
             return self.state
         prompt = " ".join(p for p in (self.initial_prompt, self.before) if p and p.strip()) or None
         self.options = self.final_options if ended else self.interim_options
         self.state = LongFormState(mel, self.options, self.tokenizer, prompt, n_audio_ctx, 0, n_text_ctx)
-        self.decoded, self._finishing = arrived, ended
+        self.decoded, self.finishing = arrived, ended
         return self.state
 
     def conclude(self, cut: Optional[WindowCut]) -> list[Event]:
         """The events of the round's decoded ``cut`` (its words timed, when wanted; None: nothing was left to
         decode at the end)."""
         segments = self.state.emit(cut) if cut is not None else []
-        if self._finishing:
+        if self.finishing:
             return self._conclude_end(segments)
         text = self._text(cut)
         events = self._committed(self.policy.update(text)) + [Hypothesis(self.id, text, self.decoded / SAMPLE_RATE)]
-        if len(self.window_samples()) > N_SAMPLES:  # more than one window: it must move on now
+        if self._window.size > N_SAMPLES:  # more than one window: it must move on now
             events += self._committed(self.policy.commit("".join(s.text for s in segments)))
             return events + self._trim(segments, len(segments), self.state.seek * HOP_LENGTH)
-        if len(self.window_samples()) > self.trim:
+        if self._window.size > self.trim:
             n = self._final_segments(segments)
             if n:
                 return events + self._trim(segments, n, round(segments[n - 1].end * SAMPLE_RATE))
@@ -185,7 +180,7 @@ class LiveStream:
     def _trim(self, segments: list[Segment], n: int, cut_at: int) -> list[Event]:
         """Move the window's start ``cut_at`` samples on (a whole mel frame) past its first ``n`` segments,
         whose words are final: they are given out and join the prompt."""
-        cut_at = min(cut_at - cut_at % HOP_LENGTH, len(self.window_samples()))
+        cut_at = min(cut_at - cut_at % HOP_LENGTH, self._window.size)
         gone = segments[:n]
         self.policy.drop(min(sum(len(split_words(s.text)) for s in gone), len(self.policy.committed)))
         given = [moved(s, self.next_id + i, self.start, self.start + cut_at) for i, s in enumerate(gone)]

@@ -36,7 +36,6 @@ from .io.tokenizer import Tokenizer
 from .live import LIVE_STEP_S, TRIM_S, LiveStream
 from .longform import (
     LongFormState,
-    Segment,
     TranscriptionInfo,
     WindowCut,
     decode_with_fallback,
@@ -153,7 +152,7 @@ class Scheduler:
         whether it was dropped: False for an id finished, failed or unknown, and for a stream being admitted at
         this moment (loaded, its ``Started`` not given out yet: call again after the next event)."""
         if stream_id in self._live:
-            self._live.pop(stream_id).state = None
+            del self._live[stream_id]
             self.intake.release(stream_id)
             return True
         for streams in (self._waiting, self._active):
