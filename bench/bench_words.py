@@ -25,8 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._systems import OursRun  # noqa: E402
-from whisper_model.decode.alignment import align_windows  # noqa: E402
-from whisper_model.decode.timing import place_words  # noqa: E402
+from whisper_model.decode.alignment import MEDFILT_WIDTH, align_windows  # noqa: E402
+from whisper_model.decode.dtw import dtw_many  # noqa: E402
+from whisper_model.decode.timing import alignment_matrix, place_words  # noqa: E402
 from whisper_model.fast.build import random_whisper  # noqa: E402
 from whisper_model.io.alignment_heads import default_heads  # noqa: E402
 from whisper_model.io.tokenizer import get_tokenizer  # noqa: E402
@@ -64,13 +65,34 @@ def bench_batch(run: OursRun, tokenizer, b: int, tokens: int, repeats: int, devi
     tokenizers = [tokenizer] * b
     align_s, alignments = timed(lambda: align_windows(run.fast, tokenizers, features, texts, [3000] * b),
                                 repeats, device)
+    pass_s, dtw_s = parts(run.fast, tokenizer, features, texts, repeats, device)
     spans = [[(0.0, 30.0, text)] for text in texts]
     place_s, _ = timed(lambda: [place_words(a, s, 0.0, 0.0) for a, s in zip(alignments, spans)], repeats, device)
     words = sum(len(a) for a in alignments)
     extra = align_s + place_s
     return dict(batch=b, tokens=tokens, text_tokens=sum(map(len, texts)) / b, words_per_window=words / b,
                 decode_ms=decode_s * 1e3, decode_ms_per_window=decode_s * 1e3 / b, align_ms=align_s * 1e3,
-                place_ms=place_s * 1e3, words_ms_per_window=extra * 1e3 / b, ratio=extra / decode_s)
+                place_ms=place_s * 1e3, pass_ms=pass_s * 1e3, dtw_ms=dtw_s * 1e3, words_ms_per_window=extra * 1e3 / b, ratio=extra / decode_s)
+
+
+def parts(model, tokenizer, features, texts, repeats: int, device: str) -> tuple[float, float]:
+    """Two parts of ``align_windows`` alone (seconds per batch): the decoder pass (cross K/V of the windows and
+    the teacher-forced forward with the heads' scores) and the DTW of all windows' matrices."""
+    seqs = [[*tokenizer.sot_sequence, tokenizer.no_timestamps, *t, tokenizer.eot] for t in texts]
+    width = max(map(len, seqs))
+    tokens = torch.tensor([s + [tokenizer.eot] * (width - len(s)) for s in seqs], device=features.device)
+    dec = model.text_decoder
+
+    def forward():
+        dec.set_audio(features)
+        return dec.align(tokens, model.alignment_heads, tokenizer.eot)
+
+    pass_s, (_, scores) = timed(forward, repeats, device)
+    n_sot = len(tokenizer.sot_sequence)
+    costs = [(-alignment_matrix(scores[r].float(), 3000, n_sot, MEDFILT_WIDTH)).double().cpu().numpy()
+             for r in range(len(texts))]
+    dtw_s, _ = timed(lambda: dtw_many(costs), repeats, "cpu")
+    return pass_s, dtw_s
 
 
 def main(argv=None) -> int:
@@ -93,11 +115,12 @@ def main(argv=None) -> int:
                               vocab_path=args.vocab_dir)
     rows = [bench_batch(run, tokenizer, b, args.tokens, args.repeats, args.device) for b in args.batch]
     print(f"{args.model} {dtype} {args.device}, {len(model.alignment_heads)} alignment heads")
-    print("| B | decode ms/window | words ms/window (align + place) | extra / decode |")
-    print("|---|---|---|---|")
+    print("| B | decode ms/window | words ms/window (align + place) | of align: pass, DTW ms | extra / decode |")
+    print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['decode_ms_per_window']:.2f} | {r['words_ms_per_window']:.2f} "
-              f"({r['align_ms']:.1f} + {r['place_ms']:.1f} per batch) | {100 * r['ratio']:.1f}% |")
+              f"({r['align_ms']:.1f} + {r['place_ms']:.1f} per batch) | {r['pass_ms']:.1f}, {r['dtw_ms']:.1f} | "
+              f"{100 * r['ratio']:.1f}% |")
     env = dict(torch=torch.__version__, device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                heads=len(model.alignment_heads), model=args.model)
     if args.json:

@@ -174,6 +174,30 @@ def test_engine_torch_ops_graphs_match_model_on_gpu():
     check_engine(model, fast, 5e-3, "cuda")
 
 
+@pytest.mark.gpu
+def test_warm_up_captures_every_bucket_and_large_encoder_batches_run_eagerly():
+    """After ``warm_up(rows)`` a decode of any row count up to ``rows`` (sot prompt, then one token per step)
+    captures nothing new; encoder batches above ``MAX_GRAPH_BATCH`` run eagerly with the same result as a
+    captured batch's rows."""
+    from whisper_model.fast.engine import FastEncoder
+
+    model = make(torch.float16, "cuda")
+    fast = accelerate(model, max_batch_size=12, max_beam_width=1)
+    assert fast.warm_up(12, prompt_lens=(3, 4)) > 0
+    dec = fast.text_decoder
+    steps, graphs = set(dec._steps), set(fast.encoder._graphs)
+    assert {k[0] for k in steps} == {1, 2, 4, 8, 12} and {k[1] for k in steps} == {1, 3, 4}
+    assert graphs == set(range(1, FastEncoder.MAX_GRAPH_BATCH + 1))
+    mel = torch.randn(12, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device="cuda")
+    for b in (1, 3, 5, 12):
+        xa = fast.encoder(mel[:b])
+        dec.set_audio(xa)
+        run_steps(dec, torch.randint(0, DIMS.n_vocab, (b, 6), device="cuda"), 3)
+    assert set(dec._steps) == steps and set(fast.encoder._graphs) == graphs
+    big, small = fast.encoder(mel), fast.encoder(mel[:4])
+    assert rel(big[:4], small) < 5e-3 and rel(big, model.encoder(mel.half())) < 5e-3
+
+
 def test_build_writes_an_engine_that_loads(tmp_path):
     from whisper_model.fast.build import build
     from whisper_model.fast.engine import ENGINE_FILE, load_engine

@@ -58,11 +58,14 @@ def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor
         probs, scores = dec.align(tokens, heads_of(model), eot)
     finally:
         dec.release()
-    probs, scores = probs.float().cpu(), scores.float().cpu()
+    # the matrices on the scores' device (the softmax and median filter over [heads, tokens, 1500] are the
+    # costly part on a CPU); only the small [tokens, frames] matrices travel
+    probs, scores = probs.float().cpu(), scores.float()
     matrices, token_probs = [], []
     for r, i in enumerate(rows):
         n_sot, n_text = len(tokenizers[i].sot_sequence), len(texts[i])
-        matrices.append(alignment_matrix(scores[r, :, :len(seqs[r])], num_frames[i], n_sot, MEDFILT_WIDTH))
+        matrix = alignment_matrix(scores[r, :, :len(seqs[r])], num_frames[i], n_sot, MEDFILT_WIDTH)
+        matrices.append(matrix.cpu())
         token_probs.append(probs[r, n_sot:n_sot + n_text].tolist())
     found = find_words_many([tokenizers[i] for i in rows], matrices, [texts[i] for i in rows], token_probs)
     for i, words in zip(rows, found):

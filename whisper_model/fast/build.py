@@ -50,27 +50,6 @@ def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None
     return model.eval()
 
 
-def warmup(engine, max_rows: int, prompt_len: int = 4) -> float:
-    """Capture the decode steps (prompt and one-token) of every row bucket; seconds taken."""
-    t0 = time.perf_counter()
-    dec, dims = engine.text_decoder, engine.dims
-    xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=engine.device, dtype=engine.dtype)
-    positions = torch.arange(prompt_len + 1, device=engine.device)
-    rows = 1
-    while True:
-        dec.set_audio(xa.expand(rows, -1, -1))
-        tokens = torch.zeros(rows, prompt_len + 1, dtype=torch.long, device=engine.device)
-        dec.step(tokens[:, :prompt_len], positions[:prompt_len])
-        dec.step(tokens[:, prompt_len:], positions[prompt_len:])
-        if rows >= max_rows:
-            break
-        rows = min(rows * 2, max_rows)
-    engine.encoder(torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=engine.device))
-    torch.cuda.synchronize()
-    dec.release()
-    return time.perf_counter() - t0
-
-
 def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_size: int = 1, max_beam_width: int = 1,
           random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False,
           weight_only_precision: str | None = None, weight_only_group_size: int | None = None,
@@ -97,7 +76,7 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
         t1 = time.perf_counter()
         engine = load_engine(out, "cuda")
         meta["load_s"] = time.perf_counter() - t1
-        meta["warmup_s"] = warmup(engine, max_batch_size * max_beam_width)
+        meta["warmup_s"] = engine.warm_up(max_batch_size * max_beam_width)
     meta["build_s"] = time.perf_counter() - t0
     return meta
 

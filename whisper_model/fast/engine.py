@@ -18,13 +18,14 @@ Decoder rows: ``set_audio(xa [A, ...])`` keeps one cross row per audio; a step w
 Each (row bucket, t <= 8, G) step is captured once as a CUDA graph (buckets: powers of two up to the cache
 rows); a call copies its tokens/positions into the graph's static inputs, replays, and returns a copy of
 the logits: no host synchronisation. Longer prompts (conditioning on previous text) run the same step
-eagerly. The encoder is captured once per batch size. ``reorder`` gathers the self caches of all layers in two
+eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly). ``reorder`` gathers the self caches of all layers in two
 kernels (it reads the current length, one sync, as beam search syncs per step anyway). Without CUDA
 (or with ``kernels="torch"``) the same forward runs on ``trtllm_ext.kernels.reference``.
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -66,8 +67,12 @@ def _warm_then_capture(run, pool=None) -> tuple[torch.cuda.CUDAGraph, torch.Tens
 
 class FastEncoder:
     """mel [b, n_mels, 2*n_audio_ctx] -> [b, n_audio_ctx, d]: ``WhisperEncoder.forward`` on the kernel backend
-    (residual adds fused into the LayerNorms), and on CUDA the whole pass captured once per batch size as a graph
-    (the short kernels of a small batch would otherwise wait on the host)."""
+    (residual adds fused into the LayerNorms), and on CUDA the whole pass captured once per batch size up to
+    ``MAX_GRAPH_BATCH`` as a graph (the short kernels of a small batch would otherwise wait on the host). Larger
+    batches run eagerly: their kernels are long enough to hide the launches, and a graph per batch size there
+    would cost a capture (three passes) at every new size and hold memory for each."""
+
+    MAX_GRAPH_BATCH = 8
 
     def __init__(self, encoder, backend: KernelBackend, *, cuda_graphs: bool = True):
         self.module, self.backend = encoder, backend
@@ -77,13 +82,13 @@ class FastEncoder:
     @torch.no_grad()
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         enc = self.module
-        if not self.cuda_graphs:
-            return enc(mel, self.backend)
         expected = (enc.n_mels, 2 * enc.n_ctx)
         if mel.dim() != 3 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"encoder: mel must have shape [batch, {expected[0]}, {expected[1]}], got "
                              f"{tuple(mel.shape)}")
         b = mel.shape[0]
+        if not self.cuda_graphs or b > self.MAX_GRAPH_BATCH:
+            return enc(mel.to(enc.dtype), self.backend)
         if b not in self._graphs:
             with torch.inference_mode(False):  # static inputs stay writable whatever mode the caller is in
                 static_mel = mel.to(enc.dtype).clone()
@@ -212,6 +217,33 @@ class AcceleratedWhisper:
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel)
+
+    @torch.no_grad()
+    def warm_up(self, max_rows: int, prompt_lens: tuple[int, ...] = (4,)) -> float:
+        """Capture what a long-lived server would otherwise capture while serving: the decode steps of every row
+        bucket up to ``max_rows`` (one-token steps and prompts of ``prompt_lens`` tokens) and the encoder's graphs
+        (batches 1 .. ``FastEncoder.MAX_GRAPH_BATCH``, up to ``max_rows``); seconds taken."""
+        t0 = time.perf_counter()
+        dec, dims = self.text_decoder, self.dims
+        xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=self.device, dtype=self.dtype)
+        longest = max(prompt_lens)
+        rows = 1
+        while True:
+            dec.set_audio(xa.expand(rows, -1, -1))
+            tokens = torch.zeros(rows, longest + 1, dtype=torch.long, device=self.device)
+            for t in sorted(set(prompt_lens)):
+                dec.step(tokens[:, :t], torch.arange(t, device=self.device))
+            dec.step(tokens[:, :1], torch.tensor([longest], device=self.device))
+            if rows >= max_rows:
+                break
+            rows = min(rows * 2, max_rows)
+        mel = torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=self.device)
+        for b in range(1, min(max_rows, FastEncoder.MAX_GRAPH_BATCH) + 1):
+            self.encoder(mel.expand(b, -1, -1))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dec.release()
+        return time.perf_counter() - t0
 
 
 def accelerate(model: Whisper, max_batch_size: int = 1, max_beam_width: int = 1, *, kernels: str = "auto",

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, ["device", "dtype", "eager"])
     p.add_argument("--max_beam_width", type=int, default=5, help="the fast path's rows: batch x this (beam_size "
                    "of a request may not exceed it; default 5)")
+    p.add_argument("--no_warmup", action="store_true", help="GPU fast path: do not capture the graphs of every "
+                   "batch size at start (the first requests of each size then wait for their capture)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     add_options(p, ["batch_size"], defaults={"batch_size": 16}, help={"batch_size": "windows decoded together: "
@@ -75,7 +77,8 @@ def load(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = ModelSpec(args.model, args.model_dir, args.engine_dir, device=args.device, dtype=args.dtype,
-                     fast=not args.eager, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width)
+                     fast=not args.eager, max_batch_size=args.batch_size, max_beam_width=args.max_beam_width,
+                     warm=not args.no_warmup)
     whisper = load_model(spec)
     name = args.served_model_name or (Path(args.engine_dir).name if args.engine_dir else args.model)
     return ServedModel(whisper.model, whisper.tokenizer, name, TranscriptionOptions(),

@@ -7,7 +7,8 @@ The rule: ``device`` None is ``cuda`` when this machine has one, else ``cpu``. `
 (unless ``fp16`` is False) and float32 on the CPU; a given ``dtype`` decides. On CUDA the model runs on the fast
 path (``fast.engine.accelerate``: Triton kernels + CUDA graphs, sized for ``max_batch_size`` x ``max_beam_width``
 rows) unless ``fast`` is False; ``engine_dir`` (what ``python -m whisper_model.build`` wrote) is the fast path
-already. Errors name the options as the front ends' flags (``--device``, ``--dtype``, ``--fp16``).
+already. ``warm`` (a server): the fast path captures its graphs for every batch size at load, so no request
+waits on a capture. Errors name the options as the front ends' flags (``--device``, ``--dtype``, ``--fp16``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class ModelSpec:
     int8_kv_cache: bool = False
     max_batch_size: int = 1
     max_beam_width: int = 1
+    warm: bool = False  # fast path: capture every batch size's graphs at load (a server), not while serving
 
     @property
     def resolved_device(self) -> str:
@@ -110,12 +112,19 @@ def load_model(spec: ModelSpec) -> WhisperModel:
     device = spec.resolved_device
     quant = dict(weight_only_precision=spec.weight_only_precision) if spec.weight_only_precision else {}
     if spec.engine_dir:  # the engine's recorded dtype and quantization; int8_kv_cache turns its caches int8
-        return WhisperModel.from_engine(spec.engine_dir, device=device, **quant,
-                                        **(dict(int8_kv_cache=True) if spec.int8_kv_cache else {}))
-    model = WhisperModel(model_source(spec.model, spec.model_dir), device=device,
-                         dtype=getattr(torch, spec.resolved_dtype), int8_kv_cache=spec.int8_kv_cache, **quant)
-    if torch.device(device).type == "cuda" and spec.fast is not False:
-        model.accelerate(max_batch_size=spec.max_batch_size, max_beam_width=spec.max_beam_width)
+        model = WhisperModel.from_engine(spec.engine_dir, device=device, **quant,
+                                         **(dict(int8_kv_cache=True) if spec.int8_kv_cache else {}))
+    else:
+        model = WhisperModel(model_source(spec.model, spec.model_dir), device=device,
+                             dtype=getattr(torch, spec.resolved_dtype), int8_kv_cache=spec.int8_kv_cache, **quant)
+        if torch.device(device).type == "cuda" and spec.fast is not False:
+            model.accelerate(max_batch_size=spec.max_batch_size, max_beam_width=spec.max_beam_width)
+    if spec.warm:
+        from ..fast.engine import AcceleratedWhisper
+
+        if isinstance(model.model, AcceleratedWhisper):  # every row bucket of the engine, sot prompts with and
+            n_sot = len(model.tokenizer.sot_sequence)   # without timestamps
+            model.model.warm_up(model.model.text_decoder.rows, prompt_lens=(n_sot, n_sot + 1))
     return model
 
 
