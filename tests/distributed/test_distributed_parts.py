@@ -146,3 +146,25 @@ def test_the_worker_shares_its_batch_between_calls_and_a_corrupt_file_fails_alon
         assert text.encode() == output_files(reference)[name], path
         assert outcomes[path]["duration"] > 0 and outcomes[path]["worker"].startswith("w@")
     assert json.dumps(outcomes[clips[0]])  # what goes back to the driver is plain data
+
+
+def test_an_engine_directory_and_options_no_flag_sets_reach_the_worker(tmp_path, clips):
+    """``--engine_dir`` on a worker (here the CPU) and ``Job(..., options=)`` / ``prepare(args, options)``: the
+    options of a random-weights benchmark (exactly 4 tokens per window, end-of-text suppressed: ``sample_len`` has
+    no flag) are those every file is transcribed with."""
+    from whisper_model.fast.build import build
+    from whisper_model.options import TranscriptionOptions
+
+    build("tiny.en", tmp_path / "eng", dtype="float32", max_batch_size=2, warm=False)
+    argv = [clips[2], "-o", str(tmp_path), "--engine_dir", str(tmp_path / "eng"), *FLAGS, "--batch_size", "2"]
+    assert prepare(parse_job_args(argv)).worker.options.sample_len is None
+    forced = TranscriptionOptions(temperature=0.0, without_timestamps=True, sample_len=4, suppress_blank=False,
+                                  suppress_tokens=(-1, 50256), compression_ratio_threshold=None,
+                                  logprob_threshold=None, no_speech_threshold=None)  # 50256: gpt2's end-of-text
+    spec = prepare(parse_job_args(argv), forced).worker
+    assert spec.options is forced and spec.engine_dir == str(tmp_path / "eng")
+    worker = TranscriptionWorker(spec, "w")
+    assert worker.ready()["error"] is None and worker.ready()["device"] == "cpu"
+    assert type(worker.model.model).__name__ == "AcceleratedWhisper"
+    outcome = worker.transcribe(clips[2])
+    assert [len(s["tokens"]) for s in outcome["result"]["segments"]] == [4]

@@ -122,8 +122,10 @@ def resolve_device(device: Optional[str], gpus: Optional[float]) -> tuple[str, f
     return device, gpus
 
 
-def prepare(args: argparse.Namespace) -> JobSpec:
-    """Every flag checked (``OptionError``), as a ``JobSpec``; nothing is started or created."""
+def prepare(args: argparse.Namespace, options: Optional[TranscriptionOptions] = None) -> JobSpec:
+    """Every flag checked (``OptionError``), as a ``JobSpec``; nothing is started or created. ``options`` (Python
+    callers): the ``TranscriptionOptions`` every file is transcribed with, used as given in place of those the flags
+    make (for options no flag sets, e.g. ``sample_len``; the flags are still checked)."""
     if args.num_workers < 1:
         raise OptionError(f"--num_workers must be a positive integer, got {args.num_workers}")
     if args.cpus_per_worker <= 0:
@@ -131,7 +133,8 @@ def prepare(args: argparse.Namespace) -> JobSpec:
     check_run_flags(args)
     args.device, gpus = resolve_device(args.device, args.gpus_per_worker)
     args.dtype = resolve_dtype(args.device, args.dtype, args.fp16)
-    options, writer = transcription_options(args), writer_options(args)
+    flagged, writer = transcription_options(args), writer_options(args)
+    options = flagged if options is None else options
     model = model_source(args.model, args.model_dir)
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().absolute())

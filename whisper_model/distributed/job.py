@@ -19,6 +19,7 @@ from ..cli.inputs import expand_inputs
 from ..cli.signals import SIGNALS, Interrupted
 from ..errors import OptionError, OutputError
 from ..io.writers import write_result
+from ..options import TranscriptionOptions
 from .args import JobSpec, prepare
 from .manifest import MANIFEST_NAME, Manifest, input_key
 from .pool import JobError, RayCluster, WorkerPool
@@ -56,17 +57,18 @@ class SignalFlag:
 
 class Job:
     """One run of the command (``run`` returns its exit status); ``report`` has its counts, also when it was
-    interrupted. ``worker_class``: the actor's class (tests give a subclass)."""
+    interrupted. ``worker_class``: the actor's class (tests give a subclass); ``options``: the
+    ``TranscriptionOptions`` of every file in place of the flags' (``args.prepare``)."""
 
     def __init__(self, args: argparse.Namespace, worker_class: type = TranscriptionWorker,
-                 report: Optional[Report] = None):
-        self.args, self.worker_class = args, worker_class
+                 report: Optional[Report] = None, options: Optional[TranscriptionOptions] = None):
+        self.args, self.worker_class, self.options = args, worker_class, options
         self.report = report or Report(args.verbose)
         self.spec: Optional[JobSpec] = None
 
     def run(self) -> int:
         try:
-            self.spec = prepare(self.args)
+            self.spec = prepare(self.args, self.options)
         except OptionError as e:
             return usage_error(e)
         files = self._existing()
