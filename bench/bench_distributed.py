@@ -1,6 +1,9 @@
-"""CPU throughput of the Ray job (issue 14) against ``transcribe_batch`` in one process, on the same files.
+"""Throughput of the Ray job (issue 14) against ``transcribe_batch`` in one process, on the same files: on the CPU
+(tiny.en, the default), or with an engine directory on one GPU.
 
     python bench/bench_distributed.py --copies 3 --batch_size 4 --repeats 3 --json bench/results/distributed_cpu.json
+    python bench/bench_distributed.py --device cuda --engine_dir ENGINE --gpus_per_worker 1 --batch_size 16 \
+        --tokens 100 --copies 200 --repeats 2 --audio_dir /root/audio --vocab_dir /root/vocab --clips en_jfk.wav ...
 
 The inputs: the short English shared clips (``--clips``; 1-7 s each), ``--copies`` times each (symbolic links
 with distinct names, so that every copy is a file of its own). Every system transcribes all of them with the same
@@ -22,6 +25,16 @@ Per system the best of ``--repeats`` runs (systems alternate; the CPU time is th
 / transcribe seconds is the throughput. The texts of every file are compared with the first system's. The
 machine may be shared: CPU time is far less sensitive to other processes than wall time; nothing here asserts a
 time.
+
+On the GPU (``--device cuda``): the same two kinds of system, ``one process, 1 GPU`` and ``Ray job, 1 worker x G
+GPU`` (the job's ``--gpus_per_worker G``), each with ``--threads`` CPU threads (torch's, ``OMP_NUM_THREADS``, the
+worker's ``--cpus_per_worker`` and ``--threads``). ``--engine_dir``: both load that engine (``service.load_model``,
+the job's rule: the worker loads it with the job's ``--engine_dir``) on the same device, batch ``--batch_size``
+(at most the engine's). ``--tokens N`` (random weights: a text of its own would end at once or never): both
+transcribe with the same ``TranscriptionOptions``, ``bench_longform.options_for``'s (greedy, exactly N tokens per
+window, end-of-text suppressed, no timestamps, no fallback), language en; the job gets them as ``Job(...,
+options=)`` (``sample_len`` has no flag). An engine without its vocabulary (random weights) gets ``--vocab_dir``'s
+files: both load a folder of links to the engine's files and those. After each run the JSON so far is written.
 """
 from __future__ import annotations
 
@@ -30,6 +43,7 @@ import datetime
 import json
 import logging
 import os
+import pickle
 import platform
 import sys
 import subprocess
@@ -41,52 +55,97 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.bench_longform import options_for  # noqa: E402
+from whisper_model.config import ModelDimensions, dims_for  # noqa: E402
 from whisper_model.distributed.args import parse_job_args  # noqa: E402
 from whisper_model.distributed.job import Job  # noqa: E402
 from whisper_model.distributed.report import Report  # noqa: E402
 from whisper_model.distributed.worker import TranscriptionWorker  # noqa: E402
+from whisper_model.io.tokenizer import get_tokenizer  # noqa: E402
+from whisper_model.io.vocab import VOCAB_FILES, checkpoint_vocab_dir, vocab_name  # noqa: E402
 AUDIO_DIR = ROOT / ".." / "shared" / "data" / "audio"
 CLIPS = ("en_arctic_a0007.wav", "en_bobby.wav", "en_f5_ref.wav", "en_librivox_0870.wav", "en_librivox_0880.wav",
          "en_librivox_0890.wav", "en_librivox_0920.wav", "en_librivox_0930.wav")
-SYSTEMS = {  # label -> (kind, workers, cpus / threads)
+MODEL = "tiny.en"  # without --engine_dir
+SYSTEMS = {  # label -> (kind, workers, cpus / threads); the CPU's
     "one process, 1 thread": ("batch", 1, 1), "Ray job, 1 worker x 1 CPU": ("ray", 1, 1),
     "one process, 2 threads": ("batch", 1, 2), "Ray job, 1 worker x 2 CPUs": ("ray", 1, 2),
     "Ray job, 2 workers x 1 CPU": ("ray", 2, 1),
 }
 
 
-def inputs(folder: Path, clips: list[str], copies: int) -> list[str]:
+def systems_for(args) -> dict:
+    """The systems of ``args.device``: label -> (kind, workers, cpus / threads)."""
+    if args.device == "cpu":
+        return SYSTEMS
+    return {"one process, 1 GPU": ("batch", 1, args.threads),
+            f"Ray job, 1 worker x {args.gpus_per_worker:g} GPU": ("ray", 1, args.threads)}
+
+
+def inputs(folder: Path, audio_dir: Path, clips: list[str], copies: int) -> list[str]:
     files = []
     for k in range(copies):
         for name in clips:
             link = folder / f"c{k}_{name}"
-            link.symlink_to((AUDIO_DIR / name).resolve())
+            link.symlink_to((audio_dir / name).resolve())
             files.append(str(link))
     return files
 
 
-def one_process_child(files: list[str], threads: int, batch_size: int) -> dict:
+def engine_with_vocab(engine: Path, vocab_dir, scratch: Path) -> Path:
+    """``engine`` itself when it has its vocabulary (or no ``vocab_dir`` is given: openai-whisper's assets then),
+    else a folder of links to its files and to ``vocab_dir``'s vocabulary files."""
+    if vocab_dir is None or checkpoint_vocab_dir(engine) is not None:
+        return engine
+    linked = scratch / "engine"
+    linked.mkdir()
+    for f in engine.iterdir():
+        (linked / f.name).symlink_to(f.resolve())
+    for name in VOCAB_FILES:
+        if (Path(vocab_dir) / name).is_file():
+            (linked / name).symlink_to((Path(vocab_dir) / name).resolve())
+    return linked
+
+
+def forced_options(engine, tokens: int):
+    """``options_for`` with the vocabulary the model loads (``WhisperModel``'s rule: the engine's own files, else
+    openai-whisper's assets)."""
+    dims = ModelDimensions.from_dict(json.loads((engine / "engine.json").read_text())["dims"]) if engine \
+        else dims_for(MODEL)
+    vocab = checkpoint_vocab_dir(engine or MODEL, vocab_name(dims.is_multilingual))
+    return options_for(get_tokenizer(dims.is_multilingual, num_languages=dims.num_languages, vocab_path=vocab), tokens)
+
+
+def one_process_child(files: list[str], threads: int, batch_size: int, setup: dict) -> dict:
     """In the child process: load the model, then ``transcribe_batch`` (timed: wall and this process's CPU)."""
-    from whisper_model.pipeline import WhisperModel
+    from whisper_model.service import ModelSpec, load_model
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = WhisperModel("tiny.en", device="cpu")
+    model = load_model(ModelSpec(MODEL, engine_dir=setup["engine"], device=setup["device"],
+                                 max_batch_size=batch_size))
     t1, c1 = time.perf_counter(), time.process_time()
-    results = model.transcribe_batch(files, batch_size=batch_size, beam_size=None)
+    if setup["options"] is None:
+        results = model.transcribe_batch(files, batch_size=batch_size, beam_size=None)
+    else:
+        results = model.transcribe_batch(files, batch_size=batch_size, options=setup["options"], language="en")
     t2, c2 = time.perf_counter(), time.process_time()
     texts = {Path(f).stem: "".join(s.text for s in segments) for f, (segments, _) in zip(files, results)}
     return {"load_s": t1 - t0, "transcribe_s": t2 - t1, "cpu_s": c2 - c1,
             "audio_s": sum(info.duration for _, info in results), "texts": texts}
 
 
-def one_process(files: list[str], threads: int, batch_size: int, scratch: Path) -> dict:
-    """``transcribe_batch`` in a process of its own (no Ray in it), as a user would run it."""
+def one_process(files: list[str], threads: int, batch_size: int, scratch: Path, setup: dict) -> dict:
+    """``transcribe_batch`` in a process of its own (no Ray in it), as a user would run it; ``setup``: the engine
+    (or None), device and options (None: the CPU's)."""
     listing = scratch / "files.json"
     listing.write_text(json.dumps(files))
+    (scratch / "setup.pickle").write_bytes(pickle.dumps(setup))
     out = subprocess.run([sys.executable, __file__, "--child", str(listing), "--threads", str(threads),
-                          "--batch_size", str(batch_size)], capture_output=True, text=True, check=True,
+                          "--batch_size", str(batch_size)], capture_output=True, text=True,
                          env=dict(os.environ, OMP_NUM_THREADS=str(threads)))  # as Ray sets it for its workers
+    if out.returncode != 0:
+        raise RuntimeError(f"one process failed (exit status {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,13 +175,20 @@ class Timed(Report):
         super().file_done(path, outcome, written)
 
 
-def ray_job(files: list[str], workers: int, cpus: int, batch_size: int, out: Path) -> dict:
-    args = parse_job_args([*files, "-o", str(out), "--device", "cpu", "--beam_size", "None", "--verbose", "None",
-                           "--num_workers", str(workers), "--cpus_per_worker", str(cpus), "--threads", str(cpus),
-                           "--batch_size", str(batch_size)])
+def ray_job(files: list[str], workers: int, cpus: int, batch_size: int, out: Path, setup: dict) -> dict:
+    """The job's own flags (``--engine_dir``, ``--gpus_per_worker``) and ``Job``; ``setup`` as ``one_process``'s."""
+    argv = [*files, "-o", str(out), "--device", setup["device"], "--beam_size", "None", "--verbose", "None",
+            "--num_workers", str(workers), "--cpus_per_worker", str(cpus), "--threads", str(cpus),
+            "--batch_size", str(batch_size)]
+    if setup["engine"]:
+        argv += ["--engine_dir", setup["engine"]]
+    if setup["device"] == "cuda":
+        argv += ["--gpus_per_worker", str(setup["gpus_per_worker"])]
+    if setup["options"] is not None:
+        argv += ["--language", "en"]
     report = Timed(None)
     t0 = time.perf_counter()
-    code = Job(args, Clocked, report=report).run()
+    code = Job(parse_job_args(argv), Clocked, report=report, options=setup["options"]).run()
     t2 = time.perf_counter()
     assert code == 0 and report.done == len(files), f"the job failed: exit status {code}"
     texts = {Path(f).stem: json.loads((out / f"{Path(f).stem}.json").read_text())["text"] for f in files}
@@ -130,17 +196,21 @@ def ray_job(files: list[str], workers: int, cpus: int, batch_size: int, out: Pat
             "cpu_s": sum(end - start for start, end in report.cpu.values()), "texts": texts}
 
 
-def measure(systems: list[str], files: list[str], args, scratch: Path) -> dict:
+def measure(systems: list[str], files: list[str], args, scratch: Path, setup: dict, done=None) -> dict:
+    """Every system's runs; ``done(runs)`` after each run."""
     runs: dict[str, list] = {label: [] for label in systems}
     for repeat in range(args.repeats):
         for label in systems if repeat % 2 == 0 else systems[::-1]:
-            kind, workers, cpus = SYSTEMS[label]
+            kind, workers, cpus = systems_for(args)[label]
             if kind == "batch":
-                run = one_process(files, cpus, args.batch_size, scratch)
+                run = one_process(files, cpus, args.batch_size, scratch, setup)
             else:
-                run = ray_job(files, workers, cpus, args.batch_size, scratch / f"out_{len(os.listdir(scratch))}")
+                run = ray_job(files, workers, cpus, args.batch_size, scratch / f"out_{len(os.listdir(scratch))}",
+                              setup)
             runs[label].append(run)
             print(f"{label}: load {run['load_s']:.2f} s, transcribe {run['transcribe_s']:.2f} s", flush=True)
+            if done is not None:
+                done(runs)
     return runs
 
 
@@ -149,13 +219,16 @@ def table(runs: dict, ray_init_s: float) -> tuple[str, dict]:
     rows, summary = [], {}
     base = None
     for label, results in runs.items():
+        if not results:
+            continue
         best = min(results, key=lambda r: r["transcribe_s"])
         throughput = best["audio_s"] / best["transcribe_s"]
         base = base or throughput
         same = sum(best["texts"][k] == v for k, v in reference.items())
         cpu = min(r["cpu_s"] for r in results)
         summary[label] = {"load_s": best["load_s"], "transcribe_s": best["transcribe_s"], "audio_s": best["audio_s"],
-                          "audio_s_per_s": throughput, "cpu_s": cpu, "same_texts": same,
+                          "audio_s_per_s": throughput, "vs_first": throughput / base, "cpu_s": cpu,
+                          "same_texts": same, "texts": len(reference),
                           "all_transcribe_s": [r["transcribe_s"] for r in results],
                           "all_cpu_s": [r["cpu_s"] for r in results]}
         rows.append(f"| {label} | {best['load_s']:.2f} | {best['transcribe_s']:.2f} | {throughput:.1f} | "
@@ -168,44 +241,77 @@ def table(runs: dict, ray_init_s: float) -> tuple[str, dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clips", nargs="+", default=list(CLIPS))
+    p.add_argument("--clips", nargs="+", default=list(CLIPS), help="file names in --audio_dir")
+    p.add_argument("--audio_dir", type=Path, default=AUDIO_DIR)
     p.add_argument("--copies", type=int, default=3)
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    p.add_argument("--systems", nargs="+", default=None, help="labels of the systems to run (default: all the "
+                   f"device's; the CPU's: {', '.join(SYSTEMS)})")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--engine_dir", type=Path, default=None, help=f"an engine directory (default: {MODEL})")
+    p.add_argument("--gpus_per_worker", type=float, default=1.0, help="--device cuda: the job's flag")
+    p.add_argument("--threads", type=int, default=None, help="--device cuda: CPU threads of each system (default 4)")
+    p.add_argument("--tokens", type=int, default=None, help="exactly N tokens per window (random weights)")
+    p.add_argument("--vocab_dir", type=Path, default=None, help="vocabulary files for an engine without its own")
     p.add_argument("--json", default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a JSON list of files: one_process_child
-    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(one_process_child(json.loads(Path(args.child).read_text()), args.threads, args.batch_size)))
+        setup = pickle.loads((Path(args.child).parent / "setup.pickle").read_bytes())
+        print(json.dumps(one_process_child(json.loads(Path(args.child).read_text()), args.threads, args.batch_size,
+                                           setup)))
         return
+    args.threads = args.threads or 4
+    systems = systems_for(args)
+    args.systems = args.systems or list(systems)
+    if set(args.systems) - set(systems):
+        p.error(f"--systems: expected labels of {', '.join(systems)}")
+    missing = [name for name in args.clips if not (args.audio_dir / name).is_file()]
+    if missing:
+        p.error(f"not in {args.audio_dir}: {', '.join(missing)}")
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, object_store_memory=128 * 2**20)
+    gpus = {"num_gpus": torch.cuda.device_count()} if args.device == "cuda" else {}  # not Ray's own detection
+    ray.init(address="local", num_cpus=max(2, *(c for _, _, c in systems.values())), include_dashboard=False,
+             log_to_driver=False, logging_level=logging.ERROR, object_store_memory=128 * 2**20, **gpus)
     ray_init_s = time.perf_counter() - t0
+    meta = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "ray": ray.__version__, "device": args.device, "engine_dir": str(args.engine_dir or MODEL),
+            "tokens": args.tokens, "clips": args.clips, "copies": args.copies, "batch_size": args.batch_size,
+            "repeats": args.repeats, "threads": args.threads if args.device == "cuda" else None,
+            "gpus_per_worker": args.gpus_per_worker if args.device == "cuda" else None,
+            "load_average_start": load_start}
+
+    def write(runs: dict) -> str:
+        text, summary = table(runs, ray_init_s)
+        if args.json:
+            if args.device == "cuda":
+                meta["gpu"] = torch.cuda.get_device_name(0)
+            meta.update(files=len(files), load_average_end=os.getloadavg())
+            Path(args.json).write_text(json.dumps({"meta": meta, "systems": summary, "ray_init_s": ray_init_s},
+                                                  indent=1))
+        return text
+
     try:
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Path(tmp)
             (scratch / "in").mkdir()
-            files = inputs(scratch / "in", args.clips, args.copies)
-            one_process(files[:2], 1, 1, scratch)  # warm-up: the file cache
-            runs = measure(args.systems, files, args, scratch)
+            files = inputs(scratch / "in", args.audio_dir, args.clips, args.copies)
+            engine = engine_with_vocab(args.engine_dir.absolute(), args.vocab_dir, scratch) if args.engine_dir \
+                else None
+            setup = {"engine": str(engine) if engine else None, "device": args.device,
+                     "gpus_per_worker": args.gpus_per_worker,
+                     "options": forced_options(engine, args.tokens) if args.tokens else None}
+            one_process(files[:2], 1, 1, scratch, setup)  # warm-up: the file cache (the engine's too)
+            runs = measure(args.systems, files, args, scratch, setup, done=write)
     finally:
         ray.shutdown()
-    text, summary = table(runs, ray_init_s)
-    print(text)
-    if args.json:
-        meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
-                "files": len(files), "batch_size": args.batch_size, "repeats": args.repeats,
-                "load_average_end": os.getloadavg(), "load_average_start": load_start}
-        Path(args.json).write_text(json.dumps({"meta": meta, "systems": summary, "ray_init_s": ray_init_s},
-                                              indent=1))
+    print(write(runs))
 
 
 if __name__ == "__main__":
