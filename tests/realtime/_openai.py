@@ -22,11 +22,12 @@ def validated_event(data: dict):
     """A server event validated with the openai model its ``type`` names."""
     from openai.types.realtime import (ConversationItemInputAudioTranscriptionCompletedEvent,
                                        ConversationItemInputAudioTranscriptionDeltaEvent,
+                                       ConversationItemInputAudioTranscriptionFailedEvent,
                                        InputAudioBufferClearedEvent, InputAudioBufferCommittedEvent,
                                        InputAudioBufferSpeechStartedEvent, InputAudioBufferSpeechStoppedEvent,
                                        RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent)
     models = {m.model_fields["type"].annotation.__args__[0]: m for m in (
         ConversationItemInputAudioTranscriptionCompletedEvent, ConversationItemInputAudioTranscriptionDeltaEvent,
-        InputAudioBufferClearedEvent, InputAudioBufferCommittedEvent, InputAudioBufferSpeechStartedEvent,
+        ConversationItemInputAudioTranscriptionFailedEvent, InputAudioBufferClearedEvent, InputAudioBufferCommittedEvent, InputAudioBufferSpeechStartedEvent,
         InputAudioBufferSpeechStoppedEvent, RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent)}
     return validated(models[data["type"]], data)

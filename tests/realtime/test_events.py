@@ -8,6 +8,7 @@ import json
 import pydantic
 import pytest
 from openai.types.realtime import (ConversationItemInputAudioTranscriptionCompletedEvent,
+                                   ConversationItemInputAudioTranscriptionFailedEvent,
                                    ConversationItemInputAudioTranscriptionDeltaEvent, InputAudioBufferAppendEvent,
                                    InputAudioBufferClearedEvent, InputAudioBufferCommittedEvent,
                                    InputAudioBufferSpeechStartedEvent, InputAudioBufferSpeechStoppedEvent,
@@ -165,6 +166,9 @@ def test_buffer_and_transcription_events_validate():
     done = validated(ConversationItemInputAudioTranscriptionCompletedEvent,
                      out.transcription_completed(item, "Hello world.", 1.25))
     assert (done.transcript, done.usage.seconds) == ("Hello world.", 1.25)
+    failed = validated(ConversationItemInputAudioTranscriptionFailedEvent,
+                       out.transcription_failed(item, "RuntimeError: no rows", "transcription_failed"))
+    assert (failed.item_id, failed.error.message) == (item, "RuntimeError: no rows")
     server = validated(RealtimeErrorEvent, out.server_error("the model failed", "server_error"))
     assert server.error.type == "server_error"
     ids = {out.new_id("event") for _ in range(100)}

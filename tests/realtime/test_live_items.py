@@ -119,15 +119,16 @@ def test_a_clear_cancels_the_item_at_once_and_its_late_events_are_dropped():
     asyncio.run(run())
 
 
-def test_a_failed_stream_sends_an_error_naming_its_item_and_the_session_goes_on():
+def test_a_failed_stream_sends_its_items_failed_event_and_the_session_goes_on():
     async def run():
         worker, sent, items, handle = make(SessionConfig(sample_rate=16000, turn_detection=None))
         handle(append(pcm16(np.full(SR // 4, 0.1, np.float32))))
         worker.deliver[0](Failed(0, RuntimeError("out of rows")))
         await settle()
-        (error,) = [validated_event(e) for e in sent]
-        assert error.type == "error" and error.error.code == "transcription_failed"
-        assert "out of rows" in error.error.message and items.open.item_id in error.error.message
+        (failed,) = [validated_event(e) for e in sent]
+        assert failed.type == "conversation.item.input_audio_transcription.failed"
+        assert failed.item_id == items.open.item_id and failed.error.code == "transcription_failed"
+        assert "out of rows" in failed.error.message and failed.error.type == "server_error"
         handle(append(pcm16(np.full(SR // 4, 0.1, np.float32))))  # the failed item's audio goes nowhere
         handle(COMMIT)
         assert worker.calls == [("add_live", 0)] and len(worker.fed[0]) == 1

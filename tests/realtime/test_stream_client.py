@@ -55,3 +55,15 @@ def test_deltas_are_written_on_one_line_per_item_and_each_completed_item_after_t
     assert out.getvalue() == "... Hello world.\n[item_a 1.5 s] Hello world.\n"
     assert err.getvalue() == "error from the server: bad (x)\n"
     assert printer.completed == ["Hello world."] and printer.committed <= printer.done
+
+
+def test_a_failed_item_is_reported_and_counts_as_done():
+    out, err = io.StringIO(), io.StringIO()
+    printer = Printer(out, err)
+    printer.show({"type": "input_audio_buffer.committed", "item_id": "item_b"})
+    assert not printer.committed <= printer.done
+    printer.show({"type": "conversation.item.input_audio_transcription.failed", "item_id": "item_b",
+                  "content_index": 0, "error": {"type": "server_error", "code": "transcription_failed",
+                                                "message": "RuntimeError: no rows", "param": None}})
+    assert err.getvalue() == "item item_b failed: RuntimeError: no rows\n" and out.getvalue() == ""
+    assert printer.committed <= printer.done and printer.errors[0]["code"] == "transcription_failed"

@@ -99,12 +99,16 @@ class Printer:
             self.out.write(f"[{event['item_id']} {seconds:.1f} s] {event['transcript']}\n")
         elif kind == "input_audio_buffer.committed":
             self.committed.add(event["item_id"])
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            self._end_line()
+            self.errors.append(event["error"])
+            self.done.add(event["item_id"])
+            self.err.write(f"item {event['item_id']} failed: {event['error'].get('message')}\n")
         elif kind == "error":
             self._end_line()
             self.errors.append(event["error"])
             self.err.write(f"error from the server: {event['error'].get('message')} "
                            f"({event['error'].get('code')})\n")
-            self.done.update(i for i in self.committed if i in event["error"].get("message", ""))
         self.out.flush()
 
     def _end_line(self) -> None:

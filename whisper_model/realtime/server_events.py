@@ -79,6 +79,13 @@ def transcription_completed(item_id: str, transcript: str, seconds: float) -> di
             "usage": {"type": "duration", "seconds": float(seconds)}}
 
 
+def transcription_failed(item_id: str, message: str, code: Optional[str] = None) -> dict:
+    """The item's transcription could not be done (OpenAI's event for it; the session goes on)."""
+    return {"type": "conversation.item.input_audio_transcription.failed", "event_id": new_id("event"),
+            "item_id": item_id, "content_index": 0,
+            "error": {"type": "server_error", "code": code, "message": message, "param": None}}
+
+
 def error(problem: ProtocolError) -> dict:
     return {"type": "error", "event_id": new_id("event"), "error": problem.error()}
 
@@ -91,4 +98,4 @@ def server_error(message: str, code: Optional[str] = None) -> dict:
 
 __all__ = ["cleared", "committed", "error", "new_id", "samples_to_ms", "server_error", "session_created",
            "session_object", "session_updated", "speech_started", "speech_stopped", "transcription_completed",
-           "transcription_delta"]
+           "transcription_delta", "transcription_failed"]

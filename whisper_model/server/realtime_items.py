@@ -11,7 +11,7 @@ An item (an utterance) is one live stream (``worker.add_live``). It opens when i
 audio (``InputAudioBuffer.audio_since``: only the samples not yet fed) and ends at its commit: the final pass
 runs. The stream's events come on the worker thread and are handed to the event loop: ``Committed`` -> a
 ``...transcription.delta``, ``Finished`` -> ``...transcription.completed`` (``realtime.Transcript``: the deltas
-joined), ``Failed`` -> an ``error`` event naming the item, and the session goes on. An item dropped before its
+joined), ``Failed`` -> ``...transcription.failed`` (OpenAI's event, with the error), and the session goes on. An item dropped before its
 commit (``input_audio_buffer.clear``, a ``session.update`` that changes the audio input) is cancelled at once,
 which frees its rows.
 """
@@ -158,8 +158,8 @@ class LiveItems:
         elif isinstance(event, Failed):
             self._close(item)
             self.metrics.realtime_items.labels("failed").inc()
-            self.emit([out.server_error(f"the transcription of item {item.item_id} failed: "
-                                        f"{type(event.error).__name__}: {event.error}", "transcription_failed")])
+            self.emit([out.transcription_failed(item.item_id, f"{type(event.error).__name__}: {event.error}",
+                                                "transcription_failed")])
 
 
 __all__ = ["LiveItem", "LiveItems"]
