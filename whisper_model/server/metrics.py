@@ -7,7 +7,8 @@
     whisper_batch_rows / whisper_batch_size   rows in the running batch / the scheduler's batch size
     whisper_batch_occupancy                   per decoded window: rows of the batch in use / batch size
     whisper_in_flight                         requests admitted and not answered (audio decoding included)
-    whisper_rejected_total{reason}            queue_full, too_large, unauthorized, timeout, too_many_sessions
+    whisper_rejected_total{reason}            queue_full, too_large, unauthorized, timeout, too_many_sessions,
+                                              slow_client (a realtime client that stopped reading)
     whisper_cancelled_total                   requests whose rows were dropped (client gone, timeout)
     whisper_audio_seconds_total, whisper_windows_total
     whisper_realtime_sessions                 /v1/realtime sessions open

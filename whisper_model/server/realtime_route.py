@@ -12,7 +12,9 @@ as the worker gives them). The API key is checked on the handshake (``limits.Api
 ``max_realtime_sessions``, another intent or an unknown model get an ``error`` event, then a close. A client that
 goes away has its streams dropped at once; on shutdown (``RealtimeHub.close_all``, called by ``serving.Server``
 before uvicorn closes the sockets) each session stops reading, its committed items finish (up to the shutdown
-timeout), then it gets a final ``error`` event (``server_shutting_down``) and a close (1001, going away).
+timeout), then it gets a final ``error`` event (``server_shutting_down``) and a close (1001, going away). A client
+that leaves more than ``MAX_OUTBOX`` server events unread is closed at once (1008, its streams dropped): the
+server's memory does not grow with a client that stopped reading.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from .realtime_items import LiveItems
 log = logging.getLogger("whisper_model.server")
 CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_SERVER_ERROR, CLOSE_TRY_LATER = 1001, 1008, 1011, 1013
 INTENT = "transcription"
+MAX_OUTBOX = 4096  # server events waiting for a client that reads slower than they come; past it the session closes
 
 
 def refused(message: str, code: str, param: Optional[str] = None) -> dict:
@@ -95,14 +98,19 @@ class Connection:
 
     def __init__(self, websocket: WebSocket, session: RealtimeSession, state, handler: ThreadPoolExecutor):
         self.websocket, self.session, self.handler = websocket, session, handler
+        self.metrics = state.metrics
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.items = LiveItems(state.worker, self.send, state.served.base_options, state.metrics)
         self.ended = asyncio.Event()
         self._stop: Optional[float] = None  # the shutdown's timeout, once stop() was called
         self._stopping = asyncio.Event()
+        self._overflow = asyncio.Event()  # the client left MAX_OUTBOX events unread
 
     def send(self, events: list) -> None:
         for event in events:
+            if self.outbox.qsize() >= MAX_OUTBOX:
+                self._overflow.set()
+                return
             self.outbox.put_nowait(event)
 
     def stop(self, timeout: float) -> None:
@@ -112,11 +120,14 @@ class Connection:
 
     async def run(self) -> None:
         self.send(self.session.start())
-        tasks = [asyncio.ensure_future(c) for c in (self._read(), self._write(), self._stopping.wait())]
-        reader, writer, stopping = tasks
+        tasks = [asyncio.ensure_future(c) for c in (self._read(), self._write(), self._stopping.wait(),
+                                                    self._overflow.wait())]
+        reader, writer, stopping, overflow = tasks
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if stopping.done() and not writer.done():
+            if overflow.done():
+                await self._drop_slow_client(reader, writer)
+            elif stopping.done() and not writer.done():
                 reader.cancel()
                 await self._goodbye(writer)
             elif reader.done() and reader.exception() is not None and not writer.done():
@@ -149,6 +160,18 @@ class Connection:
                 await self.websocket.close(event)
                 return
             await self.websocket.send_text(json.dumps(event))
+
+    async def _drop_slow_client(self, reader: asyncio.Task, writer: asyncio.Task) -> None:
+        log.warning("realtime session %s: the client left %d events unread; closing it", self.session.id, MAX_OUTBOX)
+        self.metrics.rejected.labels("slow_client").inc()
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.websocket.close(CLOSE_POLICY, "the client reads the server's events too "
+                                                        "slowly"), 5)
+        except Exception:  # noqa: BLE001 - the socket may be gone already; the session ends either way
+            pass
 
     async def _goodbye(self, writer: asyncio.Task) -> None:
         self.items.cancel_open()
