@@ -12,7 +12,8 @@ realtime route uses it), each fed a different stretch of the shared English clip
 - committed lag p50 / p95: the same for ``Committed`` events (final words; each word becomes final one decode
   after it is first heard, so a word's own latency adds about ``step_s``);
 - first-delta latency p50: from a stream's first audio to its first ``Committed`` event;
-- final WER against offline ``transcribe`` of the same audio (real weights only), rounds and mean rows per round.
+- final WER against offline ``transcribe`` of the same audio (real weights only);
+- GPU utilization: ``nvidia-smi``'s, sampled every 250 ms during the level (mean percent).
 ``--random NAME``: NAME's shapes with random weights (GPU engine on CUDA), greedy at most ``--tokens`` tokens per
 decode with end-of-text allowed (``bench_longform.options_for`` without the end suppressed): the lags measure the
 load; the text means nothing (no WER, and LocalAgreement seldom commits).
@@ -111,6 +112,27 @@ def run_level(worker, model_tokenizer_options, audios, speed: float, step_s: flo
     return {"trackers": trackers, "wall_s": time.monotonic() - t0, "first_delta": firsts}
 
 
+class GpuUtilization:
+    """``nvidia-smi``'s GPU utilization sampled every 250 ms while in the ``with`` block: ``mean`` (percent), or
+    None without nvidia-smi (the CPU)."""
+
+    def __enter__(self):
+        import shutil
+        import subprocess
+
+        self.mean, self._proc = None, None
+        if shutil.which("nvidia-smi"):
+            self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,"
+                                           "nounits", "-lms", "250", "-i", "0"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self._proc is not None:
+            self._proc.terminate()
+            values = [float(v) for v in self._proc.communicate()[0].split() if v.strip().isdigit()]
+            self.mean = sum(values) / len(values) if values else None
+
+
 def pct(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -164,17 +186,20 @@ def main() -> int:
     rows = []
     for n in args.streams:
         audios = [pool[k * n_samples: (k + 1) * n_samples] for k in range(n)]
-        level = run_level(worker, (model, tokenizer, options), audios, args.speed, args.step_s)
-        rows.append(summarize(n, level, whisper, audios))
+        with GpuUtilization() as gpu:
+            level = run_level(worker, (model, tokenizer, options), audios, args.speed, args.step_s)
+        rows.append(dict(summarize(n, level, whisper, audios), gpu_util=gpu.mean))
         print(json.dumps(rows[-1]), flush=True)
     worker.stop(60)
     print(f"\n{label} on {args.device}, {args.seconds:.0f} s per stream at {args.speed}x, step {args.step_s} s")
-    print("| streams | decodes | hyp lag p50 / p95 s | commit lag p50 / p95 s | first delta p50 s | WER vs offline |")
-    print("|---|---|---|---|---|---|")
+    print("| streams | decodes | hyp lag p50 / p95 s | commit lag p50 / p95 s | first delta p50 s | WER vs offline | "
+          "GPU util % |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         wer = f"{r['wer_vs_offline']:.3f}" if "wer_vs_offline" in r else "-"
         print(f"| {r['streams']} | {r['decodes']} | {r['hyp_lag_p50']:.3f} / {r['hyp_lag_p95']:.3f} | "
-              f"{r['commit_lag_p50']:.3f} / {r['commit_lag_p95']:.3f} | {r['first_delta_p50']:.2f} | {wer} |")
+              f"{r['commit_lag_p50']:.3f} / {r['commit_lag_p95']:.3f} | {r['first_delta_p50']:.2f} | {wer} | "
+              f"{'-' if r['gpu_util'] is None else round(r['gpu_util'])} |")
     if args.json:
         meta = {"date": datetime.date.today().isoformat(), "model": label, "device": device_name(args.device),
                 "versions": versions(), "argv": sys.argv[1:]}
