@@ -198,6 +198,27 @@ def test_warm_up_captures_every_bucket_and_large_encoder_batches_run_eagerly():
     assert rel(big[:4], small) < 5e-3 and rel(big, model.encoder(mel.half())) < 5e-3
 
 
+@pytest.mark.gpu
+def test_growing_the_rows_drops_the_graphs_and_their_pool():
+    """``reserve`` beyond the rows (sampling with best_of on an engine sized for fewer rows) captures new graphs in
+    a new pool: capturing into the dropped graphs' pool failed in the allocator (seen in the server on an H100)."""
+    model = make(torch.float16, "cuda")
+    fast = accelerate(model, max_batch_size=2, max_beam_width=1)
+    dec = fast.text_decoder
+    mel = torch.randn(2, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device="cuda")
+    xa = fast.encoder(mel)
+    tokens = torch.randint(0, DIMS.n_vocab, (2, 6), device="cuda")
+    dec.set_audio(xa)
+    first = run_steps(dec, tokens, 3)
+    for _ in range(2):  # grow twice: each time the graphs so far go
+        dec.reserve(dec.rows * 4)
+        dec.set_audio(xa)
+        assert rel(run_steps(dec, tokens, 3), first) < 5e-3
+        dec.set_audio(xa.repeat_interleave(4, 0))  # more rows than before, four per audio
+        got = run_steps(dec, tokens.repeat_interleave(4, 0), 3)
+        assert rel(got, first.repeat_interleave(4, 0)) < 5e-3
+
+
 def test_build_writes_an_engine_that_loads(tmp_path):
     from whisper_model.fast.build import build
     from whisper_model.fast.engine import ENGINE_FILE, load_engine

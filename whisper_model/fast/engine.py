@@ -137,6 +137,7 @@ class FastDecoder:
         if self.caches is not None and rows <= self.caches.rows:
             return
         self._steps.clear()
+        self._pool = None  # the old graphs' pool goes with them: a capture into it after they are gone fails
         self.caches = None  # free the old storage before allocating the new
         self.caches = self.module.new_caches(rows)
 
