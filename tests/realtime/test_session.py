@@ -88,3 +88,24 @@ def test_a_transcript_sends_each_committed_text_and_completes_with_their_join():
 def test_an_item_that_committed_nothing_completes_empty():
     (done,) = Transcript("item_2").finish(0.4)
     assert validated_event(done).transcript == ""
+
+
+def test_without_silero_vad_sessions_start_with_manual_turns_and_server_vad_is_refused(monkeypatch):
+    """A server without the silero-vad package: the session says it has no turn detection (OpenAI's default is
+    server_vad), an update asking for it gets an error naming the package, and manual turns work."""
+    import whisper_model.realtime.session as session_module
+
+    monkeypatch.setattr(session_module, "vad_available", lambda: False)
+    session = RealtimeSession()
+    (created,) = session.start()
+    assert validated_event(created).session.audio.input.turn_detection is None
+    update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+        "turn_detection": {"type": "server_vad"}}}}}
+    (event,) = session.handle(json.dumps(update)).events
+    error = validated_event(event).error
+    assert (error.code, error.param) == ("turn_detection_unavailable", "session.audio.input.turn_detection")
+    assert "silero-vad" in error.message and session.config.turn_detection is None
+    session.handle(manual(16000))
+    session.handle(append(np.full(SR // 2, 0.1, np.float32)))
+    (utterance,) = session.handle('{"type": "input_audio_buffer.commit"}').utterances
+    assert len(utterance.samples) == SR // 2

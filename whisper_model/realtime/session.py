@@ -15,7 +15,10 @@ utterances.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Union
+
+from ..io.silero import vad_available
 
 from . import server_events as out
 from .config import SessionConfig
@@ -30,6 +33,8 @@ class RealtimeSession:
     def __init__(self, config: SessionConfig = SessionConfig(), device: str = "cpu",
                  max_append_chars: int = MAX_APPEND_CHARS, models: Optional[tuple[str, ...]] = None):
         self.id = out.new_id("sess")
+        if config.turn_detection is not None and not vad_available():  # session.created says so
+            config = replace(config, turn_detection=None)
         self.config = config
         self.device = device
         self.max_append_chars = max_append_chars  # base64 characters an append may carry (larger: an error)
@@ -57,6 +62,10 @@ class RealtimeSession:
         if self.models is not None and config.model is not None and config.model not in self.models:
             raise ProtocolError("model_not_found", f"the model {config.model!r} does not exist: this server "
                                 f"serves {', '.join(self.models)}", "session.audio.input.transcription.model")
+        if config.turn_detection is not None and not vad_available():
+            raise ProtocolError("turn_detection_unavailable", "turn_detection server_vad needs the 'silero-vad' "
+                                "package on the server (pip install silero-vad); without it set turn_detection "
+                                "to null and commit the buffer", "session.audio.input.turn_detection")
         before, self.config = self.config, config
         if (config.sample_rate, config.turn_detection) != (before.sample_rate, before.turn_detection):
             self.buffer = InputAudioBuffer(config, self.device, offset=self.buffer.samples,
