@@ -173,11 +173,12 @@ def main() -> int:
     args = ap.parse_args()
     args.batch_size = args.batch_size or max(args.streams)
     from whisper_model.service import StreamWorker
+    from whisper_model.service.loading import warm_up
 
     model, tokenizer, options, label, whisper = build(args)
-    if hasattr(model, "warm_up"):  # the GPU engine, captured at start as the server does (its --no_warmup)
-        n_sot = len(tokenizer.sot_sequence)
-        print(f"warm-up {model.warm_up(args.batch_size, prompt_lens=(n_sot, n_sot + 1)):.1f} s", flush=True)
+    warm_s = warm_up(model, tokenizer)  # the GPU engine, captured at start as the server does (its --no_warmup)
+    if warm_s is not None:
+        print(f"warm-up {warm_s:.1f} s", flush=True)
     pool = long_audio(args.seconds * max(args.streams) / 60 + 1, audio_dir=Path(args.audio_dir))
     n_samples = int(args.seconds * SR)
     worker = StreamWorker(lambda: model_scheduler(model, tokenizer, args.batch_size))

@@ -9,8 +9,8 @@ The server runs as a subprocess of this script (``--serve``: the same model, bui
 the client is an asyncio loop of ``c`` workers, each sending its next request (a multipart upload of a WAV, as
 curl -F sends it, response_format json) as soon as its last one is answered (a closed loop), until the level's
 requests are done. Before the levels, on CUDA, one untimed round of ``c`` requests per level (captures the CUDA
-graphs of every row bucket); on the CPU one request. Reported per level: requests, wall s, requests/s, audio s/s, latency p50 / p99 / max,
-the mean batch occupancy (``whisper_batch_occupancy`` from /metrics).
+graphs of every row bucket); on the CPU one request. Reported per level: requests, wall s, requests/s, audio s/s,
+latency p50 / p99 / max, the mean batch occupancy (``whisper_batch_occupancy`` from /metrics).
 
 Clips: ``--clip_s 0``: the shared English clips as they are (1-11 s, real speech; with ``--model``: real weights,
 openai-whisper's default decoding); ``--clip_s 30``: the clips joined with 1-6 s gaps (``bench_longform``) cut into

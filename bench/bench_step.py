@@ -73,7 +73,7 @@ def main() -> None:
             torch.cuda.synchronize()
             print(f"  captured b={b} pdl={pdl} cross_chunk={chunk} in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
-            st = dec._steps[(dec._bucket(b), 1, 1)]
+            st = dec._steps[(dec.bucket(b), 1, 1)]
             ms = replay_ms(st.graph, args.steps, args.repeats)
             first = logits if first is None else first
             diff = float((logits - first).abs().max())

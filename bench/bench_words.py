@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._systems import OursRun  # noqa: E402
-from whisper_model.decode.alignment import MEDFILT_WIDTH, align_windows  # noqa: E402
+from whisper_model.decode.alignment import MEDFILT_WIDTH, align_windows, alignment_tokens  # noqa: E402
 from whisper_model.decode.dtw import dtw_many  # noqa: E402
 from whisper_model.decode.timing import alignment_matrix, place_words  # noqa: E402
 from whisper_model.fast.build import random_whisper  # noqa: E402
@@ -72,15 +72,14 @@ def bench_batch(run: OursRun, tokenizer, b: int, tokens: int, repeats: int, devi
     extra = align_s + place_s
     return dict(batch=b, tokens=tokens, text_tokens=sum(map(len, texts)) / b, words_per_window=words / b,
                 decode_ms=decode_s * 1e3, decode_ms_per_window=decode_s * 1e3 / b, align_ms=align_s * 1e3,
-                place_ms=place_s * 1e3, pass_ms=pass_s * 1e3, dtw_ms=dtw_s * 1e3, words_ms_per_window=extra * 1e3 / b, ratio=extra / decode_s)
+                place_ms=place_s * 1e3, pass_ms=pass_s * 1e3, dtw_ms=dtw_s * 1e3,
+                words_ms_per_window=extra * 1e3 / b, ratio=extra / decode_s)
 
 
 def parts(model, tokenizer, features, texts, repeats: int, device: str) -> tuple[float, float]:
     """Two parts of ``align_windows`` alone (seconds per batch): the decoder pass (cross K/V of the windows and
     the teacher-forced forward with the heads' scores) and the DTW of all windows' matrices."""
-    seqs = [[*tokenizer.sot_sequence, tokenizer.no_timestamps, *t, tokenizer.eot] for t in texts]
-    width = max(map(len, seqs))
-    tokens = torch.tensor([s + [tokenizer.eot] * (width - len(s)) for s in seqs], device=features.device)
+    _, tokens = alignment_tokens([tokenizer] * len(texts), texts, features.device)
     dec = model.text_decoder
 
     def forward():

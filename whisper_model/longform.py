@@ -290,4 +290,5 @@ def moved(segment: Segment, segment_id: int, start: int, end: int) -> Segment:
                    start=min(segment.start + offset, last), end=min(segment.end + offset, last), words=words)
 
 
-__all__ = ["LongFormState", "Segment", "WindowCut", "clip_spans", "TranscriptionInfo", "decode_with_fallback", "detect_languages", "load_mel", "moved"]
+__all__ = ["LongFormState", "Segment", "WindowCut", "clip_spans", "TranscriptionInfo", "decode_with_fallback",
+           "detect_languages", "load_mel", "moved"]

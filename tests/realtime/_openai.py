@@ -28,6 +28,7 @@ def validated_event(data: dict):
                                        RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent)
     models = {m.model_fields["type"].annotation.__args__[0]: m for m in (
         ConversationItemInputAudioTranscriptionCompletedEvent, ConversationItemInputAudioTranscriptionDeltaEvent,
-        ConversationItemInputAudioTranscriptionFailedEvent, InputAudioBufferClearedEvent, InputAudioBufferCommittedEvent, InputAudioBufferSpeechStartedEvent,
-        InputAudioBufferSpeechStoppedEvent, RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent)}
+        ConversationItemInputAudioTranscriptionFailedEvent, InputAudioBufferClearedEvent,
+        InputAudioBufferCommittedEvent, InputAudioBufferSpeechStartedEvent, InputAudioBufferSpeechStoppedEvent,
+        RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent)}
     return validated(models[data["type"]], data)

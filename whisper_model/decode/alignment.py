@@ -36,6 +36,16 @@ def heads_of(model) -> Heads:
     return default_heads(model.dims)
 
 
+def alignment_tokens(tokenizers: Sequence[Tokenizer], texts: Sequence[list[int]],
+                     device) -> tuple[list[list[int]], torch.Tensor]:
+    """Each window's sequence ``sot_sequence + [no_timestamps] + text + [eot]`` and the rows of the alignment pass
+    [n, longest] (padded with end-of-text at the end)."""
+    seqs = [[*tok.sot_sequence, tok.no_timestamps, *text, tok.eot] for tok, text in zip(tokenizers, texts)]
+    width = max(len(s) for s in seqs)
+    eot = tokenizers[0].eot
+    return seqs, torch.tensor([s + [eot] * (width - len(s)) for s in seqs], device=device)
+
+
 @torch.no_grad()
 def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor, texts: Sequence[list[int]],
                   num_frames: Sequence[int]) -> list[list[WordTiming]]:
@@ -46,10 +56,8 @@ def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor
     out: list[list[WordTiming]] = [[] for _ in texts]
     if not rows:
         return out
-    seqs = [[*tokenizers[i].sot_sequence, tokenizers[i].no_timestamps, *texts[i], tokenizers[i].eot] for i in rows]
+    seqs, tokens = alignment_tokens([tokenizers[i] for i in rows], [texts[i] for i in rows], features.device)
     eot = tokenizers[rows[0]].eot
-    width = max(len(s) for s in seqs)
-    tokens = torch.tensor([s + [eot] * (width - len(s)) for s in seqs], device=features.device)
     dec = model.text_decoder
     dec.reserve(len(rows))
     index = torch.tensor(rows, device=features.device)
@@ -73,4 +81,4 @@ def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor
     return out
 
 
-__all__ = ["MEDFILT_WIDTH", "align_windows", "heads_of"]
+__all__ = ["MEDFILT_WIDTH", "align_windows", "alignment_tokens", "heads_of"]

@@ -18,8 +18,9 @@ Decoder rows: ``set_audio(xa [A, ...])`` keeps one cross row per audio; a step w
 Each (row bucket, t <= 8, G) step is captured once as a CUDA graph (buckets: powers of two up to the cache
 rows); a call copies its tokens/positions into the graph's static inputs, replays, and returns a copy of
 the logits: no host synchronisation. Longer prompts (conditioning on previous text) run the same step
-eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly). ``reorder`` gathers the self caches of all layers in two
-kernels (it reads the current length, one sync, as beam search syncs per step anyway). Without CUDA
+eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly). ``reorder`` gathers the
+self caches of all layers in two kernels (it reads the current length, one sync, as beam search syncs per step
+anyway). Without CUDA
 (or with ``kernels="torch"``) the same forward runs on ``trtllm_ext.kernels.reference``.
 """
 from __future__ import annotations
@@ -158,7 +159,8 @@ class FastDecoder:
     def release(self) -> None:
         self.caches.release()
 
-    def _bucket(self, b: int) -> int:
+    def bucket(self, b: int) -> int:
+        """The captured rows a step of ``b`` rows runs in: the next power of two, at most the caches' rows."""
         p = 1
         while p < b:
             p *= 2
@@ -177,7 +179,7 @@ class FastDecoder:
         # graphs for one-token steps and short prompts; a long prompt (conditioning on previous text) runs once,
         # eagerly, in buffers of its own
         use_graph = self.cuda_graphs and t <= self.max_graph_tokens
-        key = (self._bucket(b) if use_graph else b, t, group)
+        key = (self.bucket(b) if use_graph else b, t, group)
         st = self._steps.get(key) or _Step(self, *key)
         if t <= self.max_graph_tokens:
             self._steps[key] = st
@@ -220,24 +222,22 @@ class AcceleratedWhisper:
         return self.encoder(mel)
 
     @torch.no_grad()
-    def warm_up(self, max_rows: int, prompt_lens: tuple[int, ...] = (4,)) -> float:
+    def warm_up(self, max_rows: Optional[int] = None, prompt_lens: tuple[int, ...] = (4,)) -> float:
         """Capture what a long-lived server would otherwise capture while serving: the decode steps of every row
-        bucket up to ``max_rows`` (one-token steps and prompts of ``prompt_lens`` tokens) and the encoder's graphs
-        (batches 1 .. ``FastEncoder.MAX_GRAPH_BATCH``, up to ``max_rows``); seconds taken."""
+        bucket up to ``max_rows`` (default: the decoder's rows; one-token steps and prompts of ``prompt_lens``
+        tokens) and the encoder's graphs (batches 1 .. ``FastEncoder.MAX_GRAPH_BATCH``, up to ``max_rows``);
+        seconds taken."""
         t0 = time.perf_counter()
         dec, dims = self.text_decoder, self.dims
+        max_rows = max_rows or dec.rows
         xa = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state, device=self.device, dtype=self.dtype)
         longest = max(prompt_lens)
-        rows = 1
-        while True:
+        for rows in sorted({dec.bucket(b) for b in range(1, max_rows + 1)}):
             dec.set_audio(xa.expand(rows, -1, -1))
             tokens = torch.zeros(rows, longest + 1, dtype=torch.long, device=self.device)
             for t in sorted(set(prompt_lens)):
                 dec.step(tokens[:, :t], torch.arange(t, device=self.device))
             dec.step(tokens[:, :1], torch.tensor([longest], device=self.device))
-            if rows >= max_rows:
-                break
-            rows = min(rows * 2, max_rows)
         mel = torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx, device=self.device)
         for b in range(1, min(max_rows, FastEncoder.MAX_GRAPH_BATCH) + 1):
             self.encoder(mel.expand(b, -1, -1))

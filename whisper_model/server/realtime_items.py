@@ -11,9 +11,9 @@ An item (an utterance) is one live stream (``worker.add_live``). It opens when i
 audio (``InputAudioBuffer.audio_since``: only the samples not yet fed) and ends at its commit: the final pass
 runs. The stream's events come on the worker thread and are handed to the event loop: ``Committed`` -> a
 ``...transcription.delta``, ``Finished`` -> ``...transcription.completed`` (``realtime.Transcript``: the deltas
-joined), ``Failed`` -> ``...transcription.failed`` (OpenAI's event, with the error), and the session goes on. An item dropped before its
-commit (``input_audio_buffer.clear``, a ``session.update`` that changes the audio input) is cancelled at once,
-which frees its rows.
+joined), ``Failed`` -> ``...transcription.failed`` (OpenAI's event, with the error), and the session goes on. An
+item dropped before its commit (``input_audio_buffer.clear``, a ``session.update`` that changes the audio input)
+is cancelled at once, which frees its rows.
 """
 from __future__ import annotations
 

@@ -120,12 +120,20 @@ def load_model(spec: ModelSpec) -> WhisperModel:
         if torch.device(device).type == "cuda" and spec.fast is not False:
             model.accelerate(max_batch_size=spec.max_batch_size, max_beam_width=spec.max_beam_width)
     if spec.warm:
-        from ..fast.engine import AcceleratedWhisper
-
-        if isinstance(model.model, AcceleratedWhisper):  # every row bucket of the engine, sot prompts with and
-            n_sot = len(model.tokenizer.sot_sequence)   # without timestamps
-            model.model.warm_up(model.model.text_decoder.rows, prompt_lens=(n_sot, n_sot + 1))
+        warm_up(model.model, model.tokenizer)
     return model
+
+
+def warm_up(model, tokenizer) -> Optional[float]:
+    """The fast path's graphs captured now (``AcceleratedWhisper.warm_up``: every row bucket of the engine, the sot
+    prompts with and without timestamps, the one-token steps, the encoder's graph sizes): seconds taken; None for
+    a model without graphs (the eager modules)."""
+    from ..fast.engine import AcceleratedWhisper
+
+    if not isinstance(model, AcceleratedWhisper):
+        return None
+    n_sot = len(tokenizer.sot_sequence)
+    return model.warm_up(prompt_lens=(n_sot, n_sot + 1))
 
 
 def english_only_language(language: Optional[str], multilingual: bool,
@@ -139,4 +147,4 @@ def english_only_language(language: Optional[str], multilingual: bool,
 
 
 __all__ = ["DTYPES", "ModelSpec", "check_device", "default_model_dir", "english_only_language", "load_model",
-           "model_source", "resolve_device", "resolve_dtype"]
+           "model_source", "resolve_device", "resolve_dtype", "warm_up"]
