@@ -68,7 +68,8 @@ def serve(args) -> int:
 
     model, tokenizer, options, name = build(args)
     config = ServerConfig(batch_size=args.batch_size, max_queue=1024, batch_wait_s=args.batch_wait_ms[0] / 1000,
-                          batch_gap_s=None if args.batch_gap_ms is None else args.batch_gap_ms / 1000)
+                          batch_gap_s=None if args.batch_gap_ms is None else args.batch_gap_ms / 1000,
+                          decode_processes=args.decode_processes)
     if args.switch_interval_ms:  # the GIL's hand-over interval (Python's default: 5 ms)
         sys.setswitchinterval(args.switch_interval_ms / 1000)
     uvicorn.run(create_app(ServedModel(model, tokenizer, name, options), config), host="127.0.0.1",
@@ -211,7 +212,7 @@ def bench(args, partial) -> dict:
     result = dict(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), model=args.random or args.model,
                   random_weights=bool(args.random), device=device_name(args.device), versions=all_versions(),
                   batch_size=args.batch_size, batch_gap_ms=args.batch_gap_ms, clips=len(inputs),
-                  switch_interval_ms=args.switch_interval_ms,
+                  switch_interval_ms=args.switch_interval_ms, decode_processes=args.decode_processes,
                   clip_s=args.clip_s, tokens=args.tokens if args.random else None, levels=[])
     fields = {"language": "en"} if args.random else {}
     if not args.skip_offline:
@@ -290,6 +291,7 @@ def parse(argv=None):
              ("--batch_gap_ms", dict(type=float, default=None)),
              ("--switch_interval_ms", dict(type=float, default=0.0, help="the server's sys.setswitchinterval; "
                                            "0: Python's 5 ms")),
+             ("--decode_processes", dict(type=int, default=0, help="the server's processes decoding uploads")),
              ("--vocab_dir", dict(type=Path, default=None))]
     for flag, kw in model:
         p.add_argument(flag, **kw)

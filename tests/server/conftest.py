@@ -36,9 +36,10 @@ def pytest_pycollect_makemodule(module_path, parent):
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """The main server: a batch of 8 rows, uploads up to 4 MiB."""
+    """The main server: a batch of 8 rows, uploads up to 4 MiB, decoded in two processes (``server.uploads``)."""
     from ._server import ServerProcess
 
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "tmp", "--batch_size", "8", "--max_upload_mb", "4")
+    srv = ServerProcess(tmp_path_factory.mktemp("server") / "tmp", "--batch_size", "8", "--max_upload_mb", "4",
+                        "--decode_processes", "2")
     yield srv
     srv.stop()

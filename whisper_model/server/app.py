@@ -9,7 +9,8 @@ Routes: ``POST /v1/audio/transcriptions``, ``POST /v1/audio/translations`` (``ro
 live streams of the same worker; ``app.state.realtime`` holds them). Errors are OpenAI's JSON
 (``{"error": {"message", "type", "param", "code"}}``). The worker thread (``worker.BatchWorker``) starts with
 the app and stops after it: on shutdown uvicorn first lets the requests in flight finish
-(``timeout_graceful_shutdown``), then the worker ends.
+(``timeout_graceful_shutdown``), then the worker ends. Uploads are decoded in ``config.decode_processes``
+processes (``uploads``) that start and stop with the app.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .limits import Admission, ApiKeyCheck, BodyLimit
 from .metrics import Metrics
 from .realtime_route import RealtimeHub, realtime
 from .routes import ServerState, transcriptions, translations
+from .uploads import UploadDecoder
 from .worker import BatchWorker
 
 log = logging.getLogger("whisper_model.server")
@@ -38,11 +40,13 @@ CREATED = int(time.time())
 def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> FastAPI:
     metrics = Metrics(config.batch_size)
     state = ServerState(served, config, metrics, BatchWorker(served, config, metrics),
-                        Admission(config.capacity, config.retry_after_s, metrics))
+                        Admission(config.capacity, config.retry_after_s, metrics),
+                        UploadDecoder(config.decode_processes))
     hub = RealtimeHub(config.max_realtime_sessions, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        state.uploads.start()
         state.worker.start()
         log.info("serving %s: batch of %d rows, %d more requests may wait", served.name, config.batch_size,
                  config.max_queue)
@@ -51,6 +55,7 @@ def create_app(served: ServedModel, config: ServerConfig = ServerConfig()) -> Fa
         hub.handler.shutdown(wait=False)
         if not state.worker.stop(config.shutdown_timeout_s):
             log.warning("the batch worker did not stop within %g s", config.shutdown_timeout_s)
+        state.uploads.close()
 
     app = FastAPI(title="trtllm-whisper", summary="OpenAI-compatible speech to text", lifespan=lifespan)
     app.state.server, app.state.realtime = state, hub

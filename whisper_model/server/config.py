@@ -39,7 +39,8 @@ class ServerConfig:
     (0: never wait; ``worker``, ``rounds``); ``retry_after_s``: the Retry-After of a 503;
     ``max_realtime_sessions``: ``/v1/realtime`` sessions open at once (the next is refused with an ``error``
     event); ``max_append_chars``: base64 characters one ``input_audio_buffer.append`` may carry (more: an
-    ``error`` event, the session goes on)."""
+    ``error`` event, the session goes on); ``decode_processes``: processes that decode the uploads (0: threads
+    of the server's process; ``uploads``: on a GPU, processes keep the decoding from slowing the batch's steps)."""
     batch_size: int = 16
     max_queue: int = 256
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -51,6 +52,7 @@ class ServerConfig:
     shutdown_timeout_s: float = 30.0
     max_realtime_sessions: int = 64
     max_append_chars: int = MAX_APPEND_CHARS
+    decode_processes: int = 0
 
     def __post_init__(self):
         positive = {"batch_size": self.batch_size, "max_upload_bytes": self.max_upload_bytes,
@@ -59,8 +61,9 @@ class ServerConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        if min(self.max_queue, self.batch_wait_s, self.gap_s, self.shutdown_timeout_s) < 0:
-            raise ValueError("max_queue, batch_wait_s, batch_gap_s and shutdown_timeout_s must be >= 0")
+        if min(self.max_queue, self.batch_wait_s, self.gap_s, self.shutdown_timeout_s, self.decode_processes) < 0:
+            raise ValueError("max_queue, batch_wait_s, batch_gap_s, shutdown_timeout_s and decode_processes must "
+                             "be >= 0")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty (None: no key)")
 

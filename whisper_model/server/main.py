@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the next gets an error event and a close (default 64)")
     p.add_argument("--max_append_mb", type=float, default=15.0, help="base64 MiB one input_audio_buffer.append "
                    "may carry; a larger one gets an error event and the session goes on (default 15, as OpenAI)")
+    p.add_argument("--decode_processes", type=int, default=None, help="processes that decode the uploads "
+                   "(0: threads of the server; default: on CUDA min(4, CPU cores / 2), on the CPU 0)")
     add_options(p, ["threads"])
     p.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -85,6 +87,16 @@ def load(args: argparse.Namespace):
                        max_beam_size=args.max_beam_width)
 
 
+def decode_processes(args: argparse.Namespace) -> int:
+    """``--decode_processes``, or its default for the device the model runs on."""
+    if args.decode_processes is not None:
+        return args.decode_processes
+    from ..service.loading import resolve_device
+
+    on_gpu = args.engine_dir or resolve_device(args.device).startswith("cuda")
+    return min(4, (os.cpu_count() or 1) // 2) if on_gpu else 0
+
+
 def config_of(args: argparse.Namespace):
     from .config import ServerConfig
 
@@ -94,7 +106,7 @@ def config_of(args: argparse.Namespace):
                         batch_gap_s=None if args.batch_gap_ms is None else args.batch_gap_ms / 1000,
                         shutdown_timeout_s=args.shutdown_timeout,
                         max_realtime_sessions=args.max_realtime_sessions,
-                        max_append_chars=int(args.max_append_mb * 2**20))
+                        max_append_chars=int(args.max_append_mb * 2**20), decode_processes=decode_processes(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 queue it as a stream of the one scheduler, answer (a rendered result, or server-sent events of segments).
 
 A request is admitted first (503 when the queue is full), then its form is read (the upload's temporary file is
-closed right after) and its audio decoded off the event loop (400 naming the problem). While it waits for its
+closed right after) and its audio decoded off the event loop (``uploads``: in decoding processes or on threads;
+400 naming the problem). While it waits for its
 stream, a client that disconnects or a request past ``request_timeout_s`` (504) drops its rows from the batch.
 """
 from __future__ import annotations
@@ -12,12 +13,9 @@ import time
 from dataclasses import dataclass
 
 from sse_starlette.sse import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..encoding import load_samples
-from ..errors import AudioError, audio_errors
 from ..results import StreamResult
 from ..scheduler import Failed, Finished, Segments
 from .config import ServedModel, ServerConfig
@@ -26,6 +24,7 @@ from .forms import read_form
 from .limits import Admission, Ticket
 from .metrics import Metrics
 from .responses import rendered, sse_delta, sse_done, sse_error
+from .uploads import UploadDecoder
 from .worker import BatchWorker, Job
 
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection (never sent)
@@ -38,6 +37,7 @@ class ServerState:
     metrics: Metrics
     worker: BatchWorker
     admission: Admission
+    uploads: UploadDecoder
 
     def answered(self, endpoint: str, status: int, since: float) -> None:
         self.metrics.requests.labels(endpoint, str(status)).inc()
@@ -59,7 +59,7 @@ async def audio(request: Request, task: str, endpoint: str) -> Response:
     try:
         ticket = state.admission.enter()
         form = await read_form(request, task, state.served)
-        samples = await run_in_threadpool(decoded, form.data, form.filename)
+        samples = await state.uploads.decode(form.data, form.filename)
         job = state.worker.submit(samples, form.options, form.language, form.prompt, form.chunking, form.vad_filter)
         if form.stream:
             events = streamed(state, job, ticket, endpoint, since)
@@ -75,16 +75,6 @@ async def audio(request: Request, task: str, endpoint: str) -> Response:
     finally:
         if ticket is not None:
             ticket.release()
-
-
-def decoded(data: bytes, filename: str):
-    """The upload as 16 kHz mono float32 samples; 400 naming the problem when it is not audio."""
-    try:
-        with audio_errors():
-            return load_samples(data)
-    except AudioError as e:
-        raise ApiError(400, f"file {filename!r} cannot be decoded as audio: {e}", param="file",
-                       code="invalid_audio") from None
 
 
 async def finished(request: Request, state: ServerState, job: Job, since: float):
