@@ -219,6 +219,28 @@ def test_growing_the_rows_drops_the_graphs_and_their_pool():
         assert rel(got, first.repeat_interleave(4, 0)) < 5e-3
 
 
+@pytest.mark.gpu
+def test_the_alignment_pass_is_captured_per_shape_and_equals_the_eager_pass():
+    """``align`` pads the tokens to a multiple of ``ALIGN_WIDTH`` (here the context, 24) and replays one graph per
+    (audio rows, width, heads): the probabilities and scores of the eager model's pass on the unpadded tokens;
+    another length of the same width replays the same graph."""
+    model = make(torch.float16, "cuda")
+    fast = accelerate(model, max_batch_size=3, max_beam_width=1)
+    dec, ref = fast.text_decoder, model.decoder
+    heads, eot = ((0, 1), (1, 0), (1, 1)), 50257
+    xa = fast.encoder(torch.randn(3, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device="cuda"))
+    ref.reserve(3)
+    for a, t in ((1, 5), (3, 9), (3, 20), (2, 24), (1, 13)):
+        tokens = torch.randint(0, eot, (a, t), device="cuda")
+        dec.set_audio(xa[:a])
+        ref.set_audio(xa[:a])
+        probs, scores = dec.align(tokens, heads, eot)
+        want_probs, want_scores = ref.align(tokens, heads, eot)
+        assert probs.shape == (a, t - 1) and scores.shape == (a, len(heads), t, DIMS.n_audio_ctx)
+        assert rel(probs, want_probs) < 5e-3 and rel(scores, want_scores) < 5e-3
+    assert sorted(k[:2] for k in dec._aligns) == [(1, 24), (2, 24), (3, 24)]
+
+
 def test_build_writes_an_engine_that_loads(tmp_path):
     from whisper_model.fast.build import build
     from whisper_model.fast.engine import ENGINE_FILE, load_engine

@@ -18,7 +18,8 @@ Decoder rows: ``set_audio(xa [A, ...])`` keeps one cross row per audio; a step w
 Each (row bucket, t <= 8, G) step is captured once as a CUDA graph (buckets: powers of two up to the cache
 rows); a call copies its tokens/positions into the graph's static inputs, replays, and returns a copy of
 the logits: no host synchronisation. Longer prompts (conditioning on previous text) run the same step
-eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly). ``reorder`` gathers the
+eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly); the word-alignment pass
+once per shape (``FastDecoder.align``). ``reorder`` gathers the
 self caches of all layers in two kernels (it reads the current length, one sync, as beam search syncs per step
 anyway). Without CUDA
 (or with ``kernels="torch"``) the same forward runs on ``trtllm_ext.kernels.reference``.
@@ -43,6 +44,9 @@ from ..model import Quantization, Whisper
 from ..model.caches import DecoderCaches
 
 ENGINE_FILE = "engine.json"
+ALIGN_WIDTH = 32  # the alignment pass's tokens are padded to a multiple of this: its graphs' widths
+MAX_ALIGN_GRAPHS = 32  # alignment shapes (audio rows, width, heads) beyond this many run eagerly
+MAX_ALIGN_BYTES = 2**30  # as does a shape whose outputs (the logits, the heads' scores) would take more
 
 
 def _triton_ops():
@@ -114,9 +118,22 @@ class _Step:
         self.logits: torch.Tensor | None = None  # [rows * t, n_vocab], the graph's output
 
 
+class _AlignPass:
+    """Static tokens [a, width] of one alignment shape, its op backend and, once captured, its graph and outputs
+    (probs [a, width - 1], scores [a, heads, width, n_audio_ctx])."""
+
+    def __init__(self, dec: "FastDecoder", a: int, width: int):
+        with torch.inference_mode(False):
+            self.tokens = torch.zeros(a, width, dtype=torch.long, device=dec.device)
+        self.backend = KernelBackend(dec.kernels, pdl=dec.pdl, cross_chunk=dec.cross_chunk)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 class FastDecoder:
     """The decoding seam (``decode.protocol.TextDecoder``) on the fast path: ``WhisperDecoder.compute`` over
-    caches this object owns, each (row bucket, t <= 8, group) step captured once as a CUDA graph."""
+    caches this object owns, each (row bucket, t <= 8, group) step captured once as a CUDA graph, and the
+    word-alignment pass once per (audio rows, width, heads)."""
 
     def __init__(self, decoder, kernels, *, rows: int, cuda_graphs: bool, pdl: int, cross_chunk: int = 128):
         self.module, self.kernels, self.pdl, self.cross_chunk = decoder, kernels, pdl, cross_chunk
@@ -125,6 +142,7 @@ class FastDecoder:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.max_graph_tokens = 8  # steps of more new tokens than this are not captured
         self._steps: dict[tuple[int, int, int], _Step] = {}
+        self._aligns: dict[tuple, _AlignPass] = {}
         self._pool = None
         self.caches: DecoderCaches | None = None
         self.reserve(rows)
@@ -138,6 +156,7 @@ class FastDecoder:
         if self.caches is not None and rows <= self.caches.rows:
             return
         self._steps.clear()
+        self._aligns.clear()
         self._pool = None  # the old graphs' pool goes with them: a capture into it after they are gone fails
         self.caches = None  # free the old storage before allocating the new
         self.caches = self.module.new_caches(rows)
@@ -151,10 +170,36 @@ class FastDecoder:
 
     @torch.no_grad()
     def align(self, tokens: torch.Tensor, heads, vocab_limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The word-alignment pass (``TextDecoder.align``): the same forward on the kernels, eagerly (once per
-        window, not worth a graph)."""
-        backend = KernelBackend(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
-        return self.module.align_on(backend, self.caches, tokens.to(self.device), heads, vocab_limit)
+        """The word-alignment pass (``TextDecoder.align``): the same forward on the kernels. On CUDA it is captured
+        once per (audio rows, width, heads): the tokens [a, t] are padded to ``width``, the next multiple of
+        ``ALIGN_WIDTH``, by repeating each row's last token after it (the causal self-attention keeps the padding
+        from the real positions' outputs, which are returned); shapes past ``MAX_ALIGN_GRAPHS`` or
+        ``MAX_ALIGN_BYTES`` run eagerly."""
+        tokens = tokens.to(self.device)
+        a, t = tokens.shape
+        width = min(-(-t // ALIGN_WIDTH) * ALIGN_WIDTH, self.n_ctx)
+        key = (a, width, tuple(map(tuple, heads)), vocab_limit)
+        ap = self._aligns.get(key)
+        if ap is None and self._align_capturable(a, width, len(heads)):
+            ap = self._aligns[key] = _AlignPass(self, a, width)
+        if ap is None:
+            backend = KernelBackend(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
+            return self.module.align_on(backend, self.caches, tokens, heads, vocab_limit)
+        ap.tokens[:, :t].copy_(tokens)
+        ap.tokens[:, t:].copy_(tokens[:, -1:].expand(a, width - t))
+        if ap.graph is None:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            run = lambda: self.module.align_on(ap.backend, self.caches, ap.tokens, heads, vocab_limit)  # noqa: E731
+            ap.graph, ap.out = _warm_then_capture(run, self._pool)
+        ap.graph.replay()
+        probs, scores = ap.out
+        return probs[:, : t - 1].clone(), scores[:, :, :t].clone()  # the pool's memory is the next graph's
+
+    def _align_capturable(self, a: int, width: int, n_heads: int) -> bool:
+        per_token = self.module.token_embedding.num_embeddings + n_heads * self.module.n_audio_ctx  # float32 each
+        return (self.cuda_graphs and len(self._aligns) < MAX_ALIGN_GRAPHS
+                and a * width * per_token * 4 <= MAX_ALIGN_BYTES)
 
     def release(self) -> None:
         self.caches.release()
