@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -119,14 +119,17 @@ def _as_cost(matrix: torch.Tensor | np.ndarray) -> np.ndarray:
 def _timings(words: list[str], word_tokens: list[list[int]], path: tuple[np.ndarray, np.ndarray],
              token_probs: Sequence[float]) -> list[WordTiming]:
     """Words (the last one, eot, dropped) timed by the DTW path: a word starts where the path first reaches its
-    first token and ends where it reaches the next word's first token."""
+    first token and ends where it reaches the next word's first token; its probability is np.mean of its tokens'
+    (``np.add.reduce`` of the slice over its length, which is what np.mean computes)."""
     text_indices, time_indices = path
     boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
     jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
     jump_times = time_indices[jumps] / TOKENS_PER_SECOND
-    probs = [float(p) for p in token_probs]
-    return [WordTiming(word, tokens, float(jump_times[i]), float(jump_times[j]), float(np.mean(probs[i:j])))
-            for word, tokens, i, j in zip(words, word_tokens, boundaries[:-1], boundaries[1:])]
+    starts, ends = jump_times[boundaries[:-1]].tolist(), jump_times[boundaries[1:]].tolist()
+    probs, add = np.asarray(token_probs, dtype=np.float64), np.add.reduce
+    bounds = boundaries.tolist()
+    return [WordTiming(word, tokens, start, end, float(add(probs[i:j])) / (j - i))
+            for word, tokens, start, end, i, j in zip(words, word_tokens, starts, ends, bounds[:-1], bounds[1:])]
 
 
 def find_words_many(tokenizer: Tokenizer | Sequence[Tokenizer], matrices: Sequence[torch.Tensor | np.ndarray],
@@ -161,63 +164,66 @@ def find_words(tokenizer: Tokenizer, matrix: torch.Tensor | np.ndarray, text_tok
     return find_words_many(tokenizer, [matrix], [text_tokens], [token_probs])[0]
 
 
-def merge_punctuations(alignment: list[WordTiming], prepended: str, appended: str) -> None:
-    """In place: a word that is a prepended mark (after a space) joins the word after it, and an appended mark the
-    word before it; the marks' own entries are left empty (word "", no tokens) with their times."""
-    target = len(alignment) - 1
-    for k in range(len(alignment) - 2, -1, -1):  # right to left, so that runs of marks gather on one word
-        mark, word = alignment[k], alignment[target]
-        if mark.word.startswith(" ") and mark.word.strip() in prepended:
-            word.word, word.tokens = mark.word + word.word, mark.tokens + word.tokens
-            mark.word, mark.tokens = "", []
+def _merge_marks(words: list[str], tokens: list[list[int]], prepended: str, appended: str) -> None:
+    """``merge_punctuations`` on parallel lists (each entry's text, its tokens), in place; token lists are replaced,
+    never modified."""
+    target = len(words) - 1
+    for k in range(len(words) - 2, -1, -1):  # right to left, so that runs of marks gather on one word
+        if words[k].startswith(" ") and words[k].strip() in prepended:
+            words[target], tokens[target] = words[k] + words[target], tokens[k] + tokens[target]
+            words[k], tokens[k] = "", []
         else:
             target = k
     target = 0
-    for k in range(1, len(alignment)):  # left to right
-        word, mark = alignment[target], alignment[k]
-        if not word.word.endswith(" ") and mark.word in appended:
-            word.word, word.tokens = word.word + mark.word, word.tokens + mark.tokens
-            mark.word, mark.tokens = "", []
+    for k in range(1, len(words)):  # left to right
+        if not words[target].endswith(" ") and words[k] in appended:
+            words[target], tokens[target] = words[target] + words[k], tokens[target] + tokens[k]
+            words[k], tokens[k] = "", []
         else:
             target = k
+
+
+def merge_punctuations(alignment: list[WordTiming], prepended: str, appended: str) -> None:
+    """In place: a word that is a prepended mark (after a space) joins the word after it, and an appended mark the
+    word before it; the marks' own entries are left empty (word "", no tokens) with their times."""
+    words, tokens = [t.word for t in alignment], [t.tokens for t in alignment]
+    _merge_marks(words, tokens, prepended, appended)
+    for timing, word, word_tokens in zip(alignment, words, tokens):
+        timing.word, timing.tokens = word, word_tokens
 
 
 # -- words onto segments -------------------------------------------------------------------------------------------
 
-def _typical_durations(alignment: list[WordTiming]) -> tuple[float, float]:
-    """(median word duration capped at MAX_MEDIAN_DURATION, twice that): words of zero duration left out,
-    0.0 when none is left."""
-    durations = np.array([t.end - t.start for t in alignment])
+def _typical_durations(durations: np.ndarray) -> tuple[float, float]:
+    """durations [n] seconds -> (median duration capped at MAX_MEDIAN_DURATION, twice that): zero durations left
+    out, 0.0 when none is left."""
     durations = durations[durations.nonzero()]
     median = min(MAX_MEDIAN_DURATION, float(np.median(durations))) if len(durations) > 0 else 0.0
     return median, median * 2
 
 
-def _truncate_at_sentence_marks(alignment: list[WordTiming], max_duration: float) -> None:
-    """In place: a word longer than max_duration that is a sentence mark keeps only its first max_duration, one
-    right after a sentence mark only its last (the first word is left as it is)."""
-    for k in range(1, len(alignment)):
-        timing = alignment[k]
-        if timing.end - timing.start > max_duration:
-            if timing.word in SENTENCE_END_MARKS:
-                timing.end = timing.start + max_duration
-            elif alignment[k - 1].word in SENTENCE_END_MARKS:
-                timing.start = timing.end - max_duration
+def _truncate_at_sentence_marks(words: list[str], starts: np.ndarray, ends: np.ndarray, max_duration: float) -> None:
+    """In place on starts / ends [n] (seconds; words[k]'s): a word longer than max_duration that is a sentence mark
+    keeps only its first max_duration, one right after a sentence mark only its last (the first word is left as it
+    is); nothing changes when every word has zero duration."""
+    durations = ends - starts
+    if not durations.any():
+        return
+    for k in (np.flatnonzero(durations[1:] > max_duration) + 1).tolist():
+        if words[k] in SENTENCE_END_MARKS:
+            ends[k] = starts[k] + max_duration
+        elif words[k - 1] in SENTENCE_END_MARKS:
+            starts[k] = ends[k] - max_duration
 
 
-def _take_words(alignment: list[WordTiming], index: int, n_tokens: int, time_offset: float) -> tuple[list, int]:
-    """The words of a segment of n_tokens text tokens, from alignment[index] on, as mutable [start, end, word,
-    probability] in seconds of the audio (rounded to 0.01 as numpy rounds), and the index after them; merged-away
-    (empty) entries count their tokens but give no word."""
-    words, taken = [], 0
-    while index < len(alignment) and taken < n_tokens:
-        timing = alignment[index]
-        if timing.word:
-            words.append([float(np.round(time_offset + timing.start, 2)), float(np.round(time_offset + timing.end, 2)),
-                          timing.word, float(timing.probability)])
-        taken += len(timing.tokens)
+def _segment_end(counts: list[int], index: int, n_tokens: int) -> int:
+    """The index after the entries, from ``index`` on, that make up a segment of n_tokens text tokens (counts[k]:
+    entry k's tokens; merged-away entries count 0 and are taken only before the segment is full)."""
+    taken = 0
+    while index < len(counts) and taken < n_tokens:
+        taken += counts[index]
         index += 1
-    return words, index
+    return index
 
 
 def _fit_edges(words: list[list], start: float, end: float, median: float, max_duration: float,
@@ -253,20 +259,31 @@ def place_words(alignment: list[WordTiming], segments: Sequence[tuple[float, flo
     Long words are cut (sentence marks; after a pause; against the segment's edges), punctuation merged, and
     each segment with words gets its start / end from them where they fit. Returns per segment (start, end,
     words) (a segment without words keeps its times and gets []) and the last_speech_timestamp after the window:
-    the end of its last segment with words (the input when none has words). ``alignment`` is not modified."""
-    alignment = [replace(t, tokens=list(t.tokens)) for t in alignment]
-    median, max_duration = _typical_durations(alignment)
-    if any(t.end - t.start != 0 for t in alignment):
-        _truncate_at_sentence_marks(alignment, max_duration)
-    merge_punctuations(alignment, prepend_punctuations, append_punctuations)
+    the end of its last segment with words (the input when none has words). ``alignment`` is not modified.
+
+    The words' times are worked on as arrays [n] (float64, the same arithmetic as per word), their texts and
+    tokens as lists; each word becomes a mutable [start, end, word, probability] (seconds of the audio, rounded
+    to 0.01 as numpy rounds) for ``_fit_edges``."""
+    starts = np.array([t.start for t in alignment], dtype=np.float64)
+    ends = np.array([t.end for t in alignment], dtype=np.float64)
+    words, tokens = [t.word for t in alignment], [t.tokens for t in alignment]
+    median, max_duration = _typical_durations(ends - starts)
+    _truncate_at_sentence_marks(words, starts, ends, max_duration)
+    _merge_marks(words, tokens, prepend_punctuations, append_punctuations)
+    entries = [[start, end, word, float(t.probability)] for start, end, word, t in
+               zip(np.round(time_offset + starts, 2).tolist(), np.round(time_offset + ends, 2).tolist(), words,
+                   alignment)]
+    counts = [len(t) for t in tokens]
     placed: list[tuple[float, float, list[Word]]] = []
     index = 0
-    for start, end, tokens in segments:
-        words, index = _take_words(alignment, index, len(tokens), time_offset)
-        if words:
-            start, end = _fit_edges(words, start, end, median, max_duration, last_speech_timestamp)
+    for start, end, segment_tokens in segments:
+        stop = _segment_end(counts, index, len(segment_tokens))
+        seg_words = [entries[k] for k in range(index, stop) if words[k]]
+        index = stop
+        if seg_words:
+            start, end = _fit_edges(seg_words, start, end, median, max_duration, last_speech_timestamp)
             last_speech_timestamp = end
-        placed.append((float(start), float(end), [Word(float(a), float(b), w, p) for a, b, w, p in words]))
+        placed.append((float(start), float(end), [Word(float(a), float(b), w, p) for a, b, w, p in seg_words]))
     return placed, last_speech_timestamp
 
 
