@@ -103,6 +103,20 @@ def test_alignment_matrix_is_openai(num_frames, n_sot, width, qk_scale):
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_alignment_matrices_are_alignment_matrix_per_row(device):
+    """Rows of different lengths, frames and sot lengths: each row's matrix bit for bit, on the CPU."""
+    g = torch.Generator().manual_seed(3)
+    lengths, frames, n_sots = [9, 23, 23, 5, 40], [3000, 3000, 1234, 12, 777], [3, 4, 3, 1, 3]
+    scores = (torch.randn(len(lengths), 6, 42, 1500, generator=g) * 3).to(device)
+    got = T.alignment_matrices(scores, lengths, frames, n_sots, 5)
+    for r, (length, num_frames, n_sot) in enumerate(zip(lengths, frames, n_sots)):
+        want = T.alignment_matrix(scores[r, :, :length], num_frames, n_sot, 5).cpu()
+        assert got[r].device.type == "cpu" and got[r].shape == (length - n_sot - 1, num_frames // 2)
+        assert torch.equal(got[r], want)
+
+
 class _CrossAttention(nn.Module):
     def __init__(self, qk: torch.Tensor):
         super().__init__()

@@ -16,7 +16,7 @@ import torch
 
 from ..io.alignment_heads import Heads, default_heads
 from ..io.tokenizer import Tokenizer
-from .timing import WordTiming, alignment_matrix, find_words_many
+from .timing import WordTiming, alignment_matrices, find_words_many
 
 MEDFILT_WIDTH = 7  # openai-whisper's median filter over the scores, in audio positions
 _warned: set[int] = set()
@@ -67,14 +67,12 @@ def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor
     finally:
         dec.release()
     # the matrices on the scores' device (the softmax and median filter over [heads, tokens, 1500] are the
-    # costly part on a CPU); only the small [tokens, frames] matrices travel
-    probs, scores = probs.float().cpu(), scores.float()
-    matrices, token_probs = [], []
-    for r, i in enumerate(rows):
-        n_sot, n_text = len(tokenizers[i].sot_sequence), len(texts[i])
-        matrix = alignment_matrix(scores[r, :, :len(seqs[r])], num_frames[i], n_sot, MEDFILT_WIDTH)
-        matrices.append(matrix.cpu())
-        token_probs.append(probs[r, n_sot:n_sot + n_text].tolist())
+    # costly part on a CPU); only the small [tokens, frames] matrices travel, in one copy
+    n_sots = [len(tokenizers[i].sot_sequence) for i in rows]
+    matrices = alignment_matrices(scores.float(), [len(s) for s in seqs], [num_frames[i] for i in rows], n_sots,
+                                  MEDFILT_WIDTH)
+    probs = probs.float().cpu().tolist()
+    token_probs = [probs[r][n_sot:n_sot + len(texts[i])] for r, (i, n_sot) in enumerate(zip(rows, n_sots))]
     found = find_words_many([tokenizers[i] for i in rows], matrices, [texts[i] for i in rows], token_probs)
     for i, words in zip(rows, found):
         out[i] = words

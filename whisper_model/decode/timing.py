@@ -109,6 +109,24 @@ def alignment_matrix(scores: torch.Tensor, num_frames: int, n_sot: int, medfilt_
     return weights.mean(dim=0)[n_sot:-1]
 
 
+def alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num_frames: Sequence[int],
+                       n_sots: Sequence[int], medfilt_width: int = 7) -> list[torch.Tensor]:
+    """``alignment_matrix`` of each row of scores [n, H, T, n_audio_ctx] (row r: its first lengths[r] tokens, of
+    which n_sots[r] sot tokens, within num_frames[r] mel frames) on the scores' device, brought to the CPU in one
+    copy -> per row [lengths[r] - n_sots[r] - 1, num_frames[r] // 2] float32 (from another device: views of one
+    CPU tensor).
+
+    One call per row: a call on several rows at once is not bit-identical to it (the mean over the heads of a
+    larger tensor sums in another order, on the CPU already)."""
+    matrices = [alignment_matrix(scores[r, :, :length], frames, n_sot, medfilt_width)
+                for r, (length, frames, n_sot) in enumerate(zip(lengths, num_frames, n_sots))]
+    if scores.device.type == "cpu":
+        return matrices
+    flat = torch.cat([matrix.flatten() for matrix in matrices]).cpu()
+    chunks = flat.split([matrix.numel() for matrix in matrices])
+    return [chunk.view(matrix.shape) for chunk, matrix in zip(chunks, matrices)]
+
+
 def _as_cost(matrix: torch.Tensor | np.ndarray) -> np.ndarray:
     """-matrix as float64 numpy (the DTW's cost)."""
     if isinstance(matrix, torch.Tensor):
@@ -288,5 +306,5 @@ def place_words(alignment: list[WordTiming], segments: Sequence[tuple[float, flo
 
 
 __all__ = ["APPEND_PUNCTUATIONS", "PREPEND_PUNCTUATIONS", "TOKENS_PER_SECOND", "Word", "WordTiming",
-           "alignment_matrix", "find_words", "find_words_many", "merge_punctuations", "place_words",
-           "split_to_word_tokens", "split_tokens_on_spaces", "split_tokens_on_unicode"]
+           "alignment_matrices", "alignment_matrix", "find_words", "find_words_many", "merge_punctuations",
+           "place_words", "split_to_word_tokens", "split_tokens_on_spaces", "split_tokens_on_unicode"]
