@@ -113,15 +113,12 @@ def alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num_frames:
                        n_sots: Sequence[int], medfilt_width: int = 7) -> list[torch.Tensor]:
     """``alignment_matrix`` of each row of scores [n, H, T, n_audio_ctx] (row r: its first lengths[r] tokens, of
     which n_sots[r] sot tokens, within num_frames[r] mel frames) on the scores' device, brought to the CPU in one
-    copy -> per row [lengths[r] - n_sots[r] - 1, num_frames[r] // 2] float32 (from another device: views of one
-    CPU tensor).
+    copy -> per row [lengths[r] - n_sots[r] - 1, num_frames[r] // 2] float32 (views of one CPU tensor).
 
     One call per row: a call on several rows at once is not bit-identical to it (the mean over the heads of a
     larger tensor sums in another order, on the CPU already)."""
     matrices = [alignment_matrix(scores[r, :, :length], frames, n_sot, medfilt_width)
                 for r, (length, frames, n_sot) in enumerate(zip(lengths, num_frames, n_sots))]
-    if scores.device.type == "cpu":
-        return matrices
     flat = torch.cat([matrix.flatten() for matrix in matrices]).cpu()
     chunks = flat.split([matrix.numel() for matrix in matrices])
     return [chunk.view(matrix.shape) for chunk, matrix in zip(chunks, matrices)]
