@@ -12,6 +12,8 @@ projection's epilogue.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Mapping, Sequence
 
 import torch
@@ -189,12 +191,19 @@ class CrossAttention(_AttentionBase):
             raise ValueError(f"CrossAttention: score_heads {list(heads)} do not exist (the layer has "
                              f"{self.local_heads} heads)")
         b = q.shape[0] // t
-        index = torch.tensor(list(heads), device=q.device)
+        index = _head_index(tuple(heads), q.device)
         keys = dequantized(k, torch.float32)
         qh = q.view(b, t, self.local_heads, self.head_dim).index_select(2, index).transpose(1, 2).float()
         rows = torch.arange(b, device=q.device) // group
         kh = keys.index_select(0, rows).index_select(1, index).float()  # [b, h, s, hd]
         return torch.matmul(qh, kh.transpose(-1, -2)) * self.head_dim ** -0.5
+
+
+@functools.lru_cache(maxsize=256)
+def _head_index(heads: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The heads as an index tensor on ``device``, made once: a pass captured as a CUDA graph may not copy one
+    from the host."""
+    return torch.tensor(heads, device=device)
 
 
 def _group(b: int, audios: int) -> int:

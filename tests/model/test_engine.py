@@ -221,9 +221,9 @@ def test_growing_the_rows_drops_the_graphs_and_their_pool():
 
 @pytest.mark.gpu
 def test_the_alignment_pass_is_captured_per_shape_and_equals_the_eager_pass():
-    """``align`` pads the tokens to a multiple of ``ALIGN_WIDTH`` (here the context, 24) and replays one graph per
-    (audio rows, width, heads): the probabilities and scores of the eager model's pass on the unpadded tokens;
-    another length of the same width replays the same graph."""
+    """``align`` pads the tokens to a multiple of ``ALIGN_WIDTH`` (16; the context, 24, at most) and replays one
+    graph per (audio rows, width, heads): the probabilities and scores of the eager model's pass on the unpadded
+    tokens; another length of the same width replays the same graph."""
     model = make(torch.float16, "cuda")
     fast = accelerate(model, max_batch_size=3, max_beam_width=1)
     dec, ref = fast.text_decoder, model.decoder
@@ -238,7 +238,7 @@ def test_the_alignment_pass_is_captured_per_shape_and_equals_the_eager_pass():
         want_probs, want_scores = ref.align(tokens, heads, eot)
         assert probs.shape == (a, t - 1) and scores.shape == (a, len(heads), t, DIMS.n_audio_ctx)
         assert rel(probs, want_probs) < 5e-3 and rel(scores, want_scores) < 5e-3
-    assert sorted(k[:2] for k in dec._aligns) == [(1, 24), (2, 24), (3, 24)]
+    assert sorted(k[:2] for k in dec._aligns) == [(1, 16), (2, 24), (3, 16), (3, 24)]
 
 
 def test_build_writes_an_engine_that_loads(tmp_path):

@@ -106,7 +106,8 @@ def test_alignment_matrix_is_openai(num_frames, n_sot, width, qk_scale):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA"))])
 def test_alignment_matrices_are_alignment_matrix_per_row(device):
-    """Rows of different lengths, frames and sot lengths: each row's matrix bit for bit, on the CPU."""
+    """Rows of different lengths, frames and sot lengths: each row's matrix, bit for bit on the CPU; on a GPU
+    (all rows at once, ``batched_matrices``) up to the order of float32 sums."""
     g = torch.Generator().manual_seed(3)
     lengths, frames, n_sots = [9, 23, 23, 5, 40], [3000, 3000, 1234, 12, 777], [3, 4, 3, 1, 3]
     scores = (torch.randn(len(lengths), 6, 42, 1500, generator=g) * 3).to(device)
@@ -114,7 +115,27 @@ def test_alignment_matrices_are_alignment_matrix_per_row(device):
     for r, (length, num_frames, n_sot) in enumerate(zip(lengths, frames, n_sots)):
         want = T.alignment_matrix(scores[r, :, :length], num_frames, n_sot, 5).cpu()
         assert got[r].device.type == "cpu" and got[r].shape == (length - n_sot - 1, num_frames // 2)
-        assert torch.equal(got[r], want)
+        if device == "cpu":
+            assert torch.equal(got[r], want)
+        else:
+            torch.testing.assert_close(got[r], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sort_bytes", [2**29, 1])
+def test_batched_matrices_equal_the_per_row_ones(monkeypatch, sort_bytes):
+    """The GPU's path, here on the CPU: rows of different lengths, sot lengths and frame counts (a window too
+    short for the median filter among them), masked instead of sliced, in one chunk or one row at a time."""
+    from whisper_model.decode import batched_matrices as B
+
+    monkeypatch.setattr(B, "SORT_BYTES", sort_bytes)
+    g = torch.Generator().manual_seed(4)
+    lengths, frames, n_sots = [9, 23, 23, 5, 40, 12], [3000, 3000, 1234, 12, 777, 4], [3, 4, 3, 1, 3, 3]
+    scores = torch.randn(len(lengths), 6, 42, 1500, generator=g) * 3
+    got = B.batched_alignment_matrices(scores, lengths, frames, n_sots, 5)
+    for r, (length, num_frames, n_sot) in enumerate(zip(lengths, frames, n_sots)):
+        want = T.alignment_matrix(scores[r, :, :length], num_frames, n_sot, 5)
+        assert got[r].shape == want.shape == (length - n_sot - 1, num_frames // 2)
+        torch.testing.assert_close(got[r], want, rtol=1e-5, atol=1e-5)
 
 
 class _CrossAttention(nn.Module):

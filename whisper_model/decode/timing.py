@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..io.tokenizer import Tokenizer
+from .batched_matrices import batched_alignment_matrices
 from .dtw import dtw_many, median_filter
 
 
@@ -115,19 +116,23 @@ def alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num_frames:
     which n_sots[r] sot tokens, within num_frames[r] mel frames) on the scores' device, brought to the CPU in one
     copy -> per row [lengths[r] - n_sots[r] - 1, num_frames[r] // 2] float32 (views of one CPU tensor).
 
-    One call per row: a call on several rows at once is not bit-identical to it (the mean over the heads of a
-    larger tensor sums in another order, on the CPU already)."""
-    matrices = [alignment_matrix(scores[r, :, :length], frames, n_sot, medfilt_width)
-                for r, (length, frames, n_sot) in enumerate(zip(lengths, num_frames, n_sots))]
+    On the CPU one call per row: a call on several rows at once is not bit-identical to it (the mean over the heads
+    of a larger tensor sums in another order). On a GPU all rows at once (``batched_matrices``: a dozen launches
+    per window otherwise), equal up to that order."""
+    if scores.device.type == "cpu":
+        matrices = [alignment_matrix(scores[r, :, :length], frames, n_sot, medfilt_width)
+                    for r, (length, frames, n_sot) in enumerate(zip(lengths, num_frames, n_sots))]
+    else:
+        matrices = batched_alignment_matrices(scores, lengths, num_frames, n_sots, medfilt_width)
     flat = torch.cat([matrix.flatten() for matrix in matrices]).cpu()
     chunks = flat.split([matrix.numel() for matrix in matrices])
     return [chunk.view(matrix.shape) for chunk, matrix in zip(chunks, matrices)]
 
 
 def _as_cost(matrix: torch.Tensor | np.ndarray) -> np.ndarray:
-    """-matrix as float64 numpy (the DTW's cost)."""
+    """-matrix as float64 numpy (the DTW's cost; numpy's conversion: torch's wakes its thread pool per matrix)."""
     if isinstance(matrix, torch.Tensor):
-        return (-matrix).double().cpu().numpy()
+        matrix = matrix.detach().cpu().numpy()
     return -np.asarray(matrix).astype(np.float64)
 
 

@@ -44,9 +44,10 @@ from ..model import Quantization, Whisper
 from ..model.caches import DecoderCaches
 
 ENGINE_FILE = "engine.json"
-ALIGN_WIDTH = 32  # the alignment pass's tokens are padded to a multiple of this: its graphs' widths
+ALIGN_WIDTH = 16  # the alignment pass's tokens are padded to a multiple of this: its graphs' widths
 MAX_ALIGN_GRAPHS = 32  # alignment shapes (audio rows, width, heads) beyond this many run eagerly
-MAX_ALIGN_BYTES = 2**30  # as does a shape whose outputs (the logits, the heads' scores) would take more
+MAX_ALIGN_BYTES = 2**30  # as do shapes once the graphs' kept outputs (the heads' scores) would take more in all,
+# or whose logits alone would
 
 
 def _triton_ops():
@@ -143,6 +144,7 @@ class FastDecoder:
         self.max_graph_tokens = 8  # steps of more new tokens than this are not captured
         self._steps: dict[tuple[int, int, int], _Step] = {}
         self._aligns: dict[tuple, _AlignPass] = {}
+        self._align_bytes = 0  # the scores the captured alignment passes keep
         self._pool = None
         self.caches: DecoderCaches | None = None
         self.reserve(rows)
@@ -157,6 +159,7 @@ class FastDecoder:
             return
         self._steps.clear()
         self._aligns.clear()
+        self._align_bytes = 0
         self._pool = None  # the old graphs' pool goes with them: a capture into it after they are gone fails
         self.caches = None  # free the old storage before allocating the new
         self.caches = self.module.new_caches(rows)
@@ -180,8 +183,10 @@ class FastDecoder:
         width = min(-(-t // ALIGN_WIDTH) * ALIGN_WIDTH, self.n_ctx)
         key = (a, width, tuple(map(tuple, heads)), vocab_limit)
         ap = self._aligns.get(key)
-        if ap is None and self._align_capturable(a, width, len(heads)):
+        kept = a * len(heads) * width * self.module.n_audio_ctx * 4  # the scores, float32
+        if ap is None and self._align_capturable(a, width, kept):
             ap = self._aligns[key] = _AlignPass(self, a, width)
+            self._align_bytes += kept
         if ap is None:
             backend = KernelBackend(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
             return self.module.align_on(backend, self.caches, tokens, heads, vocab_limit)
@@ -196,10 +201,10 @@ class FastDecoder:
         probs, scores = ap.out
         return probs[:, : t - 1].clone(), scores[:, :, :t].clone()  # the pool's memory is the next graph's
 
-    def _align_capturable(self, a: int, width: int, n_heads: int) -> bool:
-        per_token = self.module.token_embedding.num_embeddings + n_heads * self.module.n_audio_ctx  # float32 each
+    def _align_capturable(self, a: int, width: int, kept: int) -> bool:
+        logits = a * width * self.module.token_embedding.num_embeddings * 4
         return (self.cuda_graphs and len(self._aligns) < MAX_ALIGN_GRAPHS
-                and a * width * per_token * 4 <= MAX_ALIGN_BYTES)
+                and max(logits, self._align_bytes + kept) <= MAX_ALIGN_BYTES)
 
     def release(self) -> None:
         self.caches.release()
