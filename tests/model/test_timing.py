@@ -121,23 +121,6 @@ def test_alignment_matrices_are_alignment_matrix_per_row(device):
             torch.testing.assert_close(got[r], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("sort_bytes", [2**29, 1])
-def test_batched_matrices_equal_the_per_row_ones(monkeypatch, sort_bytes):
-    """The GPU's path, here on the CPU: rows of different lengths, sot lengths and frame counts (a window too
-    short for the median filter among them), masked instead of sliced, in one chunk or one row at a time."""
-    from whisper_model.decode import batched_matrices as B
-
-    monkeypatch.setattr(B, "SORT_BYTES", sort_bytes)
-    g = torch.Generator().manual_seed(4)
-    lengths, frames, n_sots = [9, 23, 23, 5, 40, 12], [3000, 3000, 1234, 12, 777, 4], [3, 4, 3, 1, 3, 3]
-    scores = torch.randn(len(lengths), 6, 42, 1500, generator=g) * 3
-    got = B.batched_alignment_matrices(scores, lengths, frames, n_sots, 5)
-    for r, (length, num_frames, n_sot) in enumerate(zip(lengths, frames, n_sots)):
-        want = T.alignment_matrix(scores[r, :, :length], num_frames, n_sot, 5)
-        assert got[r].shape == want.shape == (length - n_sot - 1, num_frames // 2)
-        torch.testing.assert_close(got[r], want, rtol=1e-5, atol=1e-5)
-
-
 class _CrossAttention(nn.Module):
     def __init__(self, qk: torch.Tensor):
         super().__init__()

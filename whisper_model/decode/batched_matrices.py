@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .dtw import median_filter
 
-SORT_BYTES = 2**29  # the median filter's sort buffer [rows, heads, tokens, frames, width] per call, at most
+SORT_BYTES = 2**29  # the median filter's buffers [rows, heads, tokens, frames, width] per call, at most
 
 
 def batched_alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num_frames: Sequence[int],
@@ -47,10 +48,29 @@ def batched_alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num
         for k in range(0, len(rows), step):
             chunk = rows[k:k + step]
             index = torch.tensor(chunk, device=device)
-            filtered = median_filter(weights.index_select(0, index)[..., :f], medfilt_width).mean(dim=1)
+            filtered = _median(weights.index_select(0, index)[..., :f], medfilt_width).mean(dim=1)
             for j, r in enumerate(chunk):
                 out[r] = filtered[j, n_sots[r]:lengths[r] - 1]
     return out
+
+
+# the median of 7 in 13 compare-exchanges (Devillard's opt_med7 network): the middle value itself, as a sort gives
+# it, in elementwise min / max over whole tensors where sorting 7-value windows was most of this module's GPU time
+MED7 = ((0, 5), (0, 3), (1, 6), (2, 4), (0, 1), (3, 5), (2, 6), (2, 3), (3, 6), (4, 5), (1, 4), (1, 3), (3, 4))
+
+
+def _median(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``dtw.median_filter(x, width)``; for width 7 by the compare-exchange network (the same values unless x holds
+    NaN, which min / max spread where a sort puts it last)."""
+    pad = width // 2
+    if width != 7 or x.shape[-1] <= pad:
+        return median_filter(x, width)
+    lead, n = x.shape[:-1], x.shape[-1]
+    padded = F.pad(x.reshape(-1, 1, n), (pad, pad), mode="reflect").reshape(*lead, n + 2 * pad)
+    v = [padded[..., i:i + n] for i in range(width)]
+    for a, b in MED7:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    return v[3]
 
 
 __all__ = ["batched_alignment_matrices"]
