@@ -120,6 +120,14 @@ class KVCache(nn.Module):
         """Forget what ``write`` filled (nothing is cleared: positions are rewritten before they are read)."""
         self.rows = self.length = 0
 
+    def recall(self, rows: int, length: int) -> None:
+        """Take back what ``forget`` dropped: the first ``rows`` rows up to ``length`` hold what ``write`` wrote
+        there (the caller knows that nothing has been written over them since)."""
+        self._check_rows(rows)
+        if not 0 <= length <= self.max_len:
+            raise ValueError(f"{type(self).__name__}: length {length} outside [0, {self.max_len}]")
+        self.rows, self.length = rows, length
+
     def reset(self) -> None:
         for buf in self.buffers():
             buf.zero_()

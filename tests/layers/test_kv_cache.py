@@ -99,3 +99,19 @@ def test_kv_cache_update_per_row_positions():
     kr, _ = c.update(torch.tensor([1]), k2, v2)
     torch.testing.assert_close(kr[:, :, [1]], k2, rtol=0, atol=0)
     torch.testing.assert_close(kr[0, :, 4], k[0, :, 0], rtol=0, atol=0)  # the rest kept
+
+
+def test_kv_cache_recall_takes_back_what_forget_dropped():
+    c = KVCache(3, 2, 10, 4)
+    k, v = randn(2, 2, 6, 4, seed=1).float(), randn(2, 2, 6, 4, seed=2).float()
+    c.write(k, v)
+    c.forget()
+    with pytest.raises(RuntimeError, match="nothing written"):
+        c.written()
+    c.recall(2, 6)
+    got_k, got_v = c.written()
+    assert torch.equal(got_k, k) and torch.equal(got_v, v)
+    with pytest.raises(ValueError, match="max_batch"):
+        c.recall(4, 6)
+    with pytest.raises(ValueError, match="length 11"):
+        c.recall(2, 11)

@@ -201,3 +201,31 @@ def test_engine_fp16_words_within_a_tenth_of_a_second_of_cpu_fp32(tmp_path):
                 compared += 1
     print(f"{compared} words compared, worst difference {worst:.3f} s")
     assert compared >= 100 and worst <= 0.1 + 1e-9
+
+
+def test_the_alignment_pass_takes_back_the_decodes_cross_kv(monkeypatch):
+    """A window decoded at temperature 0 then word-timed computes its cross K/V once (the alignment pass takes
+    them back, ``put_audio``), with the same words and times as when they are computed again."""
+    from whisper_model import WhisperModel
+    from whisper_model.model.caches import DecoderCaches
+    from whisper_model.model.whisper import WhisperDecoder
+
+    sample = str(Path(__file__).resolve().parents[2] / "samples" / "jfk.mp3")
+    model = WhisperModel("tiny.en", device="cpu")
+    calls = []
+    set_audio_on = WhisperDecoder.set_audio_on
+
+    def counted(self, caches, xa, **kw):
+        calls.append(xa.shape[0])
+        return set_audio_on(self, caches, xa, **kw)
+
+    monkeypatch.setattr(WhisperDecoder, "set_audio_on", counted)
+
+    def words():
+        segments, _ = model.transcribe(sample, language="en", word_timestamps=True, temperature=0.0)
+        return [(w.word, w.start, w.end, w.probability) for s in segments for w in s.words]
+
+    reused = words()
+    assert reused and calls == [1]  # one 30 s window: its decode's set_audio, none for the alignment
+    monkeypatch.setattr(DecoderCaches, "recall_audio", lambda self, xa: False)
+    assert words() == reused and calls == [1, 1, 1]

@@ -260,6 +260,33 @@ def test_build_writes_an_engine_that_loads(tmp_path):
     fast.encoder(torch.zeros(1, fast.dims.n_mels, 3000)).add_(1)
 
 
+@pytest.mark.parametrize("engine", [False, True])
+def test_reuse_audio_takes_back_the_cross_kv_of_the_same_tensor_only(engine):
+    """After a decode's ``release`` the word-alignment pass takes back the cross K/V of the same features
+    (``reuse_audio``): the same logits as a fresh ``set_audio``; another tensor (even with equal values), a later
+    ``set_audio`` of other audio, or caches grown since are not reused."""
+    model = make()
+    dec = accelerate(model, max_batch_size=2, kernels="torch").text_decoder if engine else model.decoder
+    xa = torch.randn(2, DIMS.n_audio_ctx, DIMS.n_audio_state)
+    other = torch.randn(2, DIMS.n_audio_ctx, DIMS.n_audio_state)
+    tokens = torch.randint(0, DIMS.n_vocab, (2, 5))
+    dec.reserve(2)
+    dec.set_audio(xa)
+    want = dec.step(tokens, torch.arange(5))
+    dec.release()
+    assert not dec.reuse_audio(xa.clone())
+    assert dec.reuse_audio(xa)
+    assert torch.equal(dec.step(tokens, torch.arange(5)), want)
+    dec.release()
+    dec.set_audio(other)
+    dec.release()
+    assert not dec.reuse_audio(xa)
+    dec.set_audio(xa)
+    dec.release()
+    dec.reserve(8)  # larger caches: their cross K/V were never written
+    assert not dec.reuse_audio(xa)
+
+
 def test_both_decoders_implement_the_seam_and_own_their_caches():
     """The eager decoder and the engine each implement ``TextDecoder``; the engine never touches the eager
     layers' state (their caches stay unset) and the two keep separate caches."""

@@ -16,6 +16,7 @@ import torch
 
 from ..io.alignment_heads import Heads, default_heads
 from ..io.tokenizer import Tokenizer
+from .protocol import put_audio
 from .timing import WordTiming, alignment_matrices, find_words_many
 
 MEDFILT_WIDTH = 7  # openai-whisper's median filter over the scores, in audio positions
@@ -60,8 +61,8 @@ def align_windows(model, tokenizers: Sequence[Tokenizer], features: torch.Tensor
     eot = tokenizers[rows[0]].eot
     dec = model.text_decoder
     dec.reserve(len(rows))
-    index = torch.tensor(rows, device=features.device)
-    dec.set_audio(features if len(rows) == features.shape[0] else features[index])
+    x = features if len(rows) == features.shape[0] else features[torch.tensor(rows, device=features.device)]
+    put_audio(dec, x)  # the decode of these windows has usually just computed their cross K/V
     try:
         probs, scores = dec.align(tokens, heads_of(model), eot)
     finally:

@@ -12,6 +12,9 @@ Implemented by the eager model (``model.WhisperDecoder``, plain PyTorch) and by 
     dec.reorder(source_rows)                     # beam search: row i continues old row source_rows[i]
     probs, scores = dec.align(tokens, heads, eot) # word timestamps: one pass over a window's final tokens
     dec.release()                                # done with these rows and audios
+
+``put_audio(dec, features)`` sets the audio unless ``dec.reuse_audio(features)`` can take back the cross K/V of that
+very tensor (a word-alignment pass right after the decode of the same windows).
 """
 from __future__ import annotations
 
@@ -37,6 +40,11 @@ class TextDecoder(Protocol):
 
     def set_audio(self, features: torch.Tensor) -> None:
         """features [n_audio, n_audio_ctx, d]: project every layer's cross K/V of audio rows 0..n_audio-1, once."""
+
+    def reuse_audio(self, features: torch.Tensor) -> bool:
+        """If the caches still hold the cross K/V of this very tensor (the last ``set_audio``, released since, no
+        audio set after it; the caller vouches ``features`` was not modified in place), make them current again
+        and return True (``set_audio`` then need not run); else False."""
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor,
              keep: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -78,3 +86,10 @@ class SpeechModel(Protocol):
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """mel [n, n_mels, 2*n_audio_ctx] -> encoder states [n, n_audio_ctx, n_audio_state]."""
+
+
+def put_audio(decoder: TextDecoder, features: torch.Tensor) -> None:
+    """``decoder.set_audio(features)``, unless the decoder still holds the cross K/V of this very tensor (the
+    language detection or the decode before, on the same features)."""
+    if not decoder.reuse_audio(features):
+        decoder.set_audio(features)

@@ -26,7 +26,7 @@ from .language import detect_language, features_of, resolve_language, tokenizer_
 from .logit_filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens
 from .loops import StopRepetitionLoops, sequence_loops, unlooped_first
 from .options import DecodingOptions, DecodingResult, compression_ratio
-from .protocol import TextDecoder
+from .protocol import TextDecoder, put_audio
 from .row_layout import RowLayout
 from .token_decoders import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker, TokenDecoder
 
@@ -185,7 +185,7 @@ class DecodingTask:
         (tokens [n_batch, length], sum_logprobs [n_batch], no_speech_probs [n_batch])."""
         decoder, n_batch = self.model.text_decoder, tokens.shape[0]
         decoder.reserve(n_batch)
-        decoder.set_audio(features)  # one cross row per audio; decoder row i reads audio i // n_group
+        put_audio(decoder, features)  # one cross row per audio; decoder row i reads audio i // n_group
         try:
             return self._steps(decoder, tokens, positions, sot_columns, limits, features.shape[0])
         finally:

@@ -168,6 +168,9 @@ class FastDecoder:
         """features [A, n_audio_ctx, d] -> every layer's cross K/V (one GEMM per layer, written in place)."""
         self.module.set_audio_on(self.caches, features)
 
+    def reuse_audio(self, features: torch.Tensor) -> bool:
+        return self.caches.recall_audio(features)
+
     def reorder(self, index: torch.Tensor) -> None:
         self.caches.reorder(index)
 

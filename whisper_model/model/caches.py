@@ -47,6 +47,7 @@ class DecoderCaches:
         self.self = [self._cache(self._self_views(i)) for i in range(n_layer)]
         self.cross = [self._cache(self._cross_views(i)) for i in range(n_layer)]
         self.last_pos: Optional[torch.Tensor] = None  # positions of the latest step (bounds ``reorder``)
+        self._audio: Optional[tuple[torch.Tensor, int, int]] = None  # (source, rows, length) of the cross K/V
 
     def _self_views(self, layer: int) -> tuple:
         views = (self.self_store[layer, 0], self.self_store[layer, 1])
@@ -115,8 +116,24 @@ class DecoderCaches:
         for kv in (self.self_store, self.self_scale) if self.int8 else (self.self_store,):
             kv[:, :, :n, :, :length] = kv[:, :, index, :, :length]
 
+    def audio_written(self, xa: torch.Tensor) -> None:
+        """The cross caches now hold the K/V of ``xa`` (``set_audio_on``): ``recall_audio(xa)`` may take them back
+        after a ``release`` (``xa`` is kept until the next audio)."""
+        cache = self.cross[0]
+        self._audio = (xa, cache.rows, cache.length)
+
+    def recall_audio(self, xa: torch.Tensor) -> bool:
+        """If the cross caches still hold the K/V of this very tensor (the last audio written, nothing written
+        since; the caller vouches it was not modified in place), make them current again and return True."""
+        if self._audio is None or self._audio[0] is not xa:
+            return False
+        for cache in self.cross:
+            cache.recall(*self._audio[1:])
+        return True
+
     def release(self) -> None:
-        """Forget the audios; rows are rewritten by position before any query reads them, so nothing is cleared."""
+        """Forget the audios; rows are rewritten by position before any query reads them, so nothing is cleared
+        (the cross K/V stay in place for ``recall_audio``)."""
         for cache in self.cross:
             cache.forget()
         self.last_pos = None

@@ -171,9 +171,10 @@ class WhisperDecoder(Module):
         """xa [a, n_audio_ctx, d] -> every layer's cross K/V of audio rows 0..a-1 in ``caches`` (one product per
         layer; quantized once here for an int8 cache)."""
         caches.check_audio(xa)
-        xa = xa.to(self.dtype)
+        states = xa.to(self.dtype)
         for blk, cache in zip(self.blocks, caches.cross):
-            blk.cross_attn.compute_kv(xa, cache, backend=backend)
+            blk.cross_attn.compute_kv(states, cache, backend=backend)
+        caches.audio_written(xa)
 
     def new_caches(self, rows: int, n_ctx: Optional[int] = None) -> DecoderCaches:
         attn = self.blocks[0].attn
@@ -207,6 +208,10 @@ class WhisperDecoder(Module):
     def set_audio(self, xa: torch.Tensor) -> None:
         """xa [a, n_audio_ctx, d]: every layer's cross K/V of audio rows 0..a-1, once per audio."""
         self.set_audio_on(self._reserved("set_audio"), xa)
+
+    def reuse_audio(self, xa: torch.Tensor) -> bool:
+        """``TextDecoder.reuse_audio``: the cross K/V of this very ``xa`` again, if the caches still hold them."""
+        return self._reserved("reuse_audio").recall_audio(xa)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor,
