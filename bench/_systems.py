@@ -174,12 +174,13 @@ class OursRun(SystemRun):
         return mask
 
     @torch.inference_mode()
-    def decode(self, mel, n):
+    def decode(self, mel, n, features=None):
+        """``n`` greedy tokens per row of ``mel`` (encoded here, or its encoder states ``features`` given)."""
         dec = self.fast.text_decoder
         suppress = self._suppress_mask(mel.device)
         prompt = torch.tensor(self.ids["prompt"], device=mel.device).expand(mel.shape[0], -1)
         k = prompt.shape[1]
-        dec.set_audio(self.fast.encoder(mel))
+        dec.set_audio(self.fast.encoder(mel) if features is None else features)
         logits = dec.step(prompt, self.positions[:k])[:, -1]
         out = torch.empty(mel.shape[0], n, dtype=torch.long, device=mel.device)
         for i in range(n):

@@ -5,7 +5,8 @@
 Random weights of ``--model``'s shapes on the GPU engine (fp16, Triton kernels + graphs; ``--device cpu``: the
 eager fp32 model), random log-mel, ``--tokens`` greedy text tokens per window (end-of-text and the special ids
 suppressed, ``bench._systems.OursRun.decode``). Per batch size: the window's decode time (encoder + prompt + the
-tokens), then ``decode.alignment.align_windows`` on the same windows and text (one decoder pass over
+tokens), then ``decode.alignment.align_windows`` on the same windows and text, right after their decode as in the
+scheduler (so the cross K/V the decode computed are taken back, ``decode.protocol.put_audio``; one decoder pass over
 ``sot + no_timestamps + text + eot``, the scores of ``--heads`` alignment heads, the normalisation, one batched DTW,
 the word split) and ``decode.timing.place_words``: milliseconds per batch and per window, and the ratio to the
 decode. Random weights have no alignment heads: ``--heads N`` takes N heads spread over the decoder's last half
@@ -62,6 +63,7 @@ def bench_batch(run: OursRun, tokenizer, b: int, tokens: int, repeats: int, devi
     texts = [[t for t in row if t < tokenizer.eot] for row in out.tolist()]
     with torch.inference_mode():
         features = run.fast.encoder(mel)
+    run.decode(mel, tokens, features)  # as the scheduler: the alignment pass follows the decode of these features
     tokenizers = [tokenizer] * b
     align_s, alignments = timed(lambda: align_windows(run.fast, tokenizers, features, texts, [3000] * b),
                                 repeats, device)
