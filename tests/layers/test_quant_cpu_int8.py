@@ -93,3 +93,16 @@ def test_rows_are_independent_of_the_batch(kernel):
     y = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
     for i in range(4):
         assert torch.equal(y[i:i + 1], cpu_int8.int8_linear(x[i:i + 1], layer.qweight, layer.scales))
+
+
+def test_the_span_row_is_made_once_and_serves_every_mode():
+    """``packed``'s appended row is cached per K: made under inference_mode, it still serves calls outside it."""
+    cpu_int8.span_row.cache_clear()
+    layer = _layer(32, 48)
+    x = randn(2, 48, seed=69).float() + 0.1
+    with torch.inference_mode():
+        y = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    assert torch.equal(cpu_int8.int8_linear(x, layer.qweight, layer.scales), y)
+    span = cpu_int8.span_row(48)
+    assert span is cpu_int8.span_row(48) and not span.is_inference()
+    assert span.tolist() == [[1.0, -1.0] + [0.0] * 46]

@@ -17,6 +17,7 @@ int32 accumulation and scaled back to float32: ``y[m, n] ~= x[m, :] @ (qweight[n
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -82,12 +83,21 @@ def int8_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) ->
 
 
 def packed_linear(x: torch.Tensor, packed) -> torch.Tensor:
-    """x float32 [M, K] (contiguous) by the packed kernel, per-row activation scales (module docstring) -> [M, N]."""
-    amax = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # [M, 1]
-    span = x.new_zeros(1, x.shape[1])
-    span[0, :2] = torch.tensor([1.0, -1.0])
-    y = torch.ops.quantized.linear_dynamic(torch.cat((x / amax, span)), packed, True)
-    return y[:-1] * amax
+    """x float32 [M, K] (contiguous) by the packed kernel, per-row activation scales (module docstring) -> [M, N]
+    (the first M rows of the kernel's [M + 1, N] result, rescaled in place)."""
+    amax = x.abs().amax(dim=1, keepdim=True).clamp_min_(1e-30)  # [M, 1]
+    y = torch.ops.quantized.linear_dynamic(torch.cat((x / amax, span_row(x.shape[1]))), packed, True)
+    return y[:-1].mul_(amax)
+
+
+@functools.lru_cache(maxsize=None)
+def span_row(k: int) -> torch.Tensor:
+    """The appended row [1, -1, 0, ...] float32 [1, k], made once per k (a normal tensor, whatever mode the first
+    caller is in); read-only."""
+    with torch.inference_mode(False):
+        span = torch.zeros(1, k)
+        span[0, :2] = torch.tensor([1.0, -1.0])
+    return span
 
 
 __all__ = ["KERNELS", "applies", "int8_linear", "int_mm_linear", "packed_weight", "quantize_rows"]

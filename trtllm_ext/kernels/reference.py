@@ -103,7 +103,7 @@ def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     if mode == "int8" and cpu_int8.applies(x, qweight):
         check_quantized(qweight, scales, mode, x.shape[-1], group_size)
         y = cpu_int8.int8_linear(_prologue(x, ln, torch.float32), qweight, scales)
-        y = y if bias is None else y + bias
+        y = y if bias is None else y.add_(bias)  # y: the product's own new tensor
         return _epilogue(y, x, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
     weight = dequantize_weight(qweight, scales, mode, x.shape[-1], group_size=group_size, dtype=scales.dtype)
     return fused_linear(x, weight, bias, ln=ln, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
