@@ -10,6 +10,8 @@ and base are CTranslate2 checkpoints, so every system reads the same weights). A
 (no fallback), ``greedy`` (beam_size None / 1) or ``beam5``, without conditioning on the previous text. Per thread
 count (``torch.set_num_threads``; CTranslate2's ``cpu_threads``, intra_threads) the systems run interleaved,
 ``--repeats`` times each after a warm-up (3 s of the clip): best wall and best process CPU time, texts listed.
+``--systems``: a subset, for one process per runtime (CTranslate2's threads and torch's in one process: see
+bench/RESULTS.md).
 The machine may be shared with other work; CPU time is the less load-sensitive number. Nothing is asserted.
 """
 from __future__ import annotations
@@ -84,11 +86,16 @@ def faster(directory: Path, compute_type: str, threads: int):
     return run
 
 
-def systems(name: str, threads: int, ct2: Path) -> dict:
-    """label -> run(samples float32 [n], beam_size) -> text."""
-    return {"ours fp32": ours(name, None), "ours int8": ours(name, "int8"), "openai-whisper fp32": openai(name),
-            "faster-whisper fp32": faster(ct2, "float32", threads),
-            "faster-whisper int8": faster(ct2, "int8", threads)}
+SYSTEMS = ("ours fp32", "ours int8", "openai-whisper fp32", "faster-whisper fp32", "faster-whisper int8")
+
+
+def systems(name: str, threads: int, ct2: Path, labels=SYSTEMS) -> dict:
+    """label -> run(samples float32 [n], beam_size) -> text, for the systems ``labels``."""
+    make = {"ours fp32": lambda: ours(name, None), "ours int8": lambda: ours(name, "int8"),
+            "openai-whisper fp32": lambda: openai(name),
+            "faster-whisper fp32": lambda: faster(ct2, "float32", threads),
+            "faster-whisper int8": lambda: faster(ct2, "int8", threads)}
+    return {label: make[label]() for label in labels}
 
 
 def bench_clip(runs: dict, samples, beam_size, repeats: int) -> dict:
@@ -124,6 +131,9 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", choices=tuple(MODES), default=["greedy", "beam5"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="a subset: run the others "
+                   "in another process (CTranslate2's thread pool beside torch's in one process slowed ours with 2 "
+                   "threads)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     clips = {c: load_clip(Path(args.audio_dir), c) for c in args.clips}
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
         ct2 = ct2_dir(args.model, Path(tmp))
         for threads in args.threads:
             torch.set_num_threads(threads)
-            runs = systems(args.model, threads, ct2)
+            runs = systems(args.model, threads, ct2, args.systems)
             for clip, samples in clips.items():
                 for mode in args.modes:
                     row = {"threads": threads, "clip": clip, "audio_s": round(len(samples) / 16000, 2), "mode": mode,
