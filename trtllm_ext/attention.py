@@ -13,7 +13,6 @@ projection's epilogue.
 from __future__ import annotations
 
 import functools
-
 from typing import Mapping, Sequence
 
 import torch

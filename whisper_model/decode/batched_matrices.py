@@ -27,7 +27,7 @@ def batched_alignment_matrices(scores: torch.Tensor, lengths: Sequence[int], num
     """scores [n, H, T, n_audio_ctx] float32 (row r: its first lengths[r] tokens, of which n_sots[r] sot tokens,
     within num_frames[r] mel frames) -> per row [lengths[r] - n_sots[r] - 1, num_frames[r] // 2] float32 on the
     scores' device."""
-    n, _, _, _ = scores.shape
+    n = scores.shape[0]
     frames = [f // 2 for f in num_frames]
     longest, widest = max(lengths), max(frames)
     device = scores.device

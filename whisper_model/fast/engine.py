@@ -19,10 +19,9 @@ Each (row bucket, t <= 8, G) step is captured once as a CUDA graph (buckets: pow
 rows); a call copies its tokens/positions into the graph's static inputs, replays, and returns a copy of
 the logits: no host synchronisation. Longer prompts (conditioning on previous text) run the same step
 eagerly. The encoder is captured once per batch size up to 8 (larger batches run eagerly); the word-alignment pass
-once per shape (``FastDecoder.align``). ``reorder`` gathers the
-self caches of all layers in two kernels (it reads the current length, one sync, as beam search syncs per step
-anyway). Without CUDA
-(or with ``kernels="torch"``) the same forward runs on ``trtllm_ext.kernels.reference``.
+once per shape (``FastDecoder.align``). ``reorder`` gathers the self caches of all layers in two kernels (it reads
+the current length, one sync, as beam search syncs per step anyway). Without CUDA (or with ``kernels="torch"``) the
+same forward runs on ``trtllm_ext.kernels.reference``.
 """
 from __future__ import annotations
 
@@ -123,7 +122,8 @@ class _AlignPass:
     """Static tokens [a, width] of one alignment shape, its op backend and, once captured, its graph and outputs
     (probs [a, width - 1], scores [a, heads, width, n_audio_ctx])."""
 
-    def __init__(self, dec: "FastDecoder", a: int, width: int):
+    def __init__(self, dec: "FastDecoder", a: int, width: int, kept: int):
+        self.kept = kept  # bytes of the scores the graph keeps
         with torch.inference_mode(False):
             self.tokens = torch.zeros(a, width, dtype=torch.long, device=dec.device)
         self.backend = KernelBackend(dec.kernels, pdl=dec.pdl, cross_chunk=dec.cross_chunk)
@@ -144,7 +144,6 @@ class FastDecoder:
         self.max_graph_tokens = 8  # steps of more new tokens than this are not captured
         self._steps: dict[tuple[int, int, int], _Step] = {}
         self._aligns: dict[tuple, _AlignPass] = {}
-        self._align_bytes = 0  # the scores the captured alignment passes keep
         self._pool = None
         self.caches: DecoderCaches | None = None
         self.reserve(rows)
@@ -159,7 +158,6 @@ class FastDecoder:
             return
         self._steps.clear()
         self._aligns.clear()
-        self._align_bytes = 0
         self._pool = None  # the old graphs' pool goes with them: a capture into it after they are gone fails
         self.caches = None  # free the old storage before allocating the new
         self.caches = self.module.new_caches(rows)
@@ -186,10 +184,10 @@ class FastDecoder:
         width = min(-(-t // ALIGN_WIDTH) * ALIGN_WIDTH, self.n_ctx)
         key = (a, width, tuple(map(tuple, heads)), vocab_limit)
         ap = self._aligns.get(key)
-        kept = a * len(heads) * width * self.module.n_audio_ctx * 4  # the scores, float32
-        if ap is None and self._align_capturable(a, width, kept):
-            ap = self._aligns[key] = _AlignPass(self, a, width)
-            self._align_bytes += kept
+        if ap is None:
+            kept = a * len(heads) * width * self.module.n_audio_ctx * 4  # the scores, float32
+            if self._align_capturable(a, width, kept):
+                ap = self._aligns[key] = _AlignPass(self, a, width, kept)
         if ap is None:
             backend = KernelBackend(self.kernels, pdl=self.pdl, cross_chunk=self.cross_chunk)
             return self.module.align_on(backend, self.caches, tokens, heads, vocab_limit)
@@ -206,8 +204,9 @@ class FastDecoder:
 
     def _align_capturable(self, a: int, width: int, kept: int) -> bool:
         logits = a * width * self.module.token_embedding.num_embeddings * 4
+        held = sum(ap.kept for ap in self._aligns.values())
         return (self.cuda_graphs and len(self._aligns) < MAX_ALIGN_GRAPHS
-                and max(logits, self._align_bytes + kept) <= MAX_ALIGN_BYTES)
+                and max(logits, held + kept) <= MAX_ALIGN_BYTES)
 
     def release(self) -> None:
         self.caches.release()
