@@ -171,9 +171,16 @@ def test_the_engine_runs_the_same_quantized_forward(precision, int8_kv_cache):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, int8_kv_cache", [("int8", True), ("int4", True), (None, True)])
-def test_the_triton_engine_routes_quantized_ops_to_the_reference_inside_its_graphs(precision, int8_kv_cache):
-    """Until the int8 / int4 kernels exist, the fused engine runs the reference's quantized ops, captured in its
-    CUDA graphs like the rest (fp16): the eager model's logits, steps and beams included."""
+def test_the_triton_engine_runs_quantized_kernels_inside_its_graphs(precision, int8_kv_cache, monkeypatch):
+    """The fused engine's decode steps run the Triton quantized ops (``ops.weight_only_linear``, the int8 K/V
+    attention), captured in its CUDA graphs like the rest (fp16): the eager model's logits, steps and beams."""
+    from trtllm_ext.kernels import ops
+
+    calls = []
+    for name in ("weight_only_linear", "self_attention_int8", "cross_attention_int8"):
+        if hasattr(ops, name):
+            fn = getattr(ops, name)
+            monkeypatch.setattr(ops, name, lambda *a, _fn=fn, _name=name, **kw: calls.append(_name) or _fn(*a, **kw))
     model = Whisper.from_state_dict(DIMS, _float_model().state_dict(), dtype=torch.float16, device="cuda",
                                     weight_only_precision=precision, int8_kv_cache=int8_kv_cache)
     fast = accelerate(model, max_batch_size=2, max_beam_width=3, kernels="triton")
@@ -195,6 +202,8 @@ def test_the_triton_engine_routes_quantized_ops_to_the_reference_inside_its_grap
         dec.reorder(index)
         got = dec.step(rows[index, 4:5], torch.tensor([4], device="cuda"))
         assert rel(got, expect.repeat_interleave(3, 0)[index, 4:5]) < 1e-2
+    assert ("weight_only_linear" in calls) == (precision is not None)
+    assert ("self_attention_int8" in calls and "cross_attention_int8" in calls) == int8_kv_cache
 
 
 def test_quantized_weight_bytes_of_large_v3():

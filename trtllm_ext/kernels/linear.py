@@ -17,6 +17,12 @@ Fusions:
 Products: ``USE_DOT=False`` multiplies on the CUDA cores (one row); ``USE_DOT=True`` uses the tensor cores
 with ``BLOCK_M >= 16`` rows (padding rows are masked, costing no memory traffic).
 
+Weight-only quantized weights (``QUANT``; ``trtllm_ext.quantization``'s layouts): 8 = int8 ``[N, K]`` with one
+scale per output channel, 4 = packed int4 ``[N, K // 2]`` (low nibble = even k) with one scale per ``GROUP`` k
+of a channel. The stored block is loaded before the dependency wait (half or a quarter of the float bytes), then
+dequantized in registers as ``dequantize_weight`` does (float32 product of the integer and its scale, rounded
+once to the scales' dtype, the activation dtype), so the product sees the very weights ``reference`` would.
+
 Programmatic dependent launch (``PDL=True``, launched with ``launch_pdl=True``): the weights, LayerNorm
 parameters and bias are loaded first (they never depend on the previous kernel), then the program waits for
 the previous kernel (``griddepcontrol.wait``) before touching activations, so launch latency and the weight
@@ -53,6 +59,39 @@ def pdl_wait(PDL: tl.constexpr):
         tl.extra.cuda.gdc_wait()
     if PDL == 1:
         tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
+def _load_w(w_rows, o, mask_n, K, QUANT: tl.constexpr):
+    """The stored weight block [BN, KC] at k offsets ``o`` (lanes past K read 0): float or int8 values, or
+    (int4) the byte holding each k's nibble."""
+    mask = mask_n[:, None] & (o < K)[None, :]
+    if QUANT == 4:
+        return tl.load(w_rows + (o // 2)[None, :], mask=mask, other=0)
+    else:
+        return tl.load(w_rows + o[None, :], mask=mask, other=0)
+
+
+@triton.jit
+def _load_s(s_rows, o, mask_n, K, QUANT: tl.constexpr, GROUP: tl.constexpr):
+    """The scales of a quantized block at k offsets ``o``: int8 [BN, 1] (its channel's), int4 [BN, KC] (its
+    group's); ``s_rows`` [BN] points at each channel's first scale."""
+    if QUANT == 4:
+        return tl.load(s_rows[:, None] + (o // GROUP)[None, :], mask=mask_n[:, None] & (o < K)[None, :], other=0.0)
+    else:
+        return tl.load(s_rows, mask=mask_n, other=0.0)[:, None]
+
+
+@triton.jit
+def _dequant(w, s, o, QUANT: tl.constexpr):
+    """A stored quantized block [BN, KC] and its scales -> the weights in the scales' dtype (float32 product,
+    one rounding, as ``dequantize_weight``)."""
+    if QUANT == 4:
+        nib = (w.to(tl.int32) >> ((o % 2) * 4)[None, :]) & 0xF
+        q = nib - ((nib & 0x8) << 1)  # two's complement of a nibble
+    else:
+        q = w
+    return (q.to(tl.float32) * s.to(tl.float32)).to(s.dtype)
 
 
 @triton.jit
@@ -100,31 +139,40 @@ def _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid
 
 @triton.jit
 def fused_linear_kernel(
-    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, r_ptr, y_ptr, ws_ptr, cnt_ptr,
-    M, N, K, stride_xm, stride_wn, stride_rm, stride_ym, eps,
+    x_ptr, w_ptr, s_ptr, b_ptr, lnw_ptr, lnb_ptr, r_ptr, y_ptr, ws_ptr, cnt_ptr,
+    M, N, K, stride_xm, stride_wn, stride_sn, stride_rm, stride_ym, eps,
     K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr, SPLIT_K: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LN: tl.constexpr, HAS_RES: tl.constexpr, ACT_GELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_DOT: tl.constexpr, PDL: tl.constexpr,
+    QUANT: tl.constexpr = 0, GROUP: tl.constexpr = 0,
 ):
     """Program (n, m, k): outputs [BLOCK_M, BLOCK_N] over the K slice [k*KS, (k+1)*KS), KS = K1+K2+K3
     (power-of-two chunks; K2/K3 may be 0; lanes past K are masked). SPLIT_K > 1 (no LN): partial sums go to
-    ``ws [SPLIT_K, M, N]`` and the last program of each output tile (atomic counter) reduces them."""
+    ``ws [SPLIT_K, M, N]`` and the last program of each output tile (atomic counter) reduces them. ``QUANT``:
+    ``w`` int8 / packed int4 with scales ``s`` (row stride ``stride_sn``), dequantized after the wait."""
     pdl_trigger(PDL)
     pid_n, pid_m, pid_k, offs_n, offs_m, mask_n, mask_m = tile(M, N, BLOCK_M, BLOCK_N)
     k0 = pid_k * (K1 + K2 + K3)
     w_rows = w_ptr + offs_n[:, None] * stride_wn
     x_rows = x_ptr + offs_m[:, None] * stride_xm
+    s_rows = s_ptr + offs_n * stride_sn
 
     # everything that does not depend on the previous kernel, before the dependency wait:
-    # the program's whole weight slice, the LayerNorm parameters and the bias
+    # the program's whole weight slice (and its scales), the LayerNorm parameters and the bias
     o1 = k0 + tl.arange(0, K1)
-    w1 = tl.load(w_rows + o1[None, :], mask=mask_n[:, None] & (o1 < K)[None, :], other=0.0)
+    w1 = _load_w(w_rows, o1, mask_n, K, QUANT)
+    if QUANT:
+        s1 = _load_s(s_rows, o1, mask_n, K, QUANT, GROUP)
     if K2 > 0:
         o2 = k0 + K1 + tl.arange(0, K2)
-        w2 = tl.load(w_rows + o2[None, :], mask=mask_n[:, None] & (o2 < K)[None, :], other=0.0)
+        w2 = _load_w(w_rows, o2, mask_n, K, QUANT)
+        if QUANT:
+            s2 = _load_s(s_rows, o2, mask_n, K, QUANT, GROUP)
     if K3 > 0:
         o3 = k0 + K1 + K2 + tl.arange(0, K3)
-        w3 = tl.load(w_rows + o3[None, :], mask=mask_n[:, None] & (o3 < K)[None, :], other=0.0)
+        w3 = _load_w(w_rows, o3, mask_n, K, QUANT)
+        if QUANT:
+            s3 = _load_s(s_rows, o3, mask_n, K, QUANT, GROUP)
     if HAS_LN:
         g1 = tl.load(lnw_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
         c1 = tl.load(lnb_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
@@ -139,6 +187,12 @@ def fused_linear_kernel(
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
     pdl_wait(PDL)
+    if QUANT:
+        w1 = _dequant(w1, s1, o1, QUANT)
+        if K2 > 0:
+            w2 = _dequant(w2, s2, o2, QUANT)
+        if K3 > 0:
+            w3 = _dequant(w3, s3, o3, QUANT)
 
     x1 = tl.load(x_rows + o1[None, :], mask=mask_m[:, None] & (o1 < K)[None, :], other=0.0)
     if K2 > 0:
@@ -179,11 +233,11 @@ def fused_linear_kernel(
 
 @triton.jit
 def fused_linear_loop_kernel(
-    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, r_ptr, y_ptr, ws_ptr, cnt_ptr,
-    M, N, K, K_PER_SPLIT, stride_xm, stride_wn, stride_rm, stride_ym, eps,
+    x_ptr, w_ptr, s_ptr, b_ptr, lnw_ptr, lnb_ptr, r_ptr, y_ptr, ws_ptr, cnt_ptr,
+    M, N, K, K_PER_SPLIT, stride_xm, stride_wn, stride_sn, stride_rm, stride_ym, eps,
     SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LN: tl.constexpr, HAS_RES: tl.constexpr,
     ACT_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    PDL: tl.constexpr,
+    PDL: tl.constexpr, QUANT: tl.constexpr = 0, GROUP: tl.constexpr = 0,
 ):
     """Same function as ``fused_linear_kernel`` for several rows on the tensor cores: a K loop of
     [BLOCK_N, BLOCK_K] tiles (software-pipelined by Triton, ``num_stages``), for when a program's whole
@@ -193,6 +247,7 @@ def fused_linear_loop_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     x_rows = x_ptr + offs_m[:, None] * stride_xm
     w_rows = w_ptr + offs_n[:, None] * stride_wn
+    s_rows = s_ptr + offs_n * stride_sn
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
     else:
@@ -217,7 +272,9 @@ def fused_linear_loop_kernel(
     for k0 in range(k_begin, k_end, BLOCK_K):
         kk = k0 + offs_k
         mk = kk < k_end
-        w = tl.load(w_rows + kk[None, :], mask=mask_n[:, None] & mk[None, :], other=0.0)
+        w = _load_w(w_rows, kk, mask_n, k_end, QUANT)
+        if QUANT:
+            w = _dequant(w, _load_s(s_rows, kk, mask_n, k_end, QUANT, GROUP), kk, QUANT)
         xt = tl.load(x_rows + kk[None, :], mask=mask_m[:, None] & mk[None, :], other=0.0)
         if HAS_LN:
             g = tl.load(lnw_ptr + kk, mask=mk, other=0.0).to(tl.float32)

