@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_layers import L2_BYTES, candidates, linear_shapes, rel, time_chain  # noqa: E402
 from trtllm_ext.kernels import ops, reference  # noqa: E402
+from trtllm_ext.kernels.ops import LinearConfig  # noqa: E402
 from trtllm_ext.quantization import dequantize_weight, quantize_weight  # noqa: E402
 from whisper_model.config import dims_for  # noqa: E402
 
@@ -46,6 +47,21 @@ def launcher(mode: str, x, bias, kw):
                                                             pdl=pdl, **kw)
 
 
+def quant_candidates(m: int, k: int, has_ln: bool) -> list[LinearConfig]:
+    """``bench_layers.candidates`` plus wider tiles: a program's quantized slice is half / a quarter the bytes."""
+    out = candidates(m, k, has_ln)
+    splits = [1] if has_ln else [1, 2, 4] if k > 2048 else [1, 2]
+    for split in splits:
+        if m == 1:
+            out += [LinearConfig(1, bn, False, split, w) for bn in (32, 64) for w in (4, 8)
+                    if bn * k // split <= 49152]
+        else:
+            bm = 16 if m <= 16 else 32
+            out += [LinearConfig(bm, bn, True, split, 4, loop_k=lk, num_stages=st)
+                    for bn, lk, st in ((64, 256, 2), (128, 128, 3), (32, 512, 1))]
+    return list(dict.fromkeys(out))
+
+
 def bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, tune) -> dict:
     bytes_w = n * k * (2 if mode == "fp16" else 1 if mode == "int8" else 0.5)
     ws = weight_copies(n, k, mode, dtype, max(2, min(32, int(3 * L2_BYTES // bytes_w))))
@@ -58,7 +74,9 @@ def bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, tune) -> dict:
     w0 = ws[0][0] if mode == "fp16" else dequantize_weight(*ws[0], mode, k, dtype=dtype)
     ref = reference.fused_linear(x.float(), w0.float(), bias.float(), ln=ln, gelu=gelu,
                                  residual=None if r is None else r.float())
-    cfgs = candidates(m, k, has_ln) if tune else [ops.linear_config(m, n, k, has_ln)]
+    cfgs = [ops.linear_config(m, n, k, has_ln)]
+    if tune and mode != "fp16":  # fp16 keeps its tuned config (bench_layers --tune)
+        cfgs += quant_candidates(m, k, has_ln)
     results = []
     for cfg in cfgs:
         try:
@@ -72,7 +90,8 @@ def bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, tune) -> dict:
     scale_bytes = 0 if mode == "fp16" else n * 2 * (1 if mode == "int8" else k // 128)
     gb = (bytes_w + scale_bytes + (m * k + m * n) * 2) / 1e9
     return dict(kind="quant_linear", name=name, M=m, N=n, K=k, mode=mode, us=t * 1e3, tb_s=gb / t, rel_err=err,
-                config=best.__dict__, default_us=results[0][0] * 1e3)
+                config=best.__dict__, default_us=results[0][0] * 1e3,
+                top=[dict(us=t * 1e3, cfg=c.__dict__) for t, _, c in sorted(results, key=lambda r: r[0])[:4]])
 
 
 def main(argv=None) -> int:

@@ -29,12 +29,14 @@ def rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def configs(kops, m, ln):
+def configs(kops, m, k, ln):
     """The default kernel for m rows, then every other variant that applies."""
     out = [None]
     bm = 16 if m <= 16 else 32
     if m > 1:
-        out += [kops.LinearConfig(bm, 16, True, 1, 4), kops.LinearConfig(bm, 32, True, 1, 4, loop_k=128, num_stages=3)]
+        out.append(kops.LinearConfig(bm, 32, True, 1, 4, loop_k=128, num_stages=3))
+        if k <= 2048:  # the whole K slice of bm rows in registers (shared memory for the product's operands)
+            out.append(kops.LinearConfig(bm, 16, True, 1, 4))
     if not ln:
         out.append(kops.LinearConfig(bm, 16, True, 3, 4) if m > 1 else kops.LinearConfig(1, 4, False, 3, 4))
         if m > 1:
@@ -61,7 +63,7 @@ def test_weight_only_linear_matches_the_dequantized_reference(kops, mode, m, n, 
     wd = dequantize_weight(qweight, scales, mode, k, dtype=torch.float16)
     expect = reference.fused_linear(x.float(), wd.float(), b.float(), ln=lnp, gelu=gelu,
                                     residual=None if r is None else r.float())
-    for cfg in configs(kops, m, ln):
+    for cfg in configs(kops, m, k, ln):
         ws = {}
         for repeat in range(2):  # the split-K counters are reset by the last program for the repeat
             y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)

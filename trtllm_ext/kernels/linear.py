@@ -19,9 +19,11 @@ with ``BLOCK_M >= 16`` rows (padding rows are masked, costing no memory traffic)
 
 Weight-only quantized weights (``QUANT``; ``trtllm_ext.quantization``'s layouts): 8 = int8 ``[N, K]`` with one
 scale per output channel, 4 = packed int4 ``[N, K // 2]`` (low nibble = even k) with one scale per ``GROUP`` k
-of a channel. The stored block is loaded before the dependency wait (half or a quarter of the float bytes), then
-dequantized in registers as ``dequantize_weight`` does (float32 product of the integer and its scale, rounded
-once to the scales' dtype, the activation dtype), so the product sees the very weights ``reference`` would.
+of a channel (a program's K chunks start at multiples of GROUP: ``ops`` picks such configs). The stored block is
+loaded before the dependency wait (half or a quarter of the float bytes) and dequantized in registers: int8
+values enter the product as they are and the float32 result is multiplied by the channel's scale; int4 nibbles
+are multiplied by their group's scale in the activation dtype (one rounding, the very weights of
+``dequantize_weight``).
 
 Programmatic dependent launch (``PDL=True``, launched with ``launch_pdl=True``): the weights, LayerNorm
 parameters and bias are loaded first (they never depend on the previous kernel), then the program waits for
@@ -62,36 +64,43 @@ def pdl_wait(PDL: tl.constexpr):
 
 
 @triton.jit
-def _load_w(w_rows, o, mask_n, K, QUANT: tl.constexpr):
-    """The stored weight block [BN, KC] at k offsets ``o`` (lanes past K read 0): float or int8 values, or
-    (int4) the byte holding each k's nibble."""
-    mask = mask_n[:, None] & (o < K)[None, :]
+def _load_w(w_rows, k0, mask_n, K, KC: tl.constexpr, QUANT: tl.constexpr):
+    """The stored weight block of k in [k0, k0 + KC) (lanes past K read 0): float or int8 values [BN, KC], or the
+    packed int4 bytes [BN, KC // 2]."""
     if QUANT == 4:
-        return tl.load(w_rows + (o // 2)[None, :], mask=mask, other=0)
+        ob = k0 // 2 + tl.arange(0, KC // 2)
+        return tl.load(w_rows + ob[None, :], mask=mask_n[:, None] & (ob * 2 < K)[None, :], other=0)
     else:
-        return tl.load(w_rows + o[None, :], mask=mask, other=0)
+        o = k0 + tl.arange(0, KC)
+        return tl.load(w_rows + o[None, :], mask=mask_n[:, None] & (o < K)[None, :], other=0)
 
 
 @triton.jit
-def _load_s(s_rows, o, mask_n, K, QUANT: tl.constexpr, GROUP: tl.constexpr):
-    """The scales of a quantized block at k offsets ``o``: int8 [BN, 1] (its channel's), int4 [BN, KC] (its
-    group's); ``s_rows`` [BN] points at each channel's first scale."""
+def _load_s(s_rows, k0, mask_n, K, KC: tl.constexpr, QUANT: tl.constexpr, GROUP: tl.constexpr):
+    """Scales: int8, each channel's [BN]; int4, the groups of the block at k0 (a multiple of GROUP <= KC)
+    [BN, KC // GROUP]. ``s_rows`` [BN] points at each channel's first scale."""
     if QUANT == 4:
-        return tl.load(s_rows[:, None] + (o // GROUP)[None, :], mask=mask_n[:, None] & (o < K)[None, :], other=0.0)
+        og = k0 // GROUP + tl.arange(0, KC // GROUP)
+        return tl.load(s_rows[:, None] + og[None, :], mask=mask_n[:, None] & (og * GROUP < K)[None, :], other=0.0)
     else:
-        return tl.load(s_rows, mask=mask_n, other=0.0)[:, None]
+        return tl.load(s_rows, mask=mask_n, other=0.0)
 
 
 @triton.jit
-def _dequant(w, s, o, QUANT: tl.constexpr):
-    """A stored quantized block [BN, KC] and its scales -> the weights in the scales' dtype (float32 product,
-    one rounding, as ``dequantize_weight``)."""
+def _dequant(w, s, QUANT: tl.constexpr, GROUP: tl.constexpr):
+    """A stored block -> weights [BN, KC] in the scales' dtype: int8 values as they are (exact; the channel scale
+    multiplies the product instead); int4 nibbles (low = even k) times their group's scale, one rounding, as
+    ``dequantize_weight``."""
     if QUANT == 4:
-        nib = (w.to(tl.int32) >> ((o % 2) * 4)[None, :]) & 0xF
-        q = nib - ((nib & 0x8) << 1)  # two's complement of a nibble
+        lo = (w & 0xF).to(tl.int8)
+        hi = (w >> 4).to(tl.int8)
+        q = tl.join((lo ^ 8) - 8, (hi ^ 8) - 8)  # [BN, KC // 2, 2], two's complement nibbles
+        bn: tl.constexpr = w.shape[0]
+        kc: tl.constexpr = w.shape[1] * 2
+        q = tl.reshape(q, (bn, kc // GROUP, GROUP))
+        return tl.reshape(q.to(s.dtype) * s[:, :, None], (bn, kc))
     else:
-        q = w
-    return (q.to(tl.float32) * s.to(tl.float32)).to(s.dtype)
+        return w.to(s.dtype)
 
 
 @triton.jit
@@ -160,19 +169,19 @@ def fused_linear_kernel(
     # everything that does not depend on the previous kernel, before the dependency wait:
     # the program's whole weight slice (and its scales), the LayerNorm parameters and the bias
     o1 = k0 + tl.arange(0, K1)
-    w1 = _load_w(w_rows, o1, mask_n, K, QUANT)
-    if QUANT:
-        s1 = _load_s(s_rows, o1, mask_n, K, QUANT, GROUP)
+    w1 = _load_w(w_rows, k0, mask_n, K, K1, QUANT)
+    if QUANT:  # int8: the channels' scales; int4: each chunk's group scales
+        s1 = _load_s(s_rows, k0, mask_n, K, K1, QUANT, GROUP)
     if K2 > 0:
         o2 = k0 + K1 + tl.arange(0, K2)
-        w2 = _load_w(w_rows, o2, mask_n, K, QUANT)
-        if QUANT:
-            s2 = _load_s(s_rows, o2, mask_n, K, QUANT, GROUP)
+        w2 = _load_w(w_rows, k0 + K1, mask_n, K, K2, QUANT)
+        if QUANT == 4:
+            s2 = _load_s(s_rows, k0 + K1, mask_n, K, K2, QUANT, GROUP)
     if K3 > 0:
         o3 = k0 + K1 + K2 + tl.arange(0, K3)
-        w3 = _load_w(w_rows, o3, mask_n, K, QUANT)
-        if QUANT:
-            s3 = _load_s(s_rows, o3, mask_n, K, QUANT, GROUP)
+        w3 = _load_w(w_rows, k0 + K1 + K2, mask_n, K, K3, QUANT)
+        if QUANT == 4:
+            s3 = _load_s(s_rows, k0 + K1 + K2, mask_n, K, K3, QUANT, GROUP)
     if HAS_LN:
         g1 = tl.load(lnw_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
         c1 = tl.load(lnb_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
@@ -187,12 +196,18 @@ def fused_linear_kernel(
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
     pdl_wait(PDL)
-    if QUANT:
-        w1 = _dequant(w1, s1, o1, QUANT)
+    if QUANT == 8:
+        w1 = _dequant(w1, s1, QUANT, GROUP)
         if K2 > 0:
-            w2 = _dequant(w2, s2, o2, QUANT)
+            w2 = _dequant(w2, s1, QUANT, GROUP)
         if K3 > 0:
-            w3 = _dequant(w3, s3, o3, QUANT)
+            w3 = _dequant(w3, s1, QUANT, GROUP)
+    if QUANT == 4:
+        w1 = _dequant(w1, s1, QUANT, GROUP)
+        if K2 > 0:
+            w2 = _dequant(w2, s2, QUANT, GROUP)
+        if K3 > 0:
+            w3 = _dequant(w3, s3, QUANT, GROUP)
 
     x1 = tl.load(x_rows + o1[None, :], mask=mask_m[:, None] & (o1 < K)[None, :], other=0.0)
     if K2 > 0:
@@ -226,6 +241,8 @@ def fused_linear_kernel(
         acc += _mac(x2.to(w1.dtype), w2, USE_DOT)
     if K3 > 0:
         acc += _mac(x3.to(w1.dtype), w3, USE_DOT)
+    if QUANT == 8:
+        acc = acc * s1.to(tl.float32)[None, :]
 
     _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
               stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
@@ -252,6 +269,8 @@ def fused_linear_loop_kernel(
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
+    if QUANT == 8:
+        sc = _load_s(s_rows, 0, mask_n, K, BLOCK_K, QUANT, GROUP)
     pdl_wait(PDL)
     if HAS_LN:  # shifted sums (shift = the row's first element) keep E[x^2] - E[x]^2 well conditioned
         shift = tl.load(x_rows, mask=mask_m[:, None], other=0.0).to(tl.float32)
@@ -272,9 +291,11 @@ def fused_linear_loop_kernel(
     for k0 in range(k_begin, k_end, BLOCK_K):
         kk = k0 + offs_k
         mk = kk < k_end
-        w = _load_w(w_rows, kk, mask_n, k_end, QUANT)
-        if QUANT:
-            w = _dequant(w, _load_s(s_rows, kk, mask_n, k_end, QUANT, GROUP), kk, QUANT)
+        w = _load_w(w_rows, k0, mask_n, k_end, BLOCK_K, QUANT)
+        if QUANT == 8:
+            w = _dequant(w, sc, QUANT, GROUP)
+        if QUANT == 4:
+            w = _dequant(w, _load_s(s_rows, k0, mask_n, k_end, BLOCK_K, QUANT, GROUP), QUANT, GROUP)
         xt = tl.load(x_rows + kk[None, :], mask=mask_m[:, None] & mk[None, :], other=0.0)
         if HAS_LN:
             g = tl.load(lnw_ptr + kk, mask=mk, other=0.0).to(tl.float32)
@@ -282,6 +303,8 @@ def fused_linear_loop_kernel(
             xn = (xt.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + c[None, :]
             xt = tl.where(mk[None, :], xn, 0.0)
         acc += tl.dot(xt.to(w.dtype), tl.trans(w))
+    if QUANT == 8:
+        acc = acc * sc.to(tl.float32)[None, :]
     _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
               stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
 

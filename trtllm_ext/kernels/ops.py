@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import triton
@@ -149,6 +149,17 @@ def _split_workspace(workspace, split, m, n, tiles, device):
     return wsd[key]
 
 
+def _group_aligned(cfg: LinearConfig, k: int, split: int, group: int) -> LinearConfig:
+    """``cfg``, or the K-loop kernel instead, so that every K chunk of a program starts at a multiple of the int4
+    group and covers whole groups."""
+    if cfg.loop_k:
+        return cfg if cfg.loop_k % group == 0 else replace(cfg, loop_k=group * triton.cdiv(cfg.loop_k, group))
+    if all(c % group == 0 for c in k_chunks(triton.cdiv(k, split))):
+        return cfg
+    return LinearConfig(max(16, cfg.block_m), cfg.block_n, True, split, cfg.num_warps, loop_k=max(128, group),
+                        num_stages=3)
+
+
 def _linear(x, weight, quant, k, bias, ln, gelu, residual, out, out_dtype, pdl, config, workspace):
     """Launch the fused linear on a float weight [N, K] (``quant`` None) or a stored quantized one (``quant`` =
     (bits, scales, group))."""
@@ -161,10 +172,12 @@ def _linear(x, weight, quant, k, bias, ln, gelu, residual, out, out_dtype, pdl, 
     _check_rows("fused_linear out", out)
     if residual is not None:
         _check_rows("fused_linear residual", residual)
+    bits, scales, group = quant or (0, weight, 0)
     cfg = config or linear_config(m, n, k, ln is not None)
     split = 1 if ln is not None else cfg.split_k
+    if bits == 4:
+        cfg = _group_aligned(cfg, k, split, group)
     lnw, lnb, eps = ln if ln is not None else (weight, weight, 0.0)
-    bits, scales, group = quant or (0, weight, 0)
     grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(m, cfg.block_m), split)
     ws, cnt = (out, out) if split == 1 else _split_workspace(workspace, split, m, n, grid[0] * grid[1], x.device)
     r = residual if residual is not None else out
