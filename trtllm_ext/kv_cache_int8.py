@@ -5,14 +5,16 @@ Storage per cache ``[max_batch, heads, max_len, head_dim]``: ``k`` / ``v`` int8 
 (``quantization.quantize_kv``: amax over head_dim / 127, round-to-nearest, so ``|x - x'| <= scale / 2``).
 Unwritten positions hold scale 0 and read back as zeros, as in ``KVCache``.
 
-``kv()`` / ``written()`` give ``QuantizedKV`` views, which the op backend's attention ops quantize into and
-dequantize from (``self_attention_int8`` / ``cross_attention_int8``). ``update`` / ``write`` / ``read`` return
-dequantized copies in ``dtype`` (for callers outside an attention op).
+``kv()`` / ``written()`` / ``write()`` give ``QuantizedKV`` views, which the op backend's attention ops quantize
+into and dequantize from (``self_attention_int8`` / ``cross_attention_int8``); ``write`` quantizes on the GPU in
+one Triton kernel (``kernels.ops.quantize_kv``). ``update`` / ``read`` return dequantized copies in ``dtype`` (for
+callers outside an attention op).
 """
 from __future__ import annotations
 
 import torch
 
+from . import kernels
 from .kernels.reference import write_kv
 from .kv_cache import KVCache, check_cache_step
 from .quantization import QuantizedKV, dequantize_kv, quantize_kv
@@ -78,14 +80,25 @@ class Int8KVCache(KVCache):
         write_kv(self.k_scale, self.v_scale, input_pos, sk, sv)
         return self.read(k.shape[0])
 
-    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[QuantizedKV, QuantizedKV]:
         """Quantize ``k, v [b, H, t, Dh]`` into positions [0, t) of the first ``b`` rows (cross attention: once
-        per audio); return them dequantized ``[b, H, t, Dh]``."""
+        per audio); return them as ``written()`` does (views, no copy)."""
         self._check_float(k, v)
         b, t = self._check_write(k, v)
         for values, scales, x in ((self.k, self.k_scale, k), (self.v, self.v_scale, v)):
-            q, s = quantize_kv(x)
-            values[:b, :, :t].copy_(q)
-            scales[:b, :, :t].copy_(s)
+            _quantize_into(x, values[:b, :, :t], scales[:b, :, :t])
         self.rows, self.length = b, t
-        return self.read(b, t)
+        return self.written()
+
+
+def _quantize_into(x: torch.Tensor, values: torch.Tensor, scales: torch.Tensor) -> None:
+    """``quantize_kv(x)`` into the cache views: on a CUDA GPU with Triton one kernel (the same numbers, bit for bit,
+    without float64 copies of the whole tensor), else the reference."""
+    if x.dim() == 4 and x.stride(3) == 1 and kernels.available(x.device):
+        from .kernels import ops
+
+        ops.quantize_kv(x, values, scales)
+        return
+    q, s = quantize_kv(x)
+    values.copy_(q)
+    scales.copy_(s)

@@ -80,9 +80,9 @@ def test_int8_cache_write_reorder_reset():
     c.write(k, v)
     k2, v2 = _kv(2, 2, 5, 8, 9)
     fk, _ = f.write(k2, v2)
-    ck, _ = c.write(k2, v2)
-    assert ck.shape == (2, 2, 5, 8)
-    _within_half_scale(ck, fk, c.k_scale[:2, :, :5])
+    ck, _ = c.write(k2, v2)  # views of the int8 storage, as written() gives
+    assert ck.shape == (2, 2, 5, 8) and ck.values.data_ptr() == c.k.data_ptr()
+    _within_half_scale(ck.dequantize(), fk, c.k_scale[:2, :, :5])
     _within_half_scale(c.read(4)[0], f.k, c.k_scale)  # the rest kept
     idx = torch.tensor([3, 0, 0])
     before_k, before_v = c.read(4)
@@ -169,7 +169,8 @@ def test_cross_attention_with_int8_cache_quantizes_once_per_audio():
 def test_int8_cache_reads_in_its_dtype():
     c = Int8KVCache(1, 2, 4, 8, dtype=torch.float16)
     k, v = _kv(1, 2, 4, 8, 41)
-    ck, _ = c.write(k.double(), v.double())
+    c.write(k.double(), v.double())
+    ck, _ = c.read(1, 4)
     assert ck.dtype == torch.float16
     _within_half_scale(ck, k, c.k_scale + 1e-3 * k.abs().amax())
 

@@ -17,6 +17,7 @@ import triton
 from ..quantization import check_quantized
 from .attention import cross_attention_combine_kernel, cross_attention_kernel, self_attention_kernel
 from .linear import embed_kernel, fused_linear_kernel, fused_linear_loop_kernel, layer_norm_kernel
+from .quantize import quantize_kv_kernel
 
 MAX_M = 32  # fused_linear keeps all M rows of a program in registers
 
@@ -32,8 +33,9 @@ class LinearConfig:
     num_stages: int = 1
 
 
-#: tuned choices, keyed by (M bucket, N, K, has_ln); filled by ``set_linear_config`` (bench/tuning)
-LINEAR_CONFIGS: dict[tuple[int, int, int, bool], LinearConfig] = {}
+#: tuned choices, keyed by (M bucket, N, K, has_ln, weight bits: 0 float, 8 int8, 4 int4); filled by
+#: ``set_linear_config`` (bench/tuning)
+LINEAR_CONFIGS: dict[tuple[int, int, int, bool, int], LinearConfig] = {}
 
 
 def _m_bucket(m: int) -> int:
@@ -72,16 +74,17 @@ def default_linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
     return LinearConfig(bm, 16, True, triton.cdiv(k, 1280), 4, loop_k=128, num_stages=3)
 
 
-def linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
-    return LINEAR_CONFIGS.get((_m_bucket(m), n, k, has_ln)) or default_linear_config(m, n, k, has_ln)
+def linear_config(m: int, n: int, k: int, has_ln: bool, bits: int = 0) -> LinearConfig:
+    return LINEAR_CONFIGS.get((_m_bucket(m), n, k, has_ln, bits)) or default_linear_config(m, n, k, has_ln)
 
 
-def set_linear_config(m: int, n: int, k: int, has_ln: bool, cfg: LinearConfig) -> None:
-    LINEAR_CONFIGS[(_m_bucket(m), n, k, has_ln)] = cfg
+def set_linear_config(m: int, n: int, k: int, has_ln: bool, cfg: LinearConfig, bits: int = 0) -> None:
+    LINEAR_CONFIGS[(_m_bucket(m), n, k, has_ln, bits)] = cfg
 
 
 def save_linear_configs(path) -> None:
-    rows = [dict(m=m, n=n, k=k, has_ln=ln, config=asdict(c)) for (m, n, k, ln), c in LINEAR_CONFIGS.items()]
+    rows = [dict(m=m, n=n, k=k, has_ln=ln, bits=bits, config=asdict(c))
+            for (m, n, k, ln, bits), c in LINEAR_CONFIGS.items()]
     with open(path, "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
 
@@ -90,7 +93,7 @@ def load_linear_configs(path) -> None:
     """Read configs written by ``save_linear_configs`` (``bench/bench_layers.py --tune --emit_configs``)."""
     with open(path, encoding="utf-8") as f:
         for r in json.load(f):
-            set_linear_config(r["m"], r["n"], r["k"], r["has_ln"], LinearConfig(**r["config"]))
+            set_linear_config(r["m"], r["n"], r["k"], r["has_ln"], LinearConfig(**r["config"]), r.get("bits", 0))
 
 
 if os.environ.get("TRTLLM_EXT_LINEAR_CONFIGS"):
@@ -173,7 +176,7 @@ def _linear(x, weight, quant, k, bias, ln, gelu, residual, out, out_dtype, pdl, 
     if residual is not None:
         _check_rows("fused_linear residual", residual)
     bits, scales, group = quant or (0, weight, 0)
-    cfg = config or linear_config(m, n, k, ln is not None)
+    cfg = config or linear_config(m, n, k, ln is not None, bits)
     split = 1 if ln is not None else cfg.split_k
     if bits == 4:
         cfg = _group_aligned(cfg, k, split, group)
@@ -275,3 +278,17 @@ def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 12
             ws["ml"], ws["acc"], out, m, qb, out.stride(0), H=h, D=d, NUM_CHUNKS=num_chunks, BLOCK_Q=block_q,
             PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
     return out
+
+
+def quantize_kv(x, q_out, scales_out, *, block_rows: int = 32):
+    """x [A, H, S, D] (float, D contiguous) -> int8 ``q_out`` [A, H, S, D] and float32 ``scales_out`` [A, H, S, 1]
+    in place (views of a cache's storage, any strides): ``quantization.quantize_kv``'s values, bit for bit."""
+    if x.dim() != 4 or x.stride(3) != 1 or q_out.shape != x.shape or scales_out.shape != x.shape[:3] + (1,):
+        raise ValueError(f"quantize_kv: x {tuple(x.shape)} (last dim contiguous), q {tuple(q_out.shape)}, "
+                         f"scales {tuple(scales_out.shape)} must be [A, H, S, D] / [A, H, S, 1]")
+    a, h, s, d = x.shape
+    rows = a * h * s
+    quantize_kv_kernel[(triton.cdiv(rows, block_rows),)](
+        x, q_out, scales_out, rows, h, s, *x.stride()[:3], *q_out.stride()[:3], *scales_out.stride()[:3],
+        D=d, BLOCK_R=block_rows, num_warps=4)
+    return q_out, scales_out
