@@ -15,7 +15,9 @@ Modules (shapes in their docstrings; ``ops`` launches each kernel under the name
   embedding (``ops.embed``);
 * ``attention``: ``self_attention_kernel`` writes new K/V into a static cache and attends over it
   (``ops.self_attention``); ``cross_attention_kernel`` (+ ``cross_attention_combine_kernel``): split-S
-  flash-decoding over a fixed cross cache, rows grouped by beam (``ops.cross_attention``).
+  flash-decoding over a fixed cross cache, rows grouped by beam (``ops.cross_attention``); both also on an int8
+  cache with per token-head float32 scales, quantized on write and dequantized in registers
+  (``ops.self_attention_int8`` / ``ops.cross_attention_int8``).
 """
 from __future__ import annotations
 

@@ -10,7 +10,17 @@ audio, shared by ``GROUP`` consecutive decoder rows (beam search): program (a, h
 once for all ``GROUP*T`` queries of that audio, over chunk c of the S positions (one tile, loaded before the
 PDL wait), and writes a partial (max, sum, acc) to a float32 workspace; the chunks are merged either by the
 last program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset after use) or by
-``cross_attention_combine_kernel``."""
+``cross_attention_combine_kernel``.
+
+``KV_INT8`` (both kernels): the caches hold int8 values with float32 scales ``[.., H, L or S, 1]`` (``ks_ptr``,
+``vs_ptr``; their own strides), one per (row, head, position) as ``quantization.quantize_kv`` makes them. The
+self-attention kernel quantizes each new K/V token-head in registers as ``quantize_kv`` does (amax over D / 127
+rounded to float32, 1.0 for an all-zero token; values rounded half to even, clamped to +-127), in float64 as it
+does, so values and scales are bit-identical to its (except where amax / 127 is a float32 subnormal, amax <
+1.5e-36, which ``quantize_kv`` nudges one ulp up: never for fp16 inputs), and stores them at ``pos``. Both kernels
+dequantize every int8 tile they read (value * scale in float32, rounded to the queries' dtype, as
+``dequantize_kv``) and go on as the float path does. With ``KV_INT8`` off the scale pointers and strides are
+unused and the kernels compile to the float kernels' instructions."""
 from __future__ import annotations
 
 import triton
@@ -20,10 +30,38 @@ from .linear import pdl_trigger, pdl_wait
 
 
 @triton.jit
+def _store_kv(c_ptr, s_ptr, pos, x, offs_d, mask_t, stride_l, stride_sl, KV_INT8: tl.constexpr):
+    """Store new K or V ``x [BLOCK_T, D]`` at cache positions ``pos [BLOCK_T]`` (rows ``mask_t``); ``KV_INT8``:
+    quantized per row as ``quantize_kv`` (float64: the same values and scales), scales stored at ``s_ptr``."""
+    if KV_INT8:
+        xd = x.to(tl.float64)
+        sc = (tl.max(tl.abs(xd), axis=1) / 127.0).to(tl.float32)  # div.rn.f64, then rounded to float32
+        sc = tl.where(sc == 0, 1.0, sc)
+        y = xd / sc.to(tl.float64)[:, None]
+        y = (y + 6755399441055744.0) - 6755399441055744.0  # + 1.5 * 2**52: rounds |y| < 2**51 half to even
+        x = tl.minimum(tl.maximum(y, -127.0), 127.0).to(tl.int8)
+        tl.store(s_ptr + pos * stride_sl, sc, mask=mask_t)
+    tl.store(c_ptr + pos[:, None] * stride_l + offs_d[None, :], x, mask=mask_t[:, None])
+
+
+@triton.jit
+def _load_kv(c_ptr, s_ptr, rows, offs_d, mask, stride_l, stride_sl, DTYPE: tl.constexpr, KV_INT8: tl.constexpr):
+    """The cache tile at positions ``rows [R]`` (``mask``: the others read 0) -> ``[R, D]``; ``KV_INT8``: int8
+    values times their scales in float32, rounded to ``DTYPE`` (``dequantize_kv``)."""
+    x = tl.load(c_ptr + rows[:, None] * stride_l + offs_d[None, :], mask=mask[:, None], other=0.0)
+    if KV_INT8:
+        sc = tl.load(s_ptr + rows * stride_sl, mask=mask, other=0.0)
+        x = (x.to(tl.float32) * sc[:, None]).to(DTYPE)
+    return x
+
+
+@triton.jit
 def self_attention_kernel(
-    qkv_ptr, kc_ptr, vc_ptr, pos_ptr, o_ptr,
-    T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_o, scale,
-    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr,
+    qkv_ptr, kc_ptr, vc_ptr, ks_ptr, vs_ptr, pos_ptr, o_ptr,
+    T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
+    stride_ksb, stride_ksh, stride_ksl, stride_vsb, stride_vsh, stride_vsl, stride_o, scale,
+    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, KV_INT8: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     pdl_trigger(PDL)
     pid = tl.program_id(0)
@@ -40,8 +78,10 @@ def self_attention_kernel(
     v_new = tl.load(qkv_ptr + rows + (2 * H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
     kc = kc_ptr + b * stride_kb + h * stride_kh
     vc = vc_ptr + b * stride_vb + h * stride_vh
-    tl.store(kc + pos[:, None] * stride_kl + offs_d[None, :], k_new, mask=mask_t[:, None])
-    tl.store(vc + pos[:, None] * stride_vl + offs_d[None, :], v_new, mask=mask_t[:, None])
+    ks = ks_ptr + b * stride_ksb + h * stride_ksh
+    vs = vs_ptr + b * stride_vsb + h * stride_vsh
+    _store_kv(kc, ks, pos, k_new, offs_d, mask_t, stride_kl, stride_ksl, KV_INT8)
+    _store_kv(vc, vs, pos, v_new, offs_d, mask_t, stride_vl, stride_vsl, KV_INT8)
     tl.debug_barrier()  # this program's own cache writes are read back below
 
     q = tl.load(qkv_ptr + rows + h * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
@@ -49,10 +89,11 @@ def self_attention_kernel(
     m_i = tl.full([BLOCK_T], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_T], dtype=tl.float32)
     acc = tl.zeros([BLOCK_T, D], dtype=tl.float32)
+    dt = qkv_ptr.dtype.element_ty  # int8 tiles are dequantized to the queries' dtype
     for s0 in range(0, n_keys, BLOCK_S):
         s = s0 + offs_s
-        k = tl.load(kc + s[:, None] * stride_kl + offs_d[None, :], mask=(s < n_keys)[:, None], other=0.0)
-        v = tl.load(vc + s[:, None] * stride_vl + offs_d[None, :], mask=(s < n_keys)[:, None], other=0.0)
+        k = _load_kv(kc, ks, s, offs_d, s < n_keys, stride_kl, stride_ksl, dt, KV_INT8)
+        v = _load_kv(vc, vs, s, offs_d, s < n_keys, stride_vl, stride_vsl, dt, KV_INT8)
         sc = tl.dot(q, tl.trans(k)) * scale
         sc = tl.where(s[None, :] <= pos[:, None], sc, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sc, axis=1))
@@ -94,10 +135,11 @@ def _combine(ws_ml_ptr, ws_acc_ptr, o_ptr, q_rows, mask_q, h, stride_o,
 
 @triton.jit
 def cross_attention_kernel(
-    q_ptr, k_ptr, v_ptr, o_ptr, ws_ml_ptr, ws_acc_ptr, cnt_ptr,
-    M, QB, S, stride_q, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs, stride_o, scale,
+    q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, o_ptr, ws_ml_ptr, ws_acc_ptr, cnt_ptr,
+    M, QB, S, stride_q, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs,
+    stride_ksb, stride_ksh, stride_kss, stride_vsb, stride_vsh, stride_vss, stride_o, scale,
     H: tl.constexpr, D: tl.constexpr, BLOCK_Q: tl.constexpr, CHUNK: tl.constexpr,
-    NUM_CHUNKS: tl.constexpr, INLINE_COMBINE: tl.constexpr, PDL: tl.constexpr,
+    NUM_CHUNKS: tl.constexpr, INLINE_COMBINE: tl.constexpr, KV_INT8: tl.constexpr, PDL: tl.constexpr,
 ):
     """Program (a*H + h, c): the GROUP*T queries of audio a, head h, over positions [c*CHUNK, (c+1)*CHUNK)."""
     pdl_trigger(PDL)
@@ -112,10 +154,11 @@ def cross_attention_kernel(
     # the cross cache is constant during a decode step: the chunk's K/V are fetched before the dependency wait
     s = c * CHUNK + tl.arange(0, CHUNK)
     mask_s = s < S
-    k = tl.load(k_ptr + a * stride_kb + h * stride_kh + s[:, None] * stride_ks + offs_d[None, :],
-                mask=mask_s[:, None], other=0.0)
-    v = tl.load(v_ptr + a * stride_vb + h * stride_vh + s[:, None] * stride_vs + offs_d[None, :],
-                mask=mask_s[:, None], other=0.0)
+    dt = q_ptr.dtype.element_ty
+    k = _load_kv(k_ptr + a * stride_kb + h * stride_kh, ks_ptr + a * stride_ksb + h * stride_ksh, s, offs_d,
+                 mask_s, stride_ks, stride_kss, dt, KV_INT8)
+    v = _load_kv(v_ptr + a * stride_vb + h * stride_vh, vs_ptr + a * stride_vsb + h * stride_vsh, s, offs_d,
+                 mask_s, stride_vs, stride_vss, dt, KV_INT8)
     pdl_wait(PDL)
     q = tl.load(q_ptr + q_rows[:, None] * stride_q + h * D + offs_d[None, :], mask=mask_q[:, None], other=0.0)
 

@@ -1,5 +1,8 @@
 """Launchers for the Triton kernels, with the same signatures as ``reference`` (CUDA tensors only).
 
+``self_attention_int8`` / ``cross_attention_int8`` launch the attention kernels on an int8 K/V cache with its
+float32 scales (``KV_INT8``): one launcher helper per kernel serves both cache kinds.
+
 Every launcher takes ``pdl``: launch with programmatic dependent launch (Hopper+), for chains of these kernels
 inside a CUDA graph: 0/False off; 1/True each kernel lets the next one launch once it has passed its own
 dependency wait; 2 lets it launch at once (the next kernel's weight prefetch then overlaps the whole of this
@@ -224,25 +227,88 @@ def embed(tokens, pos, emb, pemb, *, out=None, pdl=False):
     if out is None:
         out = torch.empty((b * t, n), device=emb.device, dtype=emb.dtype)
     tokens = tokens.contiguous()
-    embed_kernel[(b * t,)](tokens, pos, emb, pemb, out, t, n, out.stride(0), _pos_row_stride(pos), BLOCK_N=triton.next_power_of_2(n),
-                           PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+    embed_kernel[(b * t,)](tokens, pos, emb, pemb, out, t, n, out.stride(0), _pos_row_stride(pos),
+                           BLOCK_N=triton.next_power_of_2(n), PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+    return out
+
+
+def _kv_scales(name: str, caches: tuple, scales: tuple | None) -> tuple[tuple, tuple]:
+    """The scale tensors and their (row, head, position) strides for the kernels' ``KV_INT8`` (caches int8
+    ``[rows, H, L, D]``, scales float32 ``[rows, H, L, 1]``); without scales the caches stand in, strides 0."""
+    if scales is None:
+        return caches, (0,) * 6
+    for c, sc in zip(caches, scales):
+        if c.dtype != torch.int8 or sc.dtype != torch.float32 or tuple(sc.shape) != tuple(c.shape[:3]) + (1,):
+            raise ValueError(f"{name}: expected int8 K/V [rows, H, L, D] with float32 scales [rows, H, L, 1], got "
+                             f"{c.dtype} {tuple(c.shape)} and {sc.dtype} {tuple(sc.shape)}")
+    return scales, (*scales[0].stride()[:3], *scales[1].stride()[:3])
+
+
+def _self_attention(qkv, k_cache, v_cache, pos, t, scales, out, pdl):
+    """``self_attention`` (``scales`` None) or ``self_attention_int8`` (``scales = (k_scale, v_scale)``)."""
+    _check_rows("self_attention qkv", qkv)
+    h, d = k_cache.shape[1], k_cache.shape[3]
+    m = qkv.shape[0]
+    b = m // t
+    _check_pos(pos, b, t)
+    (ks, vs), s_strides = _kv_scales("self_attention_int8", (k_cache, v_cache), scales)
+    if out is None:
+        out = torch.empty((m, h * d), device=qkv.device, dtype=qkv.dtype)
+    self_attention_kernel[(b * h,)](
+        qkv, k_cache, v_cache, ks, vs, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3],
+        *v_cache.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d,
+        BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_S=64, KV_INT8=scales is not None, PDL=int(pdl),
+        num_warps=4, launch_pdl=bool(pdl))
     return out
 
 
 def self_attention(qkv, k_cache, v_cache, pos, t, *, out=None, pdl=False):
     """qkv [B*T, 3*H*D], caches [maxB, H, L, D], pos [T] (shared) or [B, T] (per row) -> o [B*T, H*D];
     writes the new K/V at ``pos`` first, then each query attends the positions <= its own."""
-    _check_rows("self_attention qkv", qkv)
-    h, d = k_cache.shape[1], k_cache.shape[3]
-    m = qkv.shape[0]
-    b = m // t
-    _check_pos(pos, b, t)
+    return _self_attention(qkv, k_cache, v_cache, pos, t, None, out, pdl)
+
+
+def self_attention_int8(qkv, k_cache, v_cache, pos, t, *, k_scale, v_scale, out=None, pdl=False):
+    """``self_attention`` over int8 caches [maxB, H, L, D] with float32 scales [maxB, H, L, 1] (any strides):
+    the new K/V are quantized as ``quantization.quantize_kv`` into values and scales at ``pos``, the tiles read
+    are dequantized to qkv's dtype in registers."""
+    return _self_attention(qkv, k_cache, v_cache, pos, t, (k_scale, v_scale), out, pdl)
+
+
+def _cross_workspace(ws: dict, m: int, h: int, d: int, num_chunks: int, n_audio: int, device) -> dict:
+    """The float32 partials (max, sum; acc) of ``m * h * num_chunks`` (query, head, chunk)s and the per
+    (audio, head) counters, reallocated when the shape changes."""
+    need = (m * h * num_chunks, n_audio * h)
+    if ws.get("shape") != need:
+        ws.update(shape=need, ml=torch.empty(need[0] * 2, device=device, dtype=torch.float32),
+                  acc=torch.empty(need[0] * d, device=device, dtype=torch.float32),
+                  cnt=torch.zeros(need[1], device=device, dtype=torch.int32))
+    return ws
+
+
+def _cross_attention(q, k, v, t, group, scales, out, pdl, chunk, inline_combine, workspace):
+    """``cross_attention`` (``scales`` None) or ``cross_attention_int8`` (``scales = (k_scale, v_scale)``)."""
+    _check_rows("cross_attention q", q)
+    h, s, d = k.shape[1], k.shape[2], k.shape[3]
+    m = q.shape[0]
+    qb = group * t
+    n_audio = triton.cdiv(m, qb)
+    chunk = max(16, min(chunk, triton.next_power_of_2(s)))
+    num_chunks = triton.cdiv(s, chunk)
+    (ks, vs), s_strides = _kv_scales("cross_attention_int8", (k, v), scales)
     if out is None:
-        out = torch.empty((m, h * d), device=qkv.device, dtype=qkv.dtype)
-    self_attention_kernel[(b * h,)](
-        qkv, k_cache, v_cache, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3], *v_cache.stride()[:3],
-        out.stride(0), d ** -0.5, H=h, D=d, BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_S=64, PDL=int(pdl),
+        out = torch.empty((m, h * d), device=q.device, dtype=q.dtype)
+    ws = _cross_workspace(workspace if workspace is not None else {}, m, h, d, num_chunks, n_audio, q.device)
+    block_q = max(16, triton.next_power_of_2(qb))
+    cross_attention_kernel[(n_audio * h, num_chunks)](
+        q, k, v, ks, vs, out, ws["ml"], ws["acc"], ws["cnt"], m, qb, s, q.stride(0), *k.stride()[:3],
+        *v.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d, BLOCK_Q=block_q, CHUNK=chunk,
+        NUM_CHUNKS=num_chunks, INLINE_COMBINE=inline_combine, KV_INT8=scales is not None, PDL=int(pdl),
         num_warps=4, launch_pdl=bool(pdl))
+    if num_chunks > 1 and not inline_combine:
+        cross_attention_combine_kernel[(n_audio * h,)](
+            ws["ml"], ws["acc"], out, m, qb, out.stride(0), H=h, D=d, NUM_CHUNKS=num_chunks, BLOCK_Q=block_q,
+            PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
     return out
 
 
@@ -253,31 +319,15 @@ def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 12
     ``workspace`` (optional dict) keeps the float32 partials and the counters between calls (a captured
     graph allocates them once).
     """
-    _check_rows("cross_attention q", q)
-    h, s, d = k.shape[1], k.shape[2], k.shape[3]
-    m = q.shape[0]
-    qb = group * t
-    n_audio = triton.cdiv(m, qb)
-    chunk = max(16, min(chunk, triton.next_power_of_2(s)))
-    num_chunks = triton.cdiv(s, chunk)
-    if out is None:
-        out = torch.empty((m, h * d), device=q.device, dtype=q.dtype)
-    ws = workspace if workspace is not None else {}
-    need = (m * h * num_chunks, n_audio * h)
-    if ws.get("shape") != need:
-        ws.update(shape=need, ml=torch.empty(need[0] * 2, device=q.device, dtype=torch.float32),
-                  acc=torch.empty(need[0] * d, device=q.device, dtype=torch.float32),
-                  cnt=torch.zeros(need[1], device=q.device, dtype=torch.int32))
-    block_q = max(16, triton.next_power_of_2(qb))
-    cross_attention_kernel[(n_audio * h, num_chunks)](
-        q, k, v, out, ws["ml"], ws["acc"], ws["cnt"], m, qb, s, q.stride(0), *k.stride()[:3], *v.stride()[:3],
-        out.stride(0), d ** -0.5, H=h, D=d, BLOCK_Q=block_q, CHUNK=chunk, NUM_CHUNKS=num_chunks,
-        INLINE_COMBINE=inline_combine, PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
-    if num_chunks > 1 and not inline_combine:
-        cross_attention_combine_kernel[(n_audio * h,)](
-            ws["ml"], ws["acc"], out, m, qb, out.stride(0), H=h, D=d, NUM_CHUNKS=num_chunks, BLOCK_Q=block_q,
-            PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
-    return out
+    return _cross_attention(q, k, v, t, group, None, out, pdl, chunk, inline_combine, workspace)
+
+
+def cross_attention_int8(q, k, v, t, group=1, *, k_scale, v_scale, out=None, pdl=False, chunk: int = 128,
+                         inline_combine: bool = True, workspace: dict | None = None):
+    """``cross_attention`` over int8 k/v [A, H, S, D] with float32 scales [A, H, S, 1] (any strides, e.g. the
+    views of the engine's ``[rows, S, 2, H, 1]`` scales): each program dequantizes its chunk (and the chunk's
+    scales) to q's dtype in registers, fetched before the PDL wait as the float chunk is."""
+    return _cross_attention(q, k, v, t, group, (k_scale, v_scale), out, pdl, chunk, inline_combine, workspace)
 
 
 def quantize_kv(x, q_out, scales_out, *, block_rows: int = 32):
