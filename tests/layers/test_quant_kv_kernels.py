@@ -64,7 +64,8 @@ def _self_caches(b, max_len, dev):
 # steps of (positions, T): a prompt then decode steps; shared positions [T], or per row [B, T] (unsorted, gaps)
 SCHEDULES = {
     "shared": [(list(range(5)), 5), ([5], 1), ([6], 1)],
-    "per_row": [([[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3]], 4), ([[4], [9], [4]], 1), ([[6, 5], [10, 11], [5, 8]], 2)],
+    "per_row": [([[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3]], 4), ([[4], [70], [4]], 1),
+                ([[6, 5], [71, 72], [5, 8]], 2)],  # row 1 reads two 64-position tiles
 }
 
 
@@ -72,7 +73,7 @@ SCHEDULES = {
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_self_attention_int8(kops, dev, dtype, schedule):
     torch.manual_seed(len(schedule))
-    b, max_len = 3, 32
+    b, max_len = 3, 96
     got, want = _self_caches(b, max_len, dev), _self_caches(b, max_len, dev)
     for i, (pos, t) in enumerate(SCHEDULES[schedule]):
         pos = torch.tensor(pos, device=dev)
@@ -93,13 +94,14 @@ def test_self_attention_int8(kops, dev, dtype, schedule):
     assert not got[0][b].any() and not got[2][b].any()  # the row beyond the batch is untouched
 
 
-def _cross_caches(a, s, dev):
-    """Random K/V of ``a + 1`` audios quantized into int8 views [a + 1, H, S, D] with float32 scale views
-    [a + 1, H, S, 1] of the engine's stores [rows, S, 2, H, D] / [rows, S, 2, H, 1]; also the float K/V."""
+def _cross_caches(a, s, dev, big=3.0):
+    """Random K/V of ``a + 1`` audios (head 0's keys ``big`` times larger: sharper scores, other scales)
+    quantized into int8 views [a + 1, H, S, D] with float32 scale views [a + 1, H, S, 1] of the engine's stores
+    [rows, S, 2, H, D] / [rows, S, 2, H, 1]; also the float K/V [2, a + 1, H, S, D]."""
     from trtllm_ext.quantization import quantize_kv
 
     kf = torch.randn(2, a + 1, H, s, D, device=dev) + 0.3
-    kf[0, :, 0] *= 10  # one head 10x larger
+    kf[0, :, 0] *= big
     store = torch.zeros(a + 1, s, 2, H, D, dtype=torch.int8, device=dev)
     scales = torch.zeros(a + 1, s, 2, H, 1, dtype=torch.float32, device=dev)
     k, v = store.permute(2, 0, 3, 1, 4)
@@ -168,7 +170,7 @@ def test_self_attention_int8_within_the_bound_of_float_attention(kops, dev, dtyp
 def test_cross_attention_int8_within_the_bound_of_float_attention(kops, dev, dtype):
     torch.manual_seed(6)
     a, group, s = 2, 2, 300
-    (k, v, ks, vs), kf = _cross_caches(a, s, dev)
+    (k, v, ks, vs), kf = _cross_caches(a, s, dev, big=10.0)
     q = (torch.randn(a * group, H * D, device=dev) * 0.5 + 0.1).to(dtype)
     o = kops.cross_attention_int8(q, k, v, 1, group, k_scale=ks, v_scale=vs, chunk=128)
     expect = ref().cross_attention(q.float(), kf[0], kf[1], 1, group)
@@ -179,3 +181,16 @@ def test_cross_attention_int8_within_the_bound_of_float_attention(kops, dev, dty
     err = (o.double() - expect.double()).view(a * group, 1, H, D).transpose(1, 2).abs()
     assert (err <= bound + SLACK).all(), f"max err - bound {(err - bound).max().item():.3e}"
     assert err.max() > 0
+
+
+def test_int8_launchers_check_the_caches_and_scales(kops, dev):
+    k, v, ks, vs = _self_caches(1, 8, dev)
+    qkv = torch.zeros(1, 3 * H * D, device=dev, dtype=torch.float16)
+    pos = torch.tensor([0], device=dev)
+    with pytest.raises(ValueError, match=r"int8 K/V \[rows, H, L, D\] with float32 scales \[rows, H, L, 1\], got "
+                                         r"torch.int8 \(2, 4, 8, 64\) and torch.float16 \(2, 4, 8, 1\)"):
+        kops.self_attention_int8(qkv, k, v, pos, 1, k_scale=ks.half(), v_scale=vs)
+    with pytest.raises(ValueError, match=r"got torch.float16 \(2, 4, 8, 64\) and torch.float32"):
+        kops.self_attention_int8(qkv, k.half(), v, pos, 1, k_scale=ks, v_scale=vs)
+    with pytest.raises(ValueError, match=r"cross_attention_int8: .* torch.float32 \(2, 4, 7, 1\)"):
+        kops.cross_attention_int8(qkv[:, :H * D], k, v, 1, k_scale=ks, v_scale=vs[:, :, :7])
