@@ -16,7 +16,7 @@ last program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset 
 ``vs_ptr``; their own strides), one per (row, head, position) as ``quantization.quantize_kv`` makes them. The
 self-attention kernel quantizes each new K/V token-head in registers as ``quantize_kv`` does (amax over D / 127
 rounded to float32, 1.0 for an all-zero token; values rounded half to even, clamped to +-127), in float64 as it
-does, so values and scales are bit-identical to its (except where amax / 127 is a float32 subnormal, amax <
+does, so values and scales are bit-identical to its own (except where amax / 127 is a float32 subnormal, amax <
 1.5e-36, which ``quantize_kv`` nudges one ulp up: never for fp16 inputs), and stores them at ``pos``. Both kernels
 dequantize every int8 tile they read (value * scale in float32, rounded to the queries' dtype, as
 ``dequantize_kv``) and go on as the float path does. With ``KV_INT8`` off the scale pointers and strides are

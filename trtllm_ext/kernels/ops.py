@@ -269,7 +269,7 @@ def self_attention(qkv, k_cache, v_cache, pos, t, *, out=None, pdl=False):
 
 
 def self_attention_int8(qkv, k_cache, v_cache, pos, t, *, k_scale, v_scale, out=None, pdl=False):
-    """``self_attention`` over int8 caches [maxB, H, L, D] with float32 scales [maxB, H, L, 1] (any strides):
+    """``self_attention`` over int8 caches [maxB, H, L, D] (last dim contiguous) with float32 scales [maxB, H, L, 1]:
     the new K/V are quantized as ``quantization.quantize_kv`` into values and scales at ``pos``, the tiles read
     are dequantized to qkv's dtype in registers."""
     return _self_attention(qkv, k_cache, v_cache, pos, t, (k_scale, v_scale), out, pdl)
@@ -324,9 +324,9 @@ def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 12
 
 def cross_attention_int8(q, k, v, t, group=1, *, k_scale, v_scale, out=None, pdl=False, chunk: int = 128,
                          inline_combine: bool = True, workspace: dict | None = None):
-    """``cross_attention`` over int8 k/v [A, H, S, D] with float32 scales [A, H, S, 1] (any strides, e.g. the
-    views of the engine's ``[rows, S, 2, H, 1]`` scales): each program dequantizes its chunk (and the chunk's
-    scales) to q's dtype in registers, fetched before the PDL wait as the float chunk is."""
+    """``cross_attention`` over int8 k/v [A, H, S, D] (last dim contiguous) with float32 scales [A, H, S, 1]
+    (any strides, e.g. views of the engine's ``[rows, S, 2, H, 1]``): each program fetches its chunk and the
+    chunk's scales before the PDL wait, as the float chunk is, and dequantizes them to q's dtype in registers."""
     return _cross_attention(q, k, v, t, group, (k_scale, v_scale), out, pdl, chunk, inline_combine, workspace)
 
 
