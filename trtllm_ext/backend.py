@@ -13,8 +13,9 @@ Activations are row-major ``[m, d]`` with ``m = batch * tokens``.
 Quantized layers and caches use the same ops: a weight-only quantized Linear's weight handling
 (``op_weight()``) gives a ``QuantizedWeight`` and an int8 cache hands out ``QuantizedKV``s; ``KernelBackend``
 routes those to the kernel module's ``weight_only_linear`` / ``self_attention_int8`` / ``cross_attention_int8``
-(``reference``'s where the module has none). ``ops`` has both attention ops: they quantize the new K/V and
-dequantize the tiles they read in registers, so no step dequantizes a whole cache.
+(``reference``'s where the module has none). ``ops`` has all three: the linear dequantizes the weight block it
+streams, the attention ops quantize the new K/V and dequantize the tiles they read, all in registers, so no step
+dequantizes a whole weight or cache.
 """
 from __future__ import annotations
 

@@ -194,3 +194,27 @@ def test_int8_launchers_check_the_caches_and_scales(kops, dev):
         kops.self_attention_int8(qkv, k.half(), v, pos, 1, k_scale=ks, v_scale=vs)
     with pytest.raises(ValueError, match=r"cross_attention_int8: .* torch.float32 \(2, 4, 7, 1\)"):
         kops.cross_attention_int8(qkv[:, :H * D], k, v, 1, k_scale=ks, v_scale=vs[:, :, :7])
+
+
+def test_quantize_kv_kernel_is_the_reference_bit_for_bit(kops, dev):
+    """``ops.quantize_kv`` (the int8 cache's cross K/V, once per audio) into strided views like the engine's cross
+    storage ``[rows, S, 2, H, D]``: the same int8 values and float32 scales as ``quantize_kv``, zero rows (scale 1)
+    and exact halves (ties to even) included."""
+    from trtllm_ext.quantization import quantize_kv
+
+    a, s = 3, 1500
+    store = torch.zeros(a, s, 2, H, D, dtype=torch.int8, device=dev)
+    scales = torch.zeros(a, s, 2, H, 1, device=dev)
+    k_view, k_scales = store.permute(2, 0, 3, 1, 4)[0], scales.permute(2, 0, 3, 1, 4)[0]
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(a, s, H, D, generator=gen) * torch.rand(a, s, H, 1, generator=gen) * 4).half()
+    x = x.to(dev).permute(0, 2, 1, 3)  # [a, H, s, D], the projection's strides
+    x[0, 1, 2] = 0
+    x[1, 0, 0] = torch.arange(-D // 2, D // 2, device=dev).half() * 127 / (D // 2) / 2  # many x / scale = k + 1/2
+    kops.quantize_kv(x, k_view, k_scales)
+    q, sc = quantize_kv(x)
+    assert torch.equal(k_view, q) and torch.equal(k_scales, sc)
+    assert k_scales[0, 1, 2].item() == 1.0
+    assert not store[:, :, 1].any()  # the V half untouched
+    with pytest.raises(ValueError, match="quantize_kv"):
+        kops.quantize_kv(x, k_view[:2], k_scales)
