@@ -49,7 +49,8 @@ class Embedding(Module):
             return w
         version = (w._version, w.data_ptr())
         if self._int8 is None or self._int8[0] != version:
-            qweight, scales = quantize_weight(w.detach(), "int8")
+            with torch.inference_mode(False):  # a normal tensor whatever mode the first caller is in: cpu_int8's
+                qweight, scales = quantize_weight(w.detach(), "int8")  # cache reads its version counter
             self._int8 = (version, QuantizedWeight(qweight, scales, as_quant_mode("int8"), None, w.shape[1]))
         return self._int8[1]
 

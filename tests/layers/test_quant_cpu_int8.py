@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trtllm_ext import WeightOnlyQuantLinear
+from trtllm_ext import Embedding, WeightOnlyQuantLinear
 from trtllm_ext.kernels import cpu_int8, reference
 from trtllm_ext.quantization import dequantize_weight
 
@@ -106,3 +106,15 @@ def test_the_span_row_is_made_once_and_serves_every_mode():
     span = cpu_int8.span_row(48)
     assert span is cpu_int8.span_row(48) and not span.is_inference()
     assert span.tolist() == [[1.0, -1.0] + [0.0] * 46]
+
+
+def test_the_int8_logits_copy_made_under_inference_mode_serves_every_mode():
+    """``Embedding(int8_logits=True)``: its int8 copy, first made under inference_mode (as a decode loop may run),
+    is a normal tensor, so the packed kernel's cache (keyed on version counters) takes it in and out of the mode."""
+    emb = Embedding(40, 32, int8_logits=True)
+    emb.load_weights({"weight": randn(40, 32, seed=70)})
+    x = randn(3, 32, seed=71).float()
+    with torch.inference_mode():
+        y = emb.logits(x)
+    assert not emb.logits_weight().qweight.is_inference()
+    assert torch.equal(emb.logits(x), y)
