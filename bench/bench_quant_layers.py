@@ -8,7 +8,8 @@ on its int8 (per channel) and int4 (group 128) quantization, each timed as a cha
 CUDA graph on separate weight copies (nothing served from L2), with PDL as the engine runs them. Per row: us per
 launch, the bytes read (weights + scales + activations) over that time, the ratio to fp16, the relative error
 against ``reference.fused_linear`` on the dequantized weight. ``--tune`` also times every candidate tile config
-(``bench_layers.candidates``) per mode and reports the best. Nothing asserts on a time.
+(``quant_candidates``) of the quantized modes, reports the best and
+(``--emit_configs``) saves them for ``TRTLLM_EXT_LINEAR_CONFIGS``. Nothing asserts on a time.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_layers import L2_BYTES, candidates, linear_shapes, rel, time_chain  # noqa: E402
+from bench.bench_layers import L2_BYTES, linear_shapes, rel, time_chain  # noqa: E402
 from trtllm_ext.kernels import ops, reference  # noqa: E402
 from trtllm_ext.kernels.ops import LinearConfig  # noqa: E402
 from trtllm_ext.quantization import dequantize_weight, quantize_weight  # noqa: E402
 from whisper_model.config import dims_for  # noqa: E402
 
 MODES = ("fp16", "int8", "int4")
+BITS = {"fp16": 0, "int8": 8, "int4": 4}
 
 
 def weight_copies(n: int, k: int, mode: str, dtype, copies: int) -> list[tuple]:
@@ -48,18 +50,15 @@ def launcher(mode: str, x, bias, kw):
 
 
 def quant_candidates(m: int, k: int, has_ln: bool) -> list[LinearConfig]:
-    """``bench_layers.candidates`` plus wider tiles: a program's quantized slice is half / a quarter the bytes."""
-    out = candidates(m, k, has_ln)
+    """Tiles to try for a quantized weight (a program's slice is half / a quarter of the fp16 bytes, so wider ones
+    than ``bench_layers.candidates``'): one row on the CUDA cores, or rows on the tensor cores."""
     splits = [1] if has_ln else [1, 2, 4] if k > 2048 else [1, 2]
-    for split in splits:
-        if m == 1:
-            out += [LinearConfig(1, bn, False, split, w) for bn in (32, 64) for w in (4, 8)
-                    if bn * k // split <= 49152]
-        else:
-            bm = 16 if m <= 16 else 32
-            out += [LinearConfig(bm, bn, True, split, 4, loop_k=lk, num_stages=st)
-                    for bn, lk, st in ((64, 256, 2), (128, 128, 3), (32, 512, 1))]
-    return list(dict.fromkeys(out))
+    if m == 1:
+        return [LinearConfig(1, bn, False, split, w) for bn in (8, 16, 32, 64) for split in splits for w in (4, 8)
+                if 4096 <= bn * k // split <= 65536]
+    bm = 16 if m <= 16 else 32
+    return [LinearConfig(bm, bn, True, split, 4, loop_k=lk, num_stages=st) for split in splits
+            for bn, lk, st in ((16, 128, 3), (32, 128, 3), (64, 256, 2), (128, 128, 3))]
 
 
 def bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, tune) -> dict:
@@ -74,7 +73,7 @@ def bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, tune) -> dict:
     w0 = ws[0][0] if mode == "fp16" else dequantize_weight(*ws[0], mode, k, dtype=dtype)
     ref = reference.fused_linear(x.float(), w0.float(), bias.float(), ln=ln, gelu=gelu,
                                  residual=None if r is None else r.float())
-    cfgs = [ops.linear_config(m, n, k, has_ln)]
+    cfgs = [ops.linear_config(m, n, k, has_ln, BITS[mode])]
     if tune and mode != "fp16":  # fp16 keeps its tuned config (bench_layers --tune)
         cfgs += quant_candidates(m, k, has_ln)
     results = []
@@ -100,6 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 16, 32])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--tune", action="store_true", help="time every candidate tile config per mode")
+    ap.add_argument("--emit_configs", help="with --tune: write the best quantized configs here (JSON, for "
+                    "TRTLLM_EXT_LINEAR_CONFIGS)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     dims, dtype = dims_for(args.model), torch.float16
@@ -111,12 +112,16 @@ def main(argv=None) -> int:
             base = None
             for mode in args.modes:
                 row = bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, args.tune)
+                if args.tune and mode != "fp16":
+                    ops.set_linear_config(m, n, k, has_ln, LinearConfig(**row["config"]), BITS[mode])
                 base = base or (row["us"] if mode == "fp16" else None)
                 row["vs_fp16"] = row["us"] / base if base else None
                 out["results"].append(row)
                 ratio = f"{row['vs_fp16']:.2f}x fp16" if base else ""
                 print(f"{name:9} M={m:<3} {mode:5} {row['us']:7.2f} us ({row['tb_s']:5.2f} TB/s) {ratio:12} "
                       f"default {row['default_us']:7.2f} us  err {row['rel_err']:.1e}  {row['config']}", flush=True)
+    if args.tune and args.emit_configs:
+        ops.save_linear_configs(args.emit_configs)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
