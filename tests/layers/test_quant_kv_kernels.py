@@ -15,12 +15,11 @@ The tests take the device from the ``dev`` fixture; a driver may call them with 
 import pytest
 import torch
 
+from .test_kernels import DT, TOL, ref, rel
 from .test_quant_kv_cache import SLACK, _attention_bound
 
 pytestmark = pytest.mark.gpu
 
-DT = [torch.float16, torch.bfloat16]
-TOL = {torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
 UNIT = {torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}  # unit roundoff
 H, D = 4, 64
 
@@ -39,18 +38,6 @@ def kops():
 @pytest.fixture
 def dev():
     return "cuda"
-
-
-def ref():
-    from trtllm_ext.kernels import reference
-
-    return reference
-
-
-def rel(a, b):
-    a, b = a.float(), b.float()
-    assert torch.isfinite(a).all(), "output has NaN/inf (an element was not written?)"
-    return float((a - b).norm() / b.norm())
 
 
 def _self_caches(b, max_len, dev):

@@ -7,6 +7,8 @@ import torch
 
 from trtllm_ext.quantization import dequantize_weight, quantize_weight
 
+from .test_kernels import rel
+
 pytestmark = pytest.mark.gpu
 
 TOL = 2e-3  # fp16 output rounding (the weights themselves are the reference's, bit for bit)
@@ -21,12 +23,6 @@ def kops():
     from trtllm_ext.kernels import ops
 
     return ops
-
-
-def rel(a, b):
-    a, b = a.float(), b.float()
-    assert torch.isfinite(a).all(), "output has NaN/inf (an element was not written?)"
-    return float((a - b).norm() / b.norm())
 
 
 def configs(kops, m, k, ln):

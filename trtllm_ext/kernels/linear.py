@@ -177,11 +177,15 @@ def fused_linear_kernel(
         w2 = _load_w(w_rows, k0 + K1, mask_n, K, K2, QUANT)
         if QUANT == 4:
             s2 = _load_s(s_rows, k0 + K1, mask_n, K, K2, QUANT, GROUP)
+        elif QUANT == 8:
+            s2 = s1
     if K3 > 0:
         o3 = k0 + K1 + K2 + tl.arange(0, K3)
         w3 = _load_w(w_rows, k0 + K1 + K2, mask_n, K, K3, QUANT)
         if QUANT == 4:
             s3 = _load_s(s_rows, k0 + K1 + K2, mask_n, K, K3, QUANT, GROUP)
+        elif QUANT == 8:
+            s3 = s1
     if HAS_LN:
         g1 = tl.load(lnw_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
         c1 = tl.load(lnb_ptr + o1, mask=o1 < K, other=0.0).to(tl.float32)
@@ -196,13 +200,7 @@ def fused_linear_kernel(
     else:
         bias = tl.zeros([BLOCK_N], dtype=tl.float32)
     pdl_wait(PDL)
-    if QUANT == 8:
-        w1 = _dequant(w1, s1, QUANT, GROUP)
-        if K2 > 0:
-            w2 = _dequant(w2, s1, QUANT, GROUP)
-        if K3 > 0:
-            w3 = _dequant(w3, s1, QUANT, GROUP)
-    if QUANT == 4:
+    if QUANT:
         w1 = _dequant(w1, s1, QUANT, GROUP)
         if K2 > 0:
             w2 = _dequant(w2, s2, QUANT, GROUP)
