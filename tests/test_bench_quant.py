@@ -1,0 +1,62 @@
+"""bench/bench_quant.py end to end on the CPU, on a cut-down tiny (short audio context, two layers a side): every
+config x batch is measured and written, quantization really applied (the projections' bytes, the caches' bytes),
+the B=1 engine rows and the targets are there, and ``--report`` reprints the JSON."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from whisper_model.config import MODEL_DIMS, scaled
+from whisper_model.fast import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import bench_quant  # noqa: E402
+
+DIMS = scaled(MODEL_DIMS["tiny"], n_audio_ctx=40, n_audio_layer=2, n_text_layer=2, n_audio_state=128,
+              n_text_state=128, n_audio_head=2, n_text_head=2, n_text_ctx=16)
+CONFIGS = bench_quant.DEFAULT_CONFIGS.split(",")
+
+
+@pytest.fixture()
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_bench_quant_measures_every_config_and_batch(tmp_path, monkeypatch, capsys, one_thread):
+    monkeypatch.setattr(build, "dims_for", lambda name: DIMS)
+    out_file = tmp_path / "quant.json"
+    argv = ["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--batch", "1", "2", "--tokens", "3",
+            "--repeats", "1", "--json", str(out_file)]
+    assert bench_quant.main(argv) == 0
+    out = json.loads(out_file.read_text())
+    assert "errors" not in out
+    assert out["meta"]["configs"][0] == "fp16" and out["meta"]["command"]
+    rows = {(r["config"], r["batch"]): r for r in out["results"]}
+    assert set(rows) == {(c, b) for c in CONFIGS for b in (1, 2)}
+    assert all(r["tokens_ok"] and "step_ratio" in r and "peak_mem_gb" not in r for r in rows.values())  # CPU
+    for b in (1, 2):
+        for c in CONFIGS:
+            r, fp16 = rows[c, b], rows["fp16", b]
+            weights, kv8 = c.split("+")[0], c.endswith("+kv8")
+            # the projections: what weight-only quantization replaces (tiny's float embedding is half its bytes)
+            limit = {"fp16": 1.0, "int8": 0.6, "int4": 0.4}[weights]
+            assert r["linear_ratio"] < limit if weights != "fp16" else r["linear_ratio"] == 1.0
+            assert (r["weight_ratio"] < 1.0) == (weights != "fp16")
+            assert (r["cache_bytes"] < 0.6 * fp16["cache_bytes"]) == kv8
+        assert rows["fp16+kv8", b]["weight_bytes"] == rows["fp16", b]["weight_bytes"]
+        assert rows["fp16", b]["tokens_equal_fp16"] == 1.0
+    assert [r["config"] for r in out["b1"]] == out["meta"]["configs"]
+    assert all(r["engine_rows"] == 1 and r["cache_bytes"] < rows[r["config"], 1]["cache_bytes"] for r in out["b1"])
+    assert {t["config"] for t in out["targets"]} == set(CONFIGS)
+    assert {t["status"] for t in out["targets"] if "peak memory" in t["target"]} == {"n/a"}  # CPU: no allocator
+    printed = capsys.readouterr().out
+    assert "B=2 (tiny" in printed and "peak memory B=1 (B=1 engine)" in printed
+    assert bench_quant.main(["--report", str(out_file)]) == 0
+    assert capsys.readouterr().out.count("\ntargets\n") == 1
