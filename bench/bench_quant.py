@@ -2,14 +2,14 @@
 each with and without the int8 K/V cache, in one process.
 
     python bench/bench_quant.py --model large-v3 --batch 1 16 32 --tokens 100 --json bench/results/quant.json
-    python bench/bench_quant.py --model tiny --device cpu --batch 1 2 --tokens 8 --repeats 1      # a CPU smoke run
+    python bench/bench_quant.py --model tiny --device cpu --batch 1 2 --tokens 8 --repeats 1 --dtype float32  # CPU
     python bench/bench_quant.py --report bench/results/quant.json
 
 The float weights are random (``random_whisper``: the real shapes of ``--model``, ``--seed``), made once on the CPU;
-each config of ``--configs`` (fp16, int8 or int4 weights, ``+kv8``: the int8 K/V cache) builds its model from them
-directly on ``--device`` (``Whisper.from_state_dict``: the projections are quantized there, on the device, as the
-engine build quantizes a checkpoint's float weights), so the same float weights underlie every config. Each model is
-accelerated once for max(``--batch``) rows and timed per batch by ``bench_e2e.bench_system``: greedy, end-of-text
+each config of ``--configs`` (fp16: the float weights in ``--dtype``; int8 or int4 weight-only, int4 in groups of
+``--group_size``; ``+kv8``: the int8 K/V cache) builds its model from them directly on ``--device``
+(``Whisper.from_state_dict`` with the device: the float weights are copied over and the projections quantized there,
+by the code the engine build uses), so the same float weights underlie every config. Each model is accelerated once for max(``--batch``) rows and timed per batch by ``bench_e2e.bench_system``: greedy, end-of-text
 suppressed, exactly ``--tokens`` tokens; encoder ms, ms per segment, the replayed decode step alone, the segment's
 breakdown; medians of ``--repeats`` after a warm-up. Tokens are compared with the fp16 config's at the same batch
 (the share of equal tokens; random weights, so no WER). Memory (CUDA only): weight bytes (the parameters and buffers
@@ -17,7 +17,7 @@ the model holds: quantized weights with their scales; the caches are not among t
 each batch minus what was allocated before the model was built (and absolute); with ``--b1_engine`` (default on) the
 same weights accelerated for one row, the peak over a B=1 segment divided by the weight bytes. Every model is freed
 before the next is built. Prints one table per batch with ratios to fp16 and a table of the issue's targets (met, or
-missed by how much and why); writes ``--json`` after every config, so a run cut short keeps what it measured;
+missed by how much and why); writes ``--json`` after every batch, so a run cut short keeps what it measured;
 ``--report A.json`` reprints. Nothing here asserts on a time.
 """
 from __future__ import annotations
@@ -103,10 +103,10 @@ def build_model(dims, float_sd: dict, config: str, args) -> tuple[Whisper, float
     return model, time.perf_counter() - t0
 
 
-def bench_batches(run: OursRun, config: str, info: dict, mels: dict, args, reference_tokens: dict,
-                  base: int) -> list[dict]:
-    """``bench_system`` once per batch, the allocator's peak reset before each: rows of this config."""
-    rows = []
+def bench_batches(run: OursRun, config: str, info: dict, mels: dict, args, reference_tokens: dict, base: int,
+                  out: dict) -> None:
+    """``bench_system`` once per batch, the allocator's peak reset before each; each row into ``out["results"]``,
+    the JSON rewritten after each."""
     for b in args.batch:
         if is_cuda(args.device):
             torch.cuda.reset_peak_memory_stats()
@@ -114,8 +114,8 @@ def bench_batches(run: OursRun, config: str, info: dict, mels: dict, args, refer
         row.update(info, config=config, tokens_equal_fp16=row.pop("agree_with_ours", None))
         if is_cuda(args.device):
             row["peak_abs_gb"] = torch.cuda.max_memory_allocated() / GB
-        rows.append(row)
-    return rows
+        out["results"].append(row)
+        write(out, args.json)
 
 
 def bench_b1(model: Whisper, config: str, mel: torch.Tensor, args, base: int, weights: int,
@@ -159,7 +159,7 @@ def bench_config(config: str, dims, float_sd: dict, mels: dict, args, reference_
         run.own_weight_bytes = 0  # base was read before the model was built: its weights are in the peak already
         info.update(cache_bytes=cache_bytes(run), accelerate_s=run.build_s)
         try:
-            out["results"] += bench_batches(run, config, info, mels, args, reference_tokens, base)
+            bench_batches(run, config, info, mels, args, reference_tokens, base, out)
         finally:
             run.close()
             del run
@@ -180,6 +180,8 @@ def add_ratios(results: list[dict]) -> None:
         r["weight_ratio"] = r["weight_bytes"] / ref["weight_bytes"]
         r["linear_ratio"] = r["linear_bytes"] / ref["linear_bytes"]
         r["step_ratio"] = step_ms(r) / step_ms(ref)
+        if r.get("step_replay_ms") is not None and ref.get("step_replay_ms") is not None:
+            r["step_replay_ratio"] = r["step_replay_ms"] / ref["step_replay_ms"]
         r["segment_ratio"] = r["ms_per_segment"] / ref["ms_per_segment"]
         r["encoder_ratio"] = r["encoder_ms"] / ref["encoder_ms"]
 
@@ -199,7 +201,7 @@ def _verdict(value, limit: float) -> str:
 
 def _why_step(meta: dict, kv: bool = False) -> str:
     fused, parts = meta.get("fused_quant_ops", {}), []
-    if not meta.get("device"):
+    if meta.get("device_type") != "cuda":
         return "CPU run: reference kernels, no CUDA graphs (the targets are the GPU's)"
     if not fused.get("weight_only_linear"):
         parts.append("no Triton weight-only GEMM (ops.weight_only_linear): each projection dequantizes its whole "
@@ -237,7 +239,8 @@ def targets(out: dict) -> list[dict]:
         why = lambda c=c: _why_weights(get(c, b0), get("fp16", b0))  # noqa: E731
         add("weight bytes / fp16's", c, get(c, b0), "weight_ratio", limit, why)
     for c, limit in (("int8", 0.8), ("int4", 0.7)):
-        add("decode step at B=1 / fp16's", c, get(c, 1), "step_ratio", limit, lambda: _why_step(meta))
+        add("replayed decode step at B=1 / fp16's", c, get(c, 1), "step_replay_ratio", limit,
+            lambda: _why_step(meta))
     for c in ("fp16+kv8", "int8+kv8", "int4+kv8"):
         add("ms per segment at B=16 / fp16's", c, get(c, 16), "segment_ratio", 0.85,
             lambda: _why_step(meta, kv=True))
@@ -307,7 +310,7 @@ def parse_args(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--b1_engine", action=argparse.BooleanOptionalAction, default=True,
                     help="also accelerate each config for one row: peak memory of a B=1 segment / weight bytes")
-    ap.add_argument("--json", help="write the results here (rewritten after every config)")
+    ap.add_argument("--json", help="write the results here (rewritten after every batch)")
     ap.add_argument("--report", nargs="+", help="print the tables of earlier --json files and exit")
     args = ap.parse_args(argv)
     configs = list(dict.fromkeys(args.configs.split(",")))
@@ -334,11 +337,8 @@ def write(out: dict, path) -> None:
         Path(path).write_text(json.dumps(out, indent=1))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.report:
-        return report(args.report)
-    torch.backends.cuda.matmul.allow_tf32 = False
+def prepare(args) -> tuple:
+    """(dims, the float weights on the CPU, mel per batch on the device, the run's metadata)."""
     t0 = time.perf_counter()
     float_model = random_whisper(args.model, dtype=getattr(torch, args.dtype), device="cpu", seed=args.seed)
     dims, float_sd = float_model.dims, {k: v.detach() for k, v in float_model.state_dict().items()}
@@ -347,10 +347,23 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(args.seed + 1)
     mels = {b: (torch.randn(b, dims.n_mels, 2 * dims.n_audio_ctx, generator=gen) * 0.5).clamp(-1.5, 1.5)
             .to(args.device) for b in sorted(set(args.batch) | {1})}
-    meta = dict(environment(args.device), started=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                model=args.model, dtype=args.dtype, tokens=args.tokens, batches=args.batch, configs=args.configs,
-                repeats=args.repeats, group_size=args.group_size, variant=args.variant, b1_engine=args.b1_engine,
+    env = environment(args.device)
+    env.setdefault("device", "cpu")
+    meta = dict(env, device_type=torch.device(args.device).type,
+                started=datetime.datetime.now(datetime.timezone.utc).isoformat(), model=args.model,
+                dtype=args.dtype, tokens=args.tokens, batches=args.batch, configs=args.configs, repeats=args.repeats,
+                group_size=args.group_size, variant=args.variant, b1_engine=args.b1_engine,
                 fused_quant_ops=fused_quant_ops(args.device))
+    return dims, float_sd, mels, meta
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.report:
+        return report(args.report)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t0 = time.perf_counter()
+    dims, float_sd, mels, meta = prepare(args)
     out = dict(meta=meta, results=[], b1=[])
     reference_tokens: dict = {}
     for config in args.configs:
