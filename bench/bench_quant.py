@@ -9,16 +9,17 @@ The float weights are random (``random_whisper``: the real shapes of ``--model``
 each config of ``--configs`` (fp16: the float weights in ``--dtype``; int8 or int4 weight-only, int4 in groups of
 ``--group_size``; ``+kv8``: the int8 K/V cache) builds its model from them directly on ``--device``
 (``Whisper.from_state_dict`` with the device: the float weights are copied over and the projections quantized there,
-by the code the engine build uses), so the same float weights underlie every config. Each model is accelerated once for max(``--batch``) rows and timed per batch by ``bench_e2e.bench_system``: greedy, end-of-text
-suppressed, exactly ``--tokens`` tokens; encoder ms, ms per segment, the replayed decode step alone, the segment's
-breakdown; medians of ``--repeats`` after a warm-up. Tokens are compared with the fp16 config's at the same batch
-(the share of equal tokens; random weights, so no WER). Memory (CUDA only): weight bytes (the parameters and buffers
-the model holds: quantized weights with their scales; the caches are not among them), the allocator's peak during
-each batch minus what was allocated before the model was built (and absolute); with ``--b1_engine`` (default on) the
-same weights accelerated for one row, the peak over a B=1 segment divided by the weight bytes. Every model is freed
-before the next is built. Prints one table per batch with ratios to fp16 and a table of the issue's targets (met, or
-missed by how much and why); writes ``--json`` after every batch, so a run cut short keeps what it measured;
-``--report A.json`` reprints. Nothing here asserts on a time.
+by the code the engine build uses), so the same float weights underlie every config. Each model is accelerated once
+for max(``--batch``) rows and timed per batch by ``bench_e2e.bench_system``: greedy, end-of-text suppressed, exactly
+``--tokens`` tokens; encoder ms, ms per segment, the replayed decode step alone, the segment's breakdown; medians of
+``--repeats`` after a warm-up. Tokens are compared with the fp16 config's at the same batch (the share of equal
+tokens; random weights, so no WER). Memory (CUDA only): weight bytes (the parameters and buffers the model holds:
+quantized weights with their scales; the caches are not among them), the allocator's peak during each batch minus
+what was allocated before the model was built (and absolute); with ``--b1_engine`` (default on) the same weights
+accelerated for one row, the peak over a B=1 segment divided by the weight bytes. Every model is freed before the
+next is built. Prints one table per batch with ratios to fp16 and a table of the issue's targets (met, or missed by
+how much and why); writes ``--json`` after every batch, so a run cut short keeps what it measured; ``--report
+A.json`` reprints. Nothing here asserts on a time.
 """
 from __future__ import annotations
 
