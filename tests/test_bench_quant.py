@@ -60,3 +60,28 @@ def test_bench_quant_measures_every_config_and_batch(tmp_path, monkeypatch, caps
     assert "B=2 (tiny" in printed and "peak memory B=1 (B=1 engine)" in printed
     assert bench_quant.main(["--report", str(out_file)]) == 0
     assert capsys.readouterr().out.count("\ntargets\n") == 1
+
+
+def test_bench_quant_memory_bookkeeping_on_a_fake_allocator(tmp_path, monkeypatch, one_thread):
+    """The CUDA-only arithmetic (peak minus the allocation before the model, peak over the weight bytes, the peak
+    target's why) on the CPU: the allocator's counters faked, the device left the CPU for everything else."""
+    monkeypatch.setattr(build, "dims_for", lambda name: DIMS)
+    monkeypatch.setattr(bench_quant, "is_cuda", lambda device: True)
+    monkeypatch.setattr(bench_quant, "fused_quant_ops", lambda device: dict.fromkeys(bench_quant.QUANT_OPS, False))
+    fake = dict(memory_allocated=lambda: 2**30, max_memory_allocated=lambda: 2**30 + 2**28,
+                reset_peak_memory_stats=lambda: None, synchronize=lambda: None, empty_cache=lambda: None)
+    for name, fn in fake.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    out_file = tmp_path / "quant.json"
+    argv = ["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--batch", "1", "--tokens", "2", "--repeats",
+            "1", "--configs", "int4,fp16", "--json", str(out_file)]
+    assert bench_quant.main(argv) == 0
+    out = json.loads(out_file.read_text())
+    assert [r["config"] for r in out["results"]] == ["fp16", "int4"]
+    for r in out["results"] + out["b1"]:
+        assert r["peak_abs_gb"] == pytest.approx(1.25)
+    for r in out["b1"]:
+        assert r["peak_mem_gb"] == pytest.approx(0.25) and r["peak_over_weights"] == 2**28 / r["weight_bytes"]
+    assert out["results"][0]["model_alloc_gb"] == 0.0
+    peak = [t for t in out["targets"] if "peak memory" in t["target"]]
+    assert len(peak) == 2 and all(t["status"].startswith("missed by") and "K/V caches" in t["why"] for t in peak)
