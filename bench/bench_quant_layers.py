@@ -114,14 +114,14 @@ def main(argv=None) -> int:
                 row = bench_shape(name, n, k, has_ln, gelu, res, m, mode, dtype, args.tune)
                 if args.tune and mode != "fp16":
                     ops.set_linear_config(m, n, k, has_ln, LinearConfig(**row["config"]), BITS[mode])
+                    if args.emit_configs:  # after every shape: a run cut short keeps what it tuned
+                        ops.save_linear_configs(args.emit_configs)
                 base = base or (row["us"] if mode == "fp16" else None)
                 row["vs_fp16"] = row["us"] / base if base else None
                 out["results"].append(row)
                 ratio = f"{row['vs_fp16']:.2f}x fp16" if base else ""
                 print(f"{name:9} M={m:<3} {mode:5} {row['us']:7.2f} us ({row['tb_s']:5.2f} TB/s) {ratio:12} "
                       f"default {row['default_us']:7.2f} us  err {row['rel_err']:.1e}  {row['config']}", flush=True)
-    if args.tune and args.emit_configs:
-        ops.save_linear_configs(args.emit_configs)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
