@@ -85,8 +85,12 @@ def int8_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) ->
 def packed_linear(x: torch.Tensor, packed) -> torch.Tensor:
     """x float32 [M, K] (contiguous) by the packed kernel, per-row activation scales (module docstring) -> [M, N]
     (the first M rows of the kernel's [M + 1, N] result, rescaled in place)."""
-    amax = x.abs().amax(dim=1, keepdim=True).clamp_min_(1e-30)  # [M, 1]
-    y = torch.ops.quantized.linear_dynamic(torch.cat((x / amax, span_row(x.shape[1]))), packed, True)
+    m, k = x.shape
+    rows = torch.empty(m + 1, k)  # the kernel's input, written in place: one buffer (no |x| temporary, no cat)
+    amax = torch.abs(x, out=rows[:m]).amax(dim=1, keepdim=True).clamp_min_(1e-30)  # [M, 1]
+    torch.div(x, amax, out=rows[:m])
+    rows[m:] = span_row(k)
+    y = torch.ops.quantized.linear_dynamic(rows, packed, True)
     return y[:-1].mul_(amax)
 
 
