@@ -71,10 +71,11 @@ def int_mm_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) 
 
 def int8_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor | None:
     """x float32 [M, K] (any strides) @ dequantized(qweight [N, K], scales [N])^T -> float32 [M, N] by an int8
-    product, or None where no int8 CPU kernel applies."""
+    product, or None where no int8 CPU kernel applies. No gradient (the quantized kernels have none; x is detached,
+    so ``packed_linear`` may write into its buffer with ``out=``)."""
     if not applies(x, qweight):
         return None
-    x = x.contiguous()
+    x = x.detach().contiguous()
     if kernel == "packed":
         packed = packed_weight(qweight, scales)
         if packed is not False:
