@@ -58,15 +58,17 @@ def k_chunks(k: int) -> tuple[int, int, int]:
     return max(k1, 16), k2 if k2 >= 16 or not k2 else 16, k3
 
 
-def default_linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
-    """Measured on an H100 (``bench/bench_layers.py --tune``, bench/NOTES.md), large-v3 decode shapes.
+def default_linear_config(m: int, n: int, k: int, has_ln: bool, bits: int = 0) -> LinearConfig:
+    """Measured on an H100 (``bench/bench_layers.py --tune``, bench/NOTES.md), large-v3 decode shapes; ``bits`` 4
+    (packed int4 weights) at one row: 8 output features a program where K <= 1536 (``bench/bench_quant_layers.py
+    --tune``: the unpacked slice is twice the registers of int8's).
 
     One row: CUDA cores, the whole weight slice (~20K weights) per program. 2..32 rows: tensor cores; with a
     LayerNorm a pipelined K loop (128-wide tiles, 3 stages); without, the whole slice split over 2 programs
     (K <= 2048) or a K loop split over K/1280 programs reduced by the last one.
     """
     if m == 1:
-        bn = 16 if k <= 1536 else max(1, 1 << ((10240 // k).bit_length() - 1))
+        bn = (8 if bits == 4 else 16) if k <= 1536 else max(1, 1 << ((10240 // k).bit_length() - 1))
         return LinearConfig(1, bn, False, 1, 4)
     bm = _m_bucket(m)
     if has_ln:
@@ -78,7 +80,7 @@ def default_linear_config(m: int, n: int, k: int, has_ln: bool) -> LinearConfig:
 
 
 def linear_config(m: int, n: int, k: int, has_ln: bool, bits: int = 0) -> LinearConfig:
-    return LINEAR_CONFIGS.get((_m_bucket(m), n, k, has_ln, bits)) or default_linear_config(m, n, k, has_ln)
+    return LINEAR_CONFIGS.get((_m_bucket(m), n, k, has_ln, bits)) or default_linear_config(m, n, k, has_ln, bits)
 
 
 def set_linear_config(m: int, n: int, k: int, has_ln: bool, cfg: LinearConfig, bits: int = 0) -> None:
