@@ -14,11 +14,9 @@ last program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset 
 
 ``KV_INT8`` (both kernels): the caches hold int8 values with float32 scales ``[.., H, L or S, 1]`` (``ks_ptr``,
 ``vs_ptr``; their own strides), one per (row, head, position) as ``quantization.quantize_kv`` makes them. The
-self-attention kernel quantizes each new K/V token-head in registers as ``quantize_kv`` does (amax over D / 127
-rounded to float32, 1.0 for an all-zero token; values rounded half to even, clamped to +-127), in float64 as it
-does, so values and scales are bit-identical to its own (except where amax / 127 is a float32 subnormal, amax <
-1.5e-36, which ``quantize_kv`` nudges one ulp up: never for fp16 inputs), and stores them at ``pos``. Both kernels
-dequantize every int8 tile they read (value * scale in float32, rounded to the queries' dtype, as
+self-attention kernel quantizes each new K/V token-head in registers by ``quantize.quantize_rows`` (the
+arithmetic of ``quantize_kv``, in float64: values and scales bit-identical to its own) and stores them at ``pos``.
+Both kernels dequantize every int8 tile they read (value * scale in float32, rounded to the queries' dtype, as
 ``dequantize_kv``) and go on as the float path does. With ``KV_INT8`` off the scale pointers and strides are
 unused and the kernels compile to the float kernels' instructions."""
 from __future__ import annotations
@@ -27,6 +25,7 @@ import triton
 import triton.language as tl
 
 from .linear import pdl_trigger, pdl_wait
+from .quantize import quantize_rows
 
 
 @triton.jit
@@ -34,12 +33,7 @@ def _store_kv(c_ptr, s_ptr, pos, x, offs_d, mask_t, stride_l, stride_sl, KV_INT8
     """Store new K or V ``x [BLOCK_T, D]`` at cache positions ``pos [BLOCK_T]`` (rows ``mask_t``); ``KV_INT8``:
     quantized per row as ``quantize_kv`` (float64: the same values and scales), scales stored at ``s_ptr``."""
     if KV_INT8:
-        xd = x.to(tl.float64)
-        sc = (tl.max(tl.abs(xd), axis=1) / 127.0).to(tl.float32)  # div.rn.f64, then rounded to float32
-        sc = tl.where(sc == 0, 1.0, sc)
-        y = xd / sc.to(tl.float64)[:, None]
-        y = (y + 6755399441055744.0) - 6755399441055744.0  # + 1.5 * 2**52: rounds |y| < 2**51 half to even
-        x = tl.minimum(tl.maximum(y, -127.0), 127.0).to(tl.int8)
+        x, sc = quantize_rows(x)
         tl.store(s_ptr + pos * stride_sl, sc, mask=mask_t)
     tl.store(c_ptr + pos[:, None] * stride_l + offs_d[None, :], x, mask=mask_t[:, None])
 

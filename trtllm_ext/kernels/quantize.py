@@ -14,6 +14,21 @@ ROUND = tl.constexpr(6755399441055744.0)  # 1.5 * 2**52: (v + ROUND) - ROUND rou
 
 
 @triton.jit
+def quantize_rows(x):
+    """Float rows ``x [R, D]`` -> (int8 ``[R, D]``, float32 scales ``[R]``) as ``quantize_kv`` makes them, in float64
+    (also the self-attention kernel's new K/V)."""
+    xd = x.to(tl.float64)
+    amax = tl.max(tl.abs(xd), axis=1)
+    stored = (amax / 127.0).to(tl.float32)
+    up = stored.to(tl.float64) * 127.5 < amax  # coarse subnormal scales: one ulp up, as _store_scale
+    stored = tl.where(up, (stored.to(tl.int32, bitcast=True) + 1).to(tl.float32, bitcast=True), stored)
+    stored = tl.where(stored == 0.0, 1.0, stored)
+    v = xd / stored.to(tl.float64)[:, None]
+    q = tl.minimum(tl.maximum((v + ROUND) - ROUND, -127.0), 127.0)
+    return q.to(tl.int8), stored
+
+
+@triton.jit
 def quantize_kv_kernel(
     x_ptr, q_ptr, s_ptr, R, H, S,
     sx_a, sx_h, sx_s, sq_a, sq_h, sq_s, ss_a, ss_h, ss_s,
@@ -24,14 +39,7 @@ def quantize_kv_kernel(
     mask = r < R
     a, h, s = r // (H * S), (r // S) % H, r % S
     offs_d = tl.arange(0, D)
-    x = tl.load(x_ptr + (a * sx_a + h * sx_h + s * sx_s)[:, None] + offs_d[None, :], mask=mask[:, None],
-                other=0.0).to(tl.float64)
-    amax = tl.max(tl.abs(x), axis=1)
-    stored = (amax / 127.0).to(tl.float32)
-    up = stored.to(tl.float64) * 127.5 < amax  # coarse subnormal scales: one ulp up, as _store_scale
-    stored = tl.where(up, (stored.to(tl.int32, bitcast=True) + 1).to(tl.float32, bitcast=True), stored)
-    stored = tl.where(stored == 0.0, 1.0, stored)
-    v = x / stored.to(tl.float64)[:, None]
-    q = tl.minimum(tl.maximum((v + ROUND) - ROUND, -127.0), 127.0)
-    tl.store(q_ptr + (a * sq_a + h * sq_h + s * sq_s)[:, None] + offs_d[None, :], q.to(tl.int8), mask=mask[:, None])
+    x = tl.load(x_ptr + (a * sx_a + h * sx_h + s * sx_s)[:, None] + offs_d[None, :], mask=mask[:, None], other=0.0)
+    q, stored = quantize_rows(x)
+    tl.store(q_ptr + (a * sq_a + h * sq_h + s * sq_s)[:, None] + offs_d[None, :], q, mask=mask[:, None])
     tl.store(s_ptr + a * ss_a + h * ss_h + s * ss_s, stored, mask=mask)
