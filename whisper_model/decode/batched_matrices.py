@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .dtw import median_filter
+from .dtw import median_filter, reflect_padded
 
 SORT_BYTES = 2**29  # the median filter's buffers [rows, heads, tokens, frames, width] per call, at most
 
@@ -65,8 +64,8 @@ def _median(x: torch.Tensor, width: int) -> torch.Tensor:
     pad = width // 2
     if width != 7 or x.shape[-1] <= pad:
         return median_filter(x, width)
-    lead, n = x.shape[:-1], x.shape[-1]
-    padded = F.pad(x.reshape(-1, 1, n), (pad, pad), mode="reflect").reshape(*lead, n + 2 * pad)
+    n = x.shape[-1]
+    padded = reflect_padded(x, width)
     v = [padded[..., i:i + n] for i in range(width)]
     for a, b in MED7:
         v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])

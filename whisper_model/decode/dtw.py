@@ -36,10 +36,13 @@ def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
         return x
     if width <= 0 or width % 2 != 1:
         raise ValueError(f"median filter width must be a positive odd number, got {width}")
-    lead = x.shape[:-1]
-    flat = F.pad(x.reshape(-1, 1, x.shape[-1]), (pad, pad), mode="reflect")  # [rows, 1, F + 2 pad]
-    result = flat.unfold(-1, width, 1).sort(dim=-1).values[..., pad]  # [rows, 1, F]
-    return result.reshape(*lead, x.shape[-1])
+    return reflect_padded(x, width).unfold(-1, width, 1).sort(dim=-1).values[..., pad]  # [..., F]
+
+
+def reflect_padded(x: torch.Tensor, width: int) -> torch.Tensor:
+    """x [..., F] reflect-padded by ``width // 2`` at both ends -> [..., F + 2 * (width // 2)] (F > width // 2)."""
+    pad, n = width // 2, x.shape[-1]
+    return F.pad(x.reshape(-1, 1, n), (pad, pad), mode="reflect").reshape(*x.shape[:-1], n + 2 * pad)
 
 
 @cache
