@@ -78,3 +78,42 @@ def test_weight_only_linear_refuses_what_it_cannot_read(kops):
     q8, s8 = quantize_weight(torch.randn(64, 256, device="cuda").half(), "int8")
     with pytest.raises(ValueError, match=r"one per output channel"):
         kops.weight_only_linear(x, q8, s8[:32], mode="int8")
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n,k", [(70, 384), (1280, 1280), (33, 256)])
+def test_dequantize_weight_gives_the_reference_weights_bit_for_bit(kops, mode, dtype, n, k):
+    torch.manual_seed(n + k)
+    w = torch.randn(n, k, device="cuda") * torch.rand(n, 1, device="cuda") + 0.01  # not symmetric, rows unequal
+    qweight, scales = quantize_weight(w, mode, 128, scale_dtype=dtype)
+    group = 128 if mode == "int4" else None
+    got = kops.dequantize_weight(qweight, scales, mode, k, group_size=group)
+    assert got.dtype == dtype and got.shape == (n, k)
+    assert torch.equal(got, dequantize_weight(qweight, scales, mode, k, group_size=group))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_weight_only_linear_of_many_rows_dequantizes_once_then_multiplies(kops, mode, monkeypatch):
+    """More rows than MAX_M (the encoder, prompts): the Triton dequantizing pass, then reference.fused_linear on
+    that weight; the same numbers as the reference op on the reference's dequantized weight."""
+    from trtllm_ext import KernelBackend
+    from trtllm_ext.kernels import reference
+    from trtllm_ext.quant_linear import WeightOnlyQuantLinear
+
+    torch.manual_seed(3)
+    layer = WeightOnlyQuantLinear(384, 1152, quant_mode=mode, dtype=torch.float16, device="cuda")
+    layer.load_weights({"weight": torch.randn(1152, 384) * 0.05 + 0.01, "bias": torch.randn(1152) * 0.1})
+    x = (torch.randn(kops.MAX_M + 40, 384, device="cuda") * 2 + 0.5).half()
+    r = torch.randn(x.shape[0], 1152, device="cuda").half()
+    lnp = (torch.rand(384, device="cuda") + 0.5, torch.randn(384, device="cuda") * 0.1, 1e-5)
+    wd = layer.dequantized_weight()
+    expect = reference.fused_linear(x, wd, layer.bias, ln=lnp, gelu=True, residual=r)
+    calls, triton_pass = [], kops.dequantize_weight
+    monkeypatch.setattr(kops, "dequantize_weight", lambda *a, **kw: calls.append(a) or triton_pass(*a, **kw))
+    got = kops.weight_only_linear(x, layer.qweight, layer.scales, layer.bias, mode=mode, group_size=layer.group_size,
+                                  ln=lnp, gelu=True, residual=r)
+    assert len(calls) == 1 and torch.equal(got, expect)
+    calls.clear()
+    via_backend = layer(x, backend=KernelBackend(kops))  # the layer's forward on the Triton backend
+    assert len(calls) == 1 and torch.equal(via_backend, reference.fused_linear(x, wd, layer.bias))

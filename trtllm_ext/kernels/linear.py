@@ -308,6 +308,25 @@ def fused_linear_loop_kernel(
 
 
 @triton.jit
+def dequantize_weight_kernel(q_ptr, s_ptr, w_ptr, N, K, stride_qn, stride_sn, stride_wn,
+                             BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, QUANT: tl.constexpr, GROUP: tl.constexpr):
+    """Program (n, k): the float weights [BLOCK_N, BLOCK_K] at (n * BLOCK_N, k * BLOCK_K) of a stored int8 /
+    packed int4 weight, written to ``w`` in its dtype as ``quantization.dequantize_weight`` makes them (the
+    float32 product, one rounding); int4: BLOCK_K a multiple of GROUP."""
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k0 = tl.program_id(1) * BLOCK_K
+    mask_n = offs_n < N
+    q = _load_w(q_ptr + offs_n[:, None] * stride_qn, k0, mask_n, K, BLOCK_K, QUANT)
+    s = _load_s(s_ptr + offs_n * stride_sn, k0, mask_n, K, BLOCK_K, QUANT, GROUP).to(tl.float32)
+    w = _dequant(q, s, QUANT, GROUP)  # int4: times the group scales; int8: the values
+    if QUANT == 8:
+        w = w * s[:, None]
+    offs_k = k0 + tl.arange(0, BLOCK_K)
+    tl.store(w_ptr + offs_n[:, None] * stride_wn + offs_k[None, :], w.to(w_ptr.dtype.element_ty),
+             mask=mask_n[:, None] & (offs_k < K)[None, :])
+
+
+@triton.jit
 def layer_norm_kernel(
     x_ptr, r_ptr, w_ptr, b_ptr, xout_ptr, y_ptr,
     N, stride_x, stride_r, stride_xo, stride_y, eps,

@@ -18,8 +18,15 @@ import torch
 import triton
 
 from ..quantization import check_quantized
+from . import reference
 from .attention import cross_attention_combine_kernel, cross_attention_kernel, self_attention_kernel
-from .linear import embed_kernel, fused_linear_kernel, fused_linear_loop_kernel, layer_norm_kernel
+from .linear import (
+    dequantize_weight_kernel,
+    embed_kernel,
+    fused_linear_kernel,
+    fused_linear_loop_kernel,
+    layer_norm_kernel,
+)
 from .quantize import quantize_kv_kernel
 
 MAX_M = 32  # fused_linear keeps all M rows of a program in registers
@@ -139,12 +146,35 @@ def weight_only_linear(x, qweight, scales, bias=None, *, mode: str, group_size: 
                        config: LinearConfig | None = None, workspace: dict | None = None):
     """``fused_linear`` with a weight-only quantized weight, dequantized in registers: ``mode`` "int8": qweight
     int8 [N, K], scales [N]; "int4": qweight uint8 [N, K // 2] (low nibble = even k), scales [N, K // group]
-    (``group_size`` checked when given). Scales in the activation dtype (``quantize_weight``'s)."""
+    (``group_size`` checked when given). Scales in the activation dtype (``quantize_weight``'s). More than
+    ``MAX_M`` rows (the encoder, prompts): the weight dequantized in one pass (``dequantize_weight``), then
+    ``reference.fused_linear`` (one cuBLAS product)."""
+    if x.dim() == 2 and x.shape[0] > MAX_M:  # prompts, the encoder: one dequantizing pass, then a GEMM
+        weight = dequantize_weight(qweight, scales, mode, x.shape[1], group_size=group_size)
+        return reference.fused_linear(x, weight, bias, ln=ln, gelu=gelu, residual=residual, out=out,
+                                      out_dtype=out_dtype)
     kk, group = check_quantized(qweight, scales, mode, x.shape[1], group_size, owner="weight_only_linear")
     _check_rows("weight_only_linear qweight", qweight)
     _check_rows("weight_only_linear scales", scales.view(scales.shape[0], -1))
     quant = (8 if group is None else 4, scales, group or 0)
     return _linear(x, qweight, quant, kk, bias, ln, gelu, residual, out, out_dtype, pdl, config, workspace)
+
+
+def dequantize_weight(qweight, scales, mode: str, k: int | None = None, *, group_size: int | None = None,
+                      block_n: int = 32, block_k: int = 128):
+    """The float weight [N, K] (scales' dtype) of int8 qweight [N, K] + scales [N] or packed int4 qweight
+    [N, K // 2] + scales [N, K // group]: ``quantization.dequantize_weight``'s values bit for bit, one pass."""
+    kk, group = check_quantized(qweight, scales, mode, k, group_size, owner="dequantize_weight")
+    _check_rows("dequantize_weight qweight", qweight)
+    _check_rows("dequantize_weight scales", scales.view(scales.shape[0], -1))
+    n = qweight.shape[0]
+    if group is not None and block_k % group:
+        block_k = group * triton.cdiv(block_k, group)
+    out = torch.empty((n, kk), device=qweight.device, dtype=scales.dtype)
+    dequantize_weight_kernel[(triton.cdiv(n, block_n), triton.cdiv(kk, block_k))](
+        qweight, scales, out, n, kk, qweight.stride(0), scales.stride(0), out.stride(0), BLOCK_N=block_n,
+        BLOCK_K=block_k, QUANT=8 if group is None else 4, GROUP=group or 0, num_warps=4)
+    return out
 
 
 def _split_workspace(workspace, split, m, n, tiles, device):
