@@ -96,8 +96,10 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
 
 
 def _store_scale(amax: torch.Tensor, qmax: int, dtype: torch.dtype) -> torch.Tensor:
-    """``amax / qmax`` (float64) rounded to nearest in ``dtype``, one ulp up where that would put ``amax`` beyond
-    ``(qmax + 1/2) * scale`` (coarse subnormal scales), so clipping never costs more than half a scale."""
+    """``amax / qmax`` rounded to nearest in ``dtype``, one ulp up where that would put ``amax`` beyond
+    ``(qmax + 1/2) * scale`` (coarse subnormal scales), so clipping never costs more than half a scale. The
+    quotient is formed in amax's dtype (float64; float32 for the K/V cache, as its kernels): for qmax 127 or 7 the
+    float64 quotient is never a float32 tie (its bits repeat with period 7 or 3), so both round alike."""
     stored = (amax / qmax).to(dtype)
     low = stored.to(torch.float64) * (qmax + 0.5) < amax
     stored = torch.where(low, torch.nextafter(stored, torch.full_like(stored, float("inf"))), stored)
@@ -105,9 +107,10 @@ def _store_scale(amax: torch.Tensor, qmax: int, dtype: torch.dtype) -> torch.Ten
 
 
 def _symmetric(x: torch.Tensor, amax: torch.Tensor, qmax: int, scale_dtype: torch.dtype):
-    """Per-block round-to-nearest: ``x`` float64, ``amax`` broadcastable to it -> (int8 q, scales)."""
+    """Per-block round-to-nearest: ``x`` float64 (or float32: the K/V cache), ``amax`` broadcastable to it ->
+    (int8 q, scales); the quotient x / scale correctly rounded in x's dtype, then rounded half to even."""
     scale = _store_scale(amax, qmax, scale_dtype)
-    q = torch.round(x / scale.to(torch.float64)).clamp_(-qmax, qmax).to(torch.int8)
+    q = torch.round(x / scale.to(x.dtype)).clamp_(-qmax, qmax).to(torch.int8)
     return q, scale
 
 
@@ -209,7 +212,8 @@ def quantize_kv(x: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[tor
     _check_float("quantize_kv", "x [..., L, head_dim]", x)
     if x.dim() < 2:
         raise ValueError(f"quantize_kv: x must be [..., L, head_dim], got shape {tuple(x.shape)}")
-    xd = x.detach().to(torch.float64)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact for every narrower input
+    xd = x.detach().to(work)
     if scale is None:
         return _symmetric(xd, xd.abs().amax(dim=-1, keepdim=True), INT8_MAX, torch.float32)
     _check_float("quantize_kv", "scale", scale)
@@ -218,7 +222,7 @@ def quantize_kv(x: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[tor
                          f"{tuple(x.shape[:-1]) + (1,)}")
     if not (scale > 0).all():
         raise ValueError("quantize_kv: a given scale must be positive")
-    q = torch.round(xd / scale.to(torch.float64)).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    q = torch.round(xd / scale.to(work)).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
 
 

@@ -2,7 +2,7 @@
 ``ops.cross_attention_int8``) against ``reference``'s, on a CUDA GPU.
 
 * The int8 values and float32 scales the self-attention kernel writes equal ``quantization.quantize_kv``'s bit for
-  bit (the kernel quantizes in float64 with the same rounding: half to even).
+  bit (the kernel quantizes in float32 with the same correctly rounded division and rounding: half to even).
 * Outputs: relative error against the reference run in float32 on the same int8 caches, within the float kernels'
   tolerance (``TOL``, as tests/layers/test_kernels.py): the kernels dequantize to the queries' dtype and round the
   softmax weights to it before the P @ V product, as the float kernels do; the reference stays in float32.

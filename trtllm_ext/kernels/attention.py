@@ -15,10 +15,11 @@ last program to finish (``INLINE_COMBINE``: an atomic counter per (a, h), reset 
 ``KV_INT8`` (both kernels): the caches hold int8 values with float32 scales ``[.., H, L or S, 1]`` (``ks_ptr``,
 ``vs_ptr``; their own strides), one per (row, head, position) as ``quantization.quantize_kv`` makes them. The
 self-attention kernel quantizes each new K/V token-head in registers by ``quantize.quantize_rows`` (the
-arithmetic of ``quantize_kv``, in float64: values and scales bit-identical to its own) and stores them at ``pos``.
-Both kernels dequantize every int8 tile they read (value * scale in float32, rounded to the queries' dtype, as
-``dequantize_kv``) and go on as the float path does. With ``KV_INT8`` off the scale pointers and strides are
-unused and the kernels compile to the float kernels' instructions."""
+arithmetic of ``quantize_kv``, in float32: values and scales bit-identical to its own) and stores them at ``pos``.
+Both kernels read int8 tiles as they are (half the bytes and registers of a float tile) and fold the
+dequantization into the products: a key's scale multiplies its column of scores, a value's scale its softmax
+weight (``_scores``, ``_weighted``); the int8 values themselves are exact in the queries' dtype. With ``KV_INT8``
+off the scale pointers and strides are unused and the kernels compile to the float kernels' instructions."""
 from __future__ import annotations
 
 import triton
@@ -39,14 +40,39 @@ def _store_kv(c_ptr, s_ptr, pos, x, offs_d, mask_t, stride_l, stride_sl, KV_INT8
 
 
 @triton.jit
-def _load_kv(c_ptr, s_ptr, rows, offs_d, mask, stride_l, stride_sl, DTYPE: tl.constexpr, KV_INT8: tl.constexpr):
-    """The cache tile at positions ``rows [R]`` (``mask``: the others read 0) -> ``[R, D]``; ``KV_INT8``: int8
-    values times their scales in float32, rounded to ``DTYPE`` (``dequantize_kv``)."""
+def _load_kv(c_ptr, s_ptr, rows, offs_d, mask, stride_l, stride_sl, KV_INT8: tl.constexpr):
+    """The cache tile at positions ``rows [R]`` (``mask``: the others read 0) -> (values ``[R, D]`` as stored,
+    float32 scales ``[R]``: ``KV_INT8``'s, 1 for a float cache)."""
     x = tl.load(c_ptr + rows[:, None] * stride_l + offs_d[None, :], mask=mask[:, None], other=0.0)
     if KV_INT8:
         sc = tl.load(s_ptr + rows * stride_sl, mask=mask, other=0.0)
-        x = (x.to(tl.float32) * sc[:, None]).to(DTYPE)
-    return x
+    else:
+        sc = tl.full(rows.shape, 1.0, tl.float32)
+    return x, sc
+
+
+@triton.jit
+def _scores(q, k, k_scale, scale, KV_INT8: tl.constexpr):
+    """q [Q, D] . k [R, D] -> float32 [Q, R] times ``scale``; int8 k: its values (exact in q's dtype) enter the
+    product and each position's scale multiplies its column (dequantization folded into the scores)."""
+    if KV_INT8:
+        sc = tl.dot(q, tl.trans(k.to(q.dtype))) * (k_scale * scale)[None, :]
+    else:
+        sc = tl.dot(q, tl.trans(k)) * scale
+    return sc
+
+
+@triton.jit
+def _weighted(p, v, v_scale, DTYPE: tl.constexpr, KV_INT8: tl.constexpr):
+    """Softmax weights p [Q, R] (float32) . v [R, D] -> float32 [Q, D], the weights rounded to ``DTYPE`` (the
+    queries'); int8 v: each weight times its position's scale over the tile's largest (<= 1: the rounding is p's
+    own), the values as they are (exact in DTYPE), the product times that largest scale."""
+    if KV_INT8:
+        top = tl.maximum(tl.max(v_scale, axis=0), 1e-30)  # unwritten positions have scale 0
+        acc = tl.dot((p * (v_scale / top)[None, :]).to(DTYPE), v.to(DTYPE)) * top
+    else:
+        acc = tl.dot(p.to(DTYPE), v)
+    return acc
 
 
 @triton.jit
@@ -83,18 +109,17 @@ def self_attention_kernel(
     m_i = tl.full([BLOCK_T], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_T], dtype=tl.float32)
     acc = tl.zeros([BLOCK_T, D], dtype=tl.float32)
-    dt = qkv_ptr.dtype.element_ty  # int8 tiles are dequantized to the queries' dtype
     for s0 in range(0, n_keys, BLOCK_S):
         s = s0 + offs_s
-        k = _load_kv(kc, ks, s, offs_d, s < n_keys, stride_kl, stride_ksl, dt, KV_INT8)
-        v = _load_kv(vc, vs, s, offs_d, s < n_keys, stride_vl, stride_vsl, dt, KV_INT8)
-        sc = tl.dot(q, tl.trans(k)) * scale
+        k, k_sc = _load_kv(kc, ks, s, offs_d, s < n_keys, stride_kl, stride_ksl, KV_INT8)
+        v, v_sc = _load_kv(vc, vs, s, offs_d, s < n_keys, stride_vl, stride_vsl, KV_INT8)
+        sc = _scores(q, k, k_sc, scale, KV_INT8)
         sc = tl.where(s[None, :] <= pos[:, None], sc, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sc, axis=1))
         p = tl.exp(sc - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + _weighted(p, v, v_sc, q.dtype, KV_INT8)
         m_i = m_new
     out = acc / l_i[:, None]
     tl.store(o_ptr + (b * T + offs_t)[:, None] * stride_o + h * D + offs_d[None, :],
@@ -148,20 +173,19 @@ def cross_attention_kernel(
     # the cross cache is constant during a decode step: the chunk's K/V are fetched before the dependency wait
     s = c * CHUNK + tl.arange(0, CHUNK)
     mask_s = s < S
-    dt = q_ptr.dtype.element_ty
-    k = _load_kv(k_ptr + a * stride_kb + h * stride_kh, ks_ptr + a * stride_ksb + h * stride_ksh, s, offs_d,
-                 mask_s, stride_ks, stride_kss, dt, KV_INT8)
-    v = _load_kv(v_ptr + a * stride_vb + h * stride_vh, vs_ptr + a * stride_vsb + h * stride_vsh, s, offs_d,
-                 mask_s, stride_vs, stride_vss, dt, KV_INT8)
+    k, k_sc = _load_kv(k_ptr + a * stride_kb + h * stride_kh, ks_ptr + a * stride_ksb + h * stride_ksh, s, offs_d,
+                       mask_s, stride_ks, stride_kss, KV_INT8)
+    v, v_sc = _load_kv(v_ptr + a * stride_vb + h * stride_vh, vs_ptr + a * stride_vsb + h * stride_vsh, s, offs_d,
+                       mask_s, stride_vs, stride_vss, KV_INT8)
     pdl_wait(PDL)
     q = tl.load(q_ptr + q_rows[:, None] * stride_q + h * D + offs_d[None, :], mask=mask_q[:, None], other=0.0)
 
-    sc = tl.dot(q, tl.trans(k)) * scale
+    sc = _scores(q, k, k_sc, scale, KV_INT8)
     sc = tl.where(mask_s[None, :], sc, float("-inf"))
     m_i = tl.max(sc, axis=1)
     p = tl.exp(sc - m_i[:, None])
     l_i = tl.sum(p, axis=1)
-    acc = tl.dot(p.to(v.dtype), v)
+    acc = _weighted(p, v, v_sc, q.dtype, KV_INT8)
 
     if NUM_CHUNKS == 1:
         out = acc / tl.where(mask_q, l_i, 1.0)[:, None]
