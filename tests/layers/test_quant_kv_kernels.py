@@ -84,15 +84,15 @@ def test_self_attention_int8(kops, dev, dtype, schedule):
 def _cross_caches(a, s, dev, big=3.0):
     """Random K/V of ``a + 1`` audios (head 0's keys ``big`` times larger: sharper scores, other scales)
     quantized into int8 views [a + 1, H, S, D] with float32 scale views [a + 1, H, S, 1] of the engine's stores
-    [rows, S, 2, H, D] / [rows, S, 2, H, 1]; also the float K/V [2, a + 1, H, S, D]."""
+    [rows, S, 2, H, D] / [rows, 2, H, S, 1]; also the float K/V [2, a + 1, H, S, D]."""
     from trtllm_ext.quantization import quantize_kv
 
     kf = torch.randn(2, a + 1, H, s, D, device=dev) + 0.3
     kf[0, :, 0] *= big
     store = torch.zeros(a + 1, s, 2, H, D, dtype=torch.int8, device=dev)
-    scales = torch.zeros(a + 1, s, 2, H, 1, dtype=torch.float32, device=dev)
+    scales = torch.zeros(a + 1, 2, H, s, 1, dtype=torch.float32, device=dev)
     k, v = store.permute(2, 0, 3, 1, 4)
-    ks, vs = scales.permute(2, 0, 3, 1, 4)
+    ks, vs = scales.transpose(0, 1)
     for values, sc, x in ((k, ks, kf[0]), (v, vs, kf[1])):
         qx, sx = quantize_kv(x)
         values.copy_(qx)

@@ -357,7 +357,7 @@ def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 12
 def cross_attention_int8(q, k, v, t, group=1, *, k_scale, v_scale, out=None, pdl=False, chunk: int = 128,
                          inline_combine: bool = True, workspace: dict | None = None):
     """``cross_attention`` over int8 k/v [A, H, S, D] (last dim contiguous) with float32 scales [A, H, S, 1]
-    (any strides, e.g. views of the engine's ``[rows, S, 2, H, 1]``): each program fetches its chunk and the
+    (any strides, e.g. views of the engine's ``[rows, 2, H, S, 1]``): each program fetches its chunk and the
     chunk's scales before the PDL wait, as the float chunk is, and dequantizes them to q's dtype in registers."""
     return _cross_attention(q, k, v, t, group, (k_scale, v_scale), out, pdl, chunk, inline_combine, workspace)
 

@@ -10,8 +10,10 @@ audio's K and V in place. Each layer's caches are ``trtllm_ext.KVCache`` views o
 one cache type). Decoder row i reads audio row ``i // group`` (``begin_step``): the beams or samples of an audio
 sit on consecutive rows.
 
-``kv_dtype=torch.int8``: the same layouts in int8, with float32 scales of the same shapes but a last dimension of
-1 (one per row, head and position: ``trtllm_ext.quantization.quantize_kv``), as ``trtllm_ext.Int8KVCache`` views:
+``kv_dtype=torch.int8``: the same layouts in int8, with float32 scales, one per row, head and position
+(``trtllm_ext.quantization.quantize_kv``): self ``[n_layer, 2, rows, heads, n_ctx, 1]``, cross ``[n_layer, rows, 2,
+heads, n_audio_ctx, 1]`` (positions contiguous: an attention program reads a chunk's scales in one sweep), as
+``trtllm_ext.Int8KVCache`` views:
 the attention ops quantize into them (self K/V, each step) and dequantize on read; the cross K/V are quantized
 once per audio; ``reorder`` moves the scales with the values.
 """
@@ -41,8 +43,9 @@ class DecoderCaches:
             self.self_store, self.cross_store = (torch.zeros(shape, **kw) for shape in shapes)
             self.self_scale = self.cross_scale = None
             if self.int8:
-                self.self_scale, self.cross_scale = (torch.zeros(shape[:-1] + (1,), dtype=torch.float32,
-                                                                 device=device) for shape in shapes)
+                scale_shapes = (n_layer, 2, rows, heads, n_ctx, 1), (n_layer, rows, 2, heads, n_audio_ctx, 1)
+                self.self_scale, self.cross_scale = (torch.zeros(shape, dtype=torch.float32, device=device)
+                                                     for shape in scale_shapes)
         self.rows, self.n_ctx, self.n_audio_ctx = rows, n_ctx, n_audio_ctx
         self.self = [self._cache(self._self_views(i)) for i in range(n_layer)]
         self.cross = [self._cache(self._cross_views(i)) for i in range(n_layer)]
@@ -59,7 +62,7 @@ class DecoderCaches:
         kv = self.cross_store[layer].permute(2, 0, 3, 1, 4)  # [2, rows, heads, S, hd]
         views = (kv[0], kv[1])
         if self.int8:
-            s = self.cross_scale[layer].permute(2, 0, 3, 1, 4)
+            s = self.cross_scale[layer].transpose(0, 1)  # [2, rows, heads, S, 1]
             views += (s[0], s[1])
         return views
 
