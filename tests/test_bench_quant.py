@@ -85,3 +85,13 @@ def test_bench_quant_memory_bookkeeping_on_a_fake_allocator(tmp_path, monkeypatc
     assert out["results"][0]["model_alloc_gb"] == 0.0
     peak = [t for t in out["targets"] if "peak memory" in t["target"]]
     assert len(peak) == 2 and all(t["status"].startswith("missed by") and "K/V caches" in t["why"] for t in peak)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_step_kernel_profile_refuses_a_machine_without_cuda():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_step_kernels.py"
+    run = subprocess.run([sys.executable, str(script), "--configs", "fp16"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0 and "needs a CUDA GPU" in run.stderr
