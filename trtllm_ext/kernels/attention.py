@@ -80,9 +80,11 @@ def self_attention_kernel(
     qkv_ptr, kc_ptr, vc_ptr, ks_ptr, vs_ptr, pos_ptr, o_ptr,
     T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_ksb, stride_ksh, stride_ksl, stride_vsb, stride_vsh, stride_vsl, stride_o, scale,
-    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, KV_INT8: tl.constexpr,
-    PDL: tl.constexpr,
+    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_NEW: tl.constexpr, BLOCK_S: tl.constexpr,
+    KV_INT8: tl.constexpr, PDL: tl.constexpr,
 ):
+    """Program b*H + h. The new K/V are stored from a tile of BLOCK_NEW >= T rows (one row at T = 1: the int8
+    cache quantizes only that row), the queries attend from one of BLOCK_T >= 16 rows (the tensor cores')."""
     pdl_trigger(PDL)
     pid = tl.program_id(0)
     b = pid // H
@@ -91,19 +93,23 @@ def self_attention_kernel(
     offs_d = tl.arange(0, D)
     offs_s = tl.arange(0, BLOCK_S)
     mask_t = offs_t < T
+    offs_n = tl.arange(0, BLOCK_NEW)
+    mask_n = offs_n < T
     pdl_wait(PDL)
-    pos = tl.load(pos_ptr + b * stride_pb + offs_t, mask=mask_t, other=0)
-    rows = (b * T + offs_t)[:, None] * stride_qkv
-    k_new = tl.load(qkv_ptr + rows + (H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
-    v_new = tl.load(qkv_ptr + rows + (2 * H + h) * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
+    pos_n = tl.load(pos_ptr + b * stride_pb + offs_n, mask=mask_n, other=0)
+    rows_n = (b * T + offs_n)[:, None] * stride_qkv
+    k_new = tl.load(qkv_ptr + rows_n + (H + h) * D + offs_d[None, :], mask=mask_n[:, None], other=0.0)
+    v_new = tl.load(qkv_ptr + rows_n + (2 * H + h) * D + offs_d[None, :], mask=mask_n[:, None], other=0.0)
     kc = kc_ptr + b * stride_kb + h * stride_kh
     vc = vc_ptr + b * stride_vb + h * stride_vh
     ks = ks_ptr + b * stride_ksb + h * stride_ksh
     vs = vs_ptr + b * stride_vsb + h * stride_vsh
-    _store_kv(kc, ks, pos, k_new, offs_d, mask_t, stride_kl, stride_ksl, KV_INT8)
-    _store_kv(vc, vs, pos, v_new, offs_d, mask_t, stride_vl, stride_vsl, KV_INT8)
+    _store_kv(kc, ks, pos_n, k_new, offs_d, mask_n, stride_kl, stride_ksl, KV_INT8)
+    _store_kv(vc, vs, pos_n, v_new, offs_d, mask_n, stride_vl, stride_vsl, KV_INT8)
     tl.debug_barrier()  # this program's own cache writes are read back below
 
+    pos = tl.load(pos_ptr + b * stride_pb + offs_t, mask=mask_t, other=0)
+    rows = (b * T + offs_t)[:, None] * stride_qkv
     q = tl.load(qkv_ptr + rows + h * D + offs_d[None, :], mask=mask_t[:, None], other=0.0)
     n_keys = tl.max(pos, axis=0) + 1
     m_i = tl.full([BLOCK_T], float("-inf"), dtype=tl.float32)

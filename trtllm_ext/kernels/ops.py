@@ -289,7 +289,8 @@ def _self_attention(qkv, k_cache, v_cache, pos, t, scales, out, pdl):
     self_attention_kernel[(b * h,)](
         qkv, k_cache, v_cache, ks, vs, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3],
         *v_cache.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d,
-        BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_S=64, KV_INT8=scales is not None, PDL=int(pdl),
+        BLOCK_T=max(16, triton.next_power_of_2(t)), BLOCK_NEW=triton.next_power_of_2(t), BLOCK_S=64,
+        KV_INT8=scales is not None, PDL=int(pdl),
         num_warps=4, launch_pdl=bool(pdl))
     return out
 
