@@ -235,6 +235,17 @@ def test_bad_quantization_options_name_the_option():
         DecoderCaches(1, 2, 4, 8, 8, rows=1, dtype=torch.float32, device="cpu", kv_dtype=torch.int16)
 
 
+
+def test_int8_caches_keep_each_heads_scales_contiguous_over_positions():
+    """The attention kernels read a chunk's scales in one sweep: for every layer, row and head of both int8 caches
+    the scales of consecutive positions are adjacent floats, and they are views of one store per kind."""
+    caches = DecoderCaches(3, 4, 8, 16, 40, rows=2, dtype=torch.float16, device="cpu", kv_dtype=torch.int8)
+    for cache, store in [(c, caches.self_scale) for c in caches.self] + [(c, caches.cross_scale) for c in caches.cross]:
+        for scales in (cache.k_scale, cache.v_scale):
+            assert scales.shape[1:] == (4, 16 if store is caches.self_scale else 40, 1) and scales.stride(2) == 1
+            assert scales.untyped_storage().data_ptr() == store.untyped_storage().data_ptr()
+
+
 # ------------------------------------------------------------------------------------------ saved and loaded
 
 def _no_quantizing(monkeypatch):
