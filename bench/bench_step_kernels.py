@@ -101,8 +101,13 @@ def main() -> None:
         gc.collect()  # the config's model is gone: free its memory before the next one
         torch.cuda.empty_cache()
     if args.json:
-        meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, model=args.model,
-                    position=args.position, steps=args.steps)
+        import datetime
+
+        import triton
+
+        meta = dict(date=datetime.date.today().isoformat(), command=" ".join(sys.argv),
+                    device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                    model=args.model, position=args.position, steps=args.steps)
         Path(args.json).write_text(json.dumps(dict(meta=meta, rows=rows), indent=1), encoding="utf-8")
 
 

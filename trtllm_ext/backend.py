@@ -83,8 +83,7 @@ class KernelBackend:
     def linear(self, x, weight, bias=None, *, ln=None, gelu=False, residual=None, out_dtype=None):
         kw = dict(ln=_ln(ln), gelu=gelu, residual=residual, out_dtype=out_dtype, pdl=self.pdl, workspace=self.workspace)
         if isinstance(weight, QuantizedWeight):
-            # any row count: ops dequantizes in one pass for more than MAX_M rows
-            fn = getattr(self.kernels, "weight_only_linear", reference.weight_only_linear)
+            fn = self._kernel("weight_only_linear")  # any row count: ops dequantizes once beyond MAX_M rows
             return fn(x, weight.qweight, weight.scales, bias, mode=weight.mode.value, group_size=weight.group_size,
                       **kw)
         return self._kernel("fused_linear", x.shape[0])(x, weight, bias, **kw)

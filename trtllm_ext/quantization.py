@@ -101,7 +101,7 @@ def _store_scale(amax: torch.Tensor, qmax: int, dtype: torch.dtype) -> torch.Ten
     quotient is formed in float64 (a float32 one on CUDA is amax * (1 / qmax), not correctly rounded): for qmax 127
     or 7 it is never near a float32 tie (its bits repeat with period 7 or 3), so it rounds as the correctly rounded
     float32 quotient of the K/V kernels (``div_rn``) does."""
-    stored = (amax.to(torch.float64) / qmax).to(dtype)  # not a float32 quotient: CUDA's is x * (1 / qmax)
+    stored = (amax.to(torch.float64) / qmax).to(dtype)
     low = stored.to(torch.float64) * (qmax + 0.5) < amax
     stored = torch.where(low, torch.nextafter(stored, torch.full_like(stored, float("inf"))), stored)
     return torch.where(stored == 0, torch.ones_like(stored), stored)

@@ -153,9 +153,7 @@ def weight_only_linear(x, qweight, scales, bias=None, *, mode: str, group_size: 
         weight = dequantize_weight(qweight, scales, mode, x.shape[1], group_size=group_size)
         return reference.fused_linear(x, weight, bias, ln=ln, gelu=gelu, residual=residual, out=out,
                                       out_dtype=out_dtype)
-    kk, group = check_quantized(qweight, scales, mode, x.shape[1], group_size, owner="weight_only_linear")
-    _check_rows("weight_only_linear qweight", qweight)
-    _check_rows("weight_only_linear scales", scales.view(scales.shape[0], -1))
+    kk, group = _check_quantized("weight_only_linear", qweight, scales, mode, x.shape[1], group_size)
     quant = (8 if group is None else 4, scales, group or 0)
     return _linear(x, qweight, quant, kk, bias, ln, gelu, residual, out, out_dtype, pdl, config, workspace)
 
@@ -164,9 +162,7 @@ def dequantize_weight(qweight, scales, mode: str, k: int | None = None, *, group
                       block_n: int = 32, block_k: int = 128):
     """The float weight [N, K] (scales' dtype) of int8 qweight [N, K] + scales [N] or packed int4 qweight
     [N, K // 2] + scales [N, K // group]: ``quantization.dequantize_weight``'s values bit for bit, one pass."""
-    kk, group = check_quantized(qweight, scales, mode, k, group_size, owner="dequantize_weight")
-    _check_rows("dequantize_weight qweight", qweight)
-    _check_rows("dequantize_weight scales", scales.view(scales.shape[0], -1))
+    kk, group = _check_quantized("dequantize_weight", qweight, scales, mode, k, group_size)
     n = qweight.shape[0]
     if group is not None and block_k % group:
         block_k = group * triton.cdiv(block_k, group)
@@ -175,6 +171,14 @@ def dequantize_weight(qweight, scales, mode: str, k: int | None = None, *, group
         qweight, scales, out, n, kk, qweight.stride(0), scales.stride(0), out.stride(0), BLOCK_N=block_n,
         BLOCK_K=block_k, QUANT=8 if group is None else 4, GROUP=group or 0, num_warps=4)
     return out
+
+
+def _check_quantized(owner: str, qweight, scales, mode: str, k, group_size) -> tuple[int, int | None]:
+    """``check_quantized`` plus the kernels' row layout of both tensors -> (K, int4 group or None)."""
+    kk, group = check_quantized(qweight, scales, mode, k, group_size, owner=owner)
+    _check_rows(f"{owner} qweight", qweight)
+    _check_rows(f"{owner} scales", scales.view(scales.shape[0], -1))
+    return kk, group
 
 
 def _split_workspace(workspace, split, m, n, tiles, device):
@@ -358,8 +362,8 @@ def cross_attention(q, k, v, t, group=1, *, out=None, pdl=False, chunk: int = 12
 def cross_attention_int8(q, k, v, t, group=1, *, k_scale, v_scale, out=None, pdl=False, chunk: int = 128,
                          inline_combine: bool = True, workspace: dict | None = None):
     """``cross_attention`` over int8 k/v [A, H, S, D] (last dim contiguous) with float32 scales [A, H, S, 1]
-    (any strides, e.g. views of the engine's ``[rows, 2, H, S, 1]``): each program fetches its chunk and the
-    chunk's scales before the PDL wait, as the float chunk is, and dequantizes them to q's dtype in registers."""
+    (any strides, e.g. views of the engine's ``[rows, 2, H, S, 1]``): each program fetches its int8 chunk and the
+    chunk's scales before the PDL wait, as the float chunk is, and folds the scales into its products."""
     return _cross_attention(q, k, v, t, group, (k_scale, v_scale), out, pdl, chunk, inline_combine, workspace)
 
 
