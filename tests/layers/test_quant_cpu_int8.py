@@ -86,13 +86,36 @@ def test_repacked_after_in_place_load_and_not_applied_elsewhere():
 
 
 def test_rows_are_independent_of_the_batch(kernel):
-    """Per-row activation scales: a row's result is the same alone and beside a 1000x larger row."""
+    """Per-row activation scales: in any batch of two or more rows a row's result is the same, beside a 1000x
+    larger row or beside itself; alone (one-row call, the packed kernel's own range) within the rounding bound."""
     layer = _layer(96, 64)
+    w64 = dequantize_weight(layer.qweight, layer.scales, "int8", dtype=torch.float64)
     x = randn(4, 64, seed=68).float() + 0.1
     x[2] *= 1000
     y = cpu_int8.int8_linear(x, layer.qweight, layer.scales)
     for i in range(4):
-        assert torch.equal(y[i:i + 1], cpu_int8.int8_linear(x[i:i + 1], layer.qweight, layer.scales))
+        pair = cpu_int8.int8_linear(x[[i, i]], layer.qweight, layer.scales)
+        assert torch.equal(y[i], pair[0]) and torch.equal(y[i], pair[1])
+        alone = cpu_int8.int8_linear(x[i:i + 1], layer.qweight, layer.scales)
+        err = (alone.double() - x[i:i + 1].double() @ w64.t()).abs()
+        assert (err <= _bound(x[i:i + 1], w64)).all()
+        if kernel == "int_mm":
+            assert torch.equal(y[i:i + 1], alone)  # symmetric amax / 127 rows: the same grid alone
+
+
+def test_one_row_is_handed_to_the_packed_kernel_as_it_is(monkeypatch):
+    """One row: a single kernel call on the row itself (no normalizing ops, no appended row); two: one call on
+    the normalized rows plus the span row."""
+    monkeypatch.setattr(cpu_int8, "kernel", "packed")
+    layer = _layer(32, 48)
+    seen, call = [], torch.ops.quantized.linear_dynamic
+    monkeypatch.setattr(torch.ops.quantized, "linear_dynamic", lambda x, *a: seen.append(x.clone()) or call(x, *a))
+    x = randn(2, 48, seed=70).float() + 0.2
+    one = cpu_int8.int8_linear(x[:1], layer.qweight, layer.scales)
+    assert len(seen) == 1 and torch.equal(seen[0], x[:1])
+    assert torch.equal(one, call(x[:1].contiguous(), cpu_int8.packed_weight(layer.qweight, layer.scales), True))
+    cpu_int8.int8_linear(x, layer.qweight, layer.scales)
+    assert len(seen) == 2 and seen[1].shape == (3, 48) and torch.equal(seen[1][2], cpu_int8.span_row(48)[0])
 
 
 def test_the_span_row_is_made_once_and_serves_every_mode():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..quantization import check_quantized, dequantize_kv, dequantize_weight, quantize_kv
+from ..quantization import dequantize_kv, dequantize_weight, quantize_kv
 from . import cpu_int8
 
 
@@ -100,8 +100,7 @@ def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     scales [N]; "int4": qweight uint8 [N, K // 2] (low nibble = even k), scales [N, K // group_size]
     (``group_size`` checked when given). int8 with float32 CPU tensors: an int8 x int8 product of the rows quantized
     on the fly (``cpu_int8``); otherwise the weight is dequantized to scales' dtype, then ``fused_linear``."""
-    if mode == "int8" and cpu_int8.applies(x, qweight):
-        check_quantized(qweight, scales, mode, x.shape[-1], group_size)
+    if mode == "int8" and cpu_int8.applies(x, qweight):  # checks the pair once per packing (its inner loop)
         y = cpu_int8.int8_linear(_prologue(x, ln, torch.float32), qweight, scales)
         y = y if bias is None else y.add_(bias)  # y: the product's own new tensor
         return _epilogue(y, x, gelu=gelu, residual=residual, out=out, out_dtype=out_dtype)
