@@ -332,6 +332,30 @@ def test_eager_and_engine_run_one_forward(monkeypatch):
     assert [c for _, c in seen] == [model.decoder.caches, fast.text_decoder.caches]
 
 
+def test_the_engine_projects_the_cross_kv_on_its_kernel_module(monkeypatch):
+    """set_audio's K/V products run on the engine's kernels (on CUDA a quantized weight is dequantized there in
+    one pass, in the activations' dtype), not on the eager op-set; the K/V written equal the eager model's."""
+    from whisper_model.model import WhisperDecoder
+
+    model = make()
+    fast = accelerate(model, max_batch_size=1, kernels="torch")
+    seen = []
+    real = WhisperDecoder.set_audio_on
+
+    def spy(self, caches, xa, backend=None):
+        seen.append(backend)
+        return real(self, caches, xa, *([backend] if backend is not None else []))
+
+    monkeypatch.setattr(WhisperDecoder, "set_audio_on", spy)
+    xa = torch.randn(1, DIMS.n_audio_ctx, DIMS.n_text_state)
+    for dec in (model.text_decoder, fast.text_decoder):
+        dec.reserve(1)
+        dec.set_audio(xa)
+    assert seen[1] is not None and seen[1].kernels is fast.text_decoder.kernels
+    for eager, engine in zip(model.decoder.caches.cross, fast.text_decoder.caches.cross):
+        assert all(torch.equal(a, b) for a, b in zip(eager.written(), engine.written()))
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_step_keep_gives_only_the_kept_columns(device):
     """``step(tokens, positions, keep)``: the prefill asks for two columns per row (its start-of-transcript and its

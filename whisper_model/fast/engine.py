@@ -163,8 +163,9 @@ class FastDecoder:
         self.caches = self.module.new_caches(rows)
 
     def set_audio(self, features: torch.Tensor) -> None:
-        """features [A, n_audio_ctx, d] -> every layer's cross K/V (one GEMM per layer, written in place)."""
-        self.module.set_audio_on(self.caches, features)
+        """features [A, n_audio_ctx, d] -> every layer's cross K/V (one GEMM per layer, written in place), on the
+        kernel module: a quantized projection's weight dequantized in one pass in the activations' dtype."""
+        self.module.set_audio_on(self.caches, features, KernelBackend(self.kernels))
 
     def reuse_audio(self, features: torch.Tensor) -> bool:
         return self.caches.recall_audio(features)
