@@ -46,7 +46,7 @@ TOLERANCE = 0.02 + 1e-9  # seconds
 def teardown_module():
     clear()
     ours_with_words.cache_clear()
-    theirs_with_words.cache_clear()
+    _theirs_with_words.cache_clear()
 
 
 def with_heads(name: str):
@@ -94,10 +94,21 @@ def ours_with_words(name: str, clip: str, language: str | None) -> dict:
     return ours(with_heads(name)[0], samples(clip), language=language, word_timestamps=True)
 
 
+def head(clip: str, seconds: float | None = None):
+    """A clip's samples, or (``seconds``) its first seconds only."""
+    audio = samples(clip)
+    return audio if seconds is None else audio[:round(seconds * A.SAMPLE_RATE)]
+
+
+def theirs_with_words(name: str, clip: str, language: str | None, seconds: float | None = None) -> dict:
+    """openai-whisper's greedy words of a clip (``seconds``: of its first seconds), computed once (an option's
+    test compares them with its own)."""
+    return _theirs_with_words(name, clip, language, seconds)
+
+
 @functools.lru_cache(maxsize=None)
-def theirs_with_words(name: str, clip: str, language: str | None) -> dict:
-    """openai-whisper's greedy words of a clip, computed once (an option's test compares them with its own)."""
-    return reference(with_heads(name)[1], samples(clip), language=language, word_timestamps=True)
+def _theirs_with_words(name: str, clip: str, language: str | None, seconds: float | None) -> dict:
+    return reference(with_heads(name)[1], head(clip, seconds), language=language, word_timestamps=True)
 
 
 @parameterized.expand(CASES)
@@ -110,24 +121,29 @@ def test_words_match_openai_whisper(_, name, clip, language):
 
 
 @parameterized.expand([
-    ("beam", "tiny.en", "en_jfk.wav", dict(beam_size=5, best_of=5)),
-    ("punctuations", "tiny.en", "en_lecture_60s.wav", dict(prepend_punctuations="", append_punctuations=".,")),
-    ("silence_threshold_parity", "tiny.en", "en_asterisk_demo_instruct_8k.wav",
+    ("beam", "tiny.en", "en_jfk.wav", None, dict(beam_size=5, best_of=5)),
+    ("punctuations", "tiny.en", "en_lecture_60s.wav", None, dict(prepend_punctuations="", append_punctuations=".,")),
+    ("silence_threshold_parity", "tiny.en", "en_asterisk_demo_instruct_8k.wav", None,
      dict(hallucination_silence_threshold=0.5)),
-    ("hallucination_silence_base", "base", "en_lecture_60s.wav", dict(hallucination_silence_threshold=1.0)),
-    ("clip_timestamps", "tiny.en", "en_lecture_60s.wav", dict(clip_timestamps="5,20.5,33,44")),
-    ("clip_timestamps_open_end", "tiny.en", "en_asterisk_demo_instruct_8k.wav", dict(clip_timestamps="40")),
+    # the lecture's first 40 s: two windows, as in the whole clip's first two. The threshold moves the second
+    # window's start (the first window's last word ends 0.82 s before its end: 29.18 s -> 30.0 s) and that
+    # window's first segment looks hallucinated (kept: no gap before it). The whole 60 s clip sends that window
+    # through the temperature fallback to 0.4 (5 samples a temperature, on both sides: minutes on CPU).
+    ("hallucination_silence_base", "base", "en_lecture_60s.wav", 40.0, dict(hallucination_silence_threshold=1.0)),
+    ("clip_timestamps", "tiny.en", "en_lecture_60s.wav", None, dict(clip_timestamps="5,20.5,33,44")),
+    ("clip_timestamps_open_end", "tiny.en", "en_asterisk_demo_instruct_8k.wav", None, dict(clip_timestamps="40")),
 ])
-def test_word_options_match_openai_whisper(case, name, clip, options):
-    """``stop_repetition_loops=False``: openai-whisper's loop (some of these windows repeat themselves)."""
+def test_word_options_match_openai_whisper(case, name, clip, seconds, options):
+    """``stop_repetition_loops=False``: openai-whisper's loop (some of these windows repeat themselves).
+    ``seconds``: the clip's first seconds only (None: all of it)."""
     mine, ref = with_heads(name)
-    audio = samples(clip)
+    audio = head(clip, seconds)
     result = ours(mine, audio, language="en", word_timestamps=True, stop_repetition_loops=False, **options)
     expected = reference(ref, audio, language="en", word_timestamps=True, **options)
     assert_same_words(result, expected)
     if case.startswith(("hallucination", "clip")):  # the option changes the segments, on both sides alike
         assert set(options) <= {"hallucination_silence_threshold", "clip_timestamps"}  # plain: without them
-        plain = theirs_with_words(name, clip, "en")  # test_words_match_openai_whisper's run, when it ran
+        plain = theirs_with_words(name, clip, "en", seconds)  # test_words_match_openai_whisper's run, when it ran
         assert [s["text"] for s in expected["segments"]] != [s["text"] for s in plain["segments"]]
 
 
