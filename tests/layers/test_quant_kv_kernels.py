@@ -154,9 +154,10 @@ def test_self_attention_int8_within_the_bound_of_float_attention(kops, dev, dtyp
 
 
 @pytest.mark.parametrize("dtype", DT)
-def test_cross_attention_int8_within_the_bound_of_float_attention(kops, dev, dtype):
+@pytest.mark.parametrize("group", [1, 2])  # one query per audio: the CUDA-core products; two: the tensor cores'
+def test_cross_attention_int8_within_the_bound_of_float_attention(kops, dev, dtype, group):
     torch.manual_seed(6)
-    a, group, s = 2, 2, 300
+    a, s = 2, 300
     (k, v, ks, vs), kf = _cross_caches(a, s, dev, big=10.0)
     q = (torch.randn(a * group, H * D, device=dev) * 0.5 + 0.1).to(dtype)
     o = kops.cross_attention_int8(q, k, v, 1, group, k_scale=ks, v_scale=vs, chunk=128)

@@ -19,7 +19,12 @@ arithmetic of ``quantize_kv``, in float32: values and scales bit-identical to it
 Both kernels read int8 tiles as they are (half the bytes and registers of a float tile) and fold the
 dequantization into the products: a key's scale multiplies its column of scores, a value's scale its softmax
 weight (``_scores``, ``_weighted``); the int8 values themselves are exact in the queries' dtype. With ``KV_INT8``
-off the scale pointers and strides are unused and the kernels compile to the float kernels' instructions."""
+off the scale pointers and strides are unused and the kernels compile to the float kernels' instructions.
+
+The query tile (``BLOCK_T`` / ``BLOCK_Q``) may be one row where a program has one query (a greedy decoding step:
+``T = 1``, ``GROUP = 1``): its products then run on the CUDA cores in float32 (``_scores``, ``_weighted``; the
+launchers choose where that is faster, ``ops._query_block``); otherwise the queries fill a tile of at least 16
+rows for the tensor cores."""
 from __future__ import annotations
 
 import triton
@@ -52,26 +57,41 @@ def _load_kv(c_ptr, s_ptr, rows, offs_d, mask, stride_l, stride_sl, KV_INT8: tl.
 
 
 @triton.jit
-def _scores(q, k, k_scale, scale, KV_INT8: tl.constexpr):
+def _scores(q, k, k_scale, scale, KV_INT8: tl.constexpr, DOT: tl.constexpr):
     """q [Q, D] . k [R, D] -> float32 [Q, R] times ``scale``; int8 k: its values (exact in q's dtype) enter the
-    product and each position's scale multiplies its column (dequantization folded into the scores)."""
-    if KV_INT8:
-        sc = tl.dot(q, tl.trans(k.to(q.dtype))) * (k_scale * scale)[None, :]
+    product and each position's scale multiplies its column (dequantization folded into the scores). ``DOT``:
+    on the tensor cores (Q >= 16); else (one query) on the CUDA cores in float32: products and a sum over D, no
+    padding of the query to 16 rows, no conversion of the tile into tensor-core operands."""
+    if DOT:
+        if KV_INT8:
+            sc = tl.dot(q, tl.trans(k.to(q.dtype)))
+        else:
+            sc = tl.dot(q, tl.trans(k))
     else:
-        sc = tl.dot(q, tl.trans(k)) * scale
+        sc = tl.sum(k.to(tl.float32) * q.to(tl.float32), axis=1)[None, :]  # q [1, D] broadcast over k's rows
+    if KV_INT8:
+        sc = sc * (k_scale * scale)[None, :]
+    else:
+        sc = sc * scale
     return sc
 
 
 @triton.jit
-def _weighted(p, v, v_scale, DTYPE: tl.constexpr, KV_INT8: tl.constexpr):
-    """Softmax weights p [Q, R] (float32) . v [R, D] -> float32 [Q, D], the weights rounded to ``DTYPE`` (the
-    queries'); int8 v: each weight times its position's scale over the tile's largest (<= 1: the rounding is p's
-    own), the values as they are (exact in DTYPE), the product times that largest scale."""
-    if KV_INT8:
-        top = tl.maximum(tl.max(v_scale, axis=0), 1e-30)  # unwritten positions have scale 0
-        acc = tl.dot((p * (v_scale / top)[None, :]).to(DTYPE), v.to(DTYPE)) * top
+def _weighted(p, v, v_scale, DTYPE: tl.constexpr, KV_INT8: tl.constexpr, DOT: tl.constexpr):
+    """Softmax weights p [Q, R] (float32) . v [R, D] -> float32 [Q, D]. ``DOT`` (tensor cores): the weights
+    rounded to ``DTYPE`` (the queries'); int8 v: each weight times its position's scale over the tile's largest
+    (<= 1: the rounding is p's own), the values as they are (exact in DTYPE), the product times that largest
+    scale. Else (CUDA cores, one query): float32 throughout, int8 v's scale on its weight."""
+    if DOT:
+        if KV_INT8:
+            top = tl.maximum(tl.max(v_scale, axis=0), 1e-30)  # unwritten positions have scale 0
+            acc = tl.dot((p * (v_scale / top)[None, :]).to(DTYPE), v.to(DTYPE)) * top
+        else:
+            acc = tl.dot(p.to(DTYPE), v)
     else:
-        acc = tl.dot(p.to(DTYPE), v)
+        if KV_INT8:
+            p = p * v_scale[None, :]
+        acc = tl.sum(v.to(tl.float32) * tl.sum(p, axis=0)[:, None], axis=0)[None, :]  # p [1, R] as a column
     return acc
 
 
@@ -84,7 +104,8 @@ def self_attention_kernel(
     KV_INT8: tl.constexpr, PDL: tl.constexpr,
 ):
     """Program b*H + h. The new K/V are stored from a tile of BLOCK_NEW >= T rows (one row at T = 1: the int8
-    cache quantizes only that row), the queries attend from one of BLOCK_T >= 16 rows (the tensor cores')."""
+    cache quantizes only that row), the queries attend from one of BLOCK_T rows: 1 (T = 1, CUDA-core products)
+    or >= 16 (the tensor cores')."""
     pdl_trigger(PDL)
     pid = tl.program_id(0)
     b = pid // H
@@ -119,13 +140,13 @@ def self_attention_kernel(
         s = s0 + offs_s
         k, k_sc = _load_kv(kc, ks, s, offs_d, s < n_keys, stride_kl, stride_ksl, KV_INT8)
         v, v_sc = _load_kv(vc, vs, s, offs_d, s < n_keys, stride_vl, stride_vsl, KV_INT8)
-        sc = _scores(q, k, k_sc, scale, KV_INT8)
+        sc = _scores(q, k, k_sc, scale, KV_INT8, BLOCK_T >= 16)
         sc = tl.where(s[None, :] <= pos[:, None], sc, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sc, axis=1))
         p = tl.exp(sc - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + _weighted(p, v, v_sc, q.dtype, KV_INT8)
+        acc = acc * alpha[:, None] + _weighted(p, v, v_sc, q.dtype, KV_INT8, BLOCK_T >= 16)
         m_i = m_new
     out = acc / l_i[:, None]
     tl.store(o_ptr + (b * T + offs_t)[:, None] * stride_o + h * D + offs_d[None, :],
@@ -186,12 +207,12 @@ def cross_attention_kernel(
     pdl_wait(PDL)
     q = tl.load(q_ptr + q_rows[:, None] * stride_q + h * D + offs_d[None, :], mask=mask_q[:, None], other=0.0)
 
-    sc = _scores(q, k, k_sc, scale, KV_INT8)
+    sc = _scores(q, k, k_sc, scale, KV_INT8, BLOCK_Q >= 16)
     sc = tl.where(mask_s[None, :], sc, float("-inf"))
     m_i = tl.max(sc, axis=1)
     p = tl.exp(sc - m_i[:, None])
     l_i = tl.sum(p, axis=1)
-    acc = _weighted(p, v, v_sc, q.dtype, KV_INT8)
+    acc = _weighted(p, v, v_sc, q.dtype, KV_INT8, BLOCK_Q >= 16)
 
     if NUM_CHUNKS == 1:
         out = acc / tl.where(mask_q, l_i, 1.0)[:, None]
