@@ -95,3 +95,29 @@ def test_the_step_kernel_profile_refuses_a_machine_without_cuda():
     run = subprocess.run([sys.executable, str(script), "--configs", "fp16"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode != 0 and "needs a CUDA GPU" in run.stderr
+
+
+def test_the_peak_trace_finds_what_is_live_at_the_highest_point():
+    """bench_peak_memory's replay of an allocator trace: the peak's live set, grouped by the repository frames."""
+    from bench import bench_peak_memory as bpm
+
+    root = str(bpm.ROOT)
+    here = [{"filename": f"{root}/trtllm_ext/kernels/ops.py", "line": 5, "name": "f"},
+            {"filename": "/usr/lib/python3/x.py", "line": 1, "name": "g"}]
+    there = [{"filename": f"{root}/whisper_model/model/caches.py", "line": 43, "name": "__init__"}]
+    ev = lambda action, addr, size, frames=here: dict(action=action, addr=addr, size=size, frames=frames)  # noqa
+    trace = [ev("alloc", 1, 100, there), ev("alloc", 2, 50), ev("free_requested", 2, 50), ev("free_completed", 2, 50),
+             ev("alloc", 3, 70), ev("alloc", 4, 10, []), ev("free_requested", 3, 70), ev("alloc", 5, 20)]
+    peak, live = bpm.live_at_peak(trace)
+    assert peak == 180 and sorted(e["addr"] for e in live) == [1, 3, 4]
+    assert bpm.by_source(live) == [("whisper_model/model/caches.py:43:__init__", 100),
+                                   ("trtllm_ext/kernels/ops.py:5:f", 70), ("(outside the repository)", 10)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_peak_trace_refuses_a_machine_without_cuda():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_peak_memory.py"
+    run = subprocess.run([sys.executable, str(script), "--configs", "int8"], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "needs a CUDA GPU" in run.stderr
