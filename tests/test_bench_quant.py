@@ -88,11 +88,12 @@ def test_bench_quant_memory_bookkeeping_on_a_fake_allocator(tmp_path, monkeypatc
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_the_step_kernel_profile_refuses_a_machine_without_cuda():
+@pytest.mark.parametrize("script, config", [("bench_step_kernels.py", "fp16"), ("bench_peak_memory.py", "int8")])
+def test_the_cuda_only_benches_refuse_a_machine_without_cuda(script, config):
     import subprocess
 
-    script = Path(__file__).resolve().parents[1] / "bench" / "bench_step_kernels.py"
-    run = subprocess.run([sys.executable, str(script), "--configs", "fp16"], capture_output=True, text=True,
+    path = Path(__file__).resolve().parents[1] / "bench" / script
+    run = subprocess.run([sys.executable, str(path), "--configs", config], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode != 0 and "needs a CUDA GPU" in run.stderr
 
@@ -112,12 +113,3 @@ def test_the_peak_trace_finds_what_is_live_at_the_highest_point():
     assert peak == 180 and sorted(e["addr"] for e in live) == [1, 3, 4]
     assert bpm.by_source(live) == [("whisper_model/model/caches.py:43:__init__", 100),
                                    ("trtllm_ext/kernels/ops.py:5:f", 70), ("(outside the repository)", 10)]
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_the_peak_trace_refuses_a_machine_without_cuda():
-    import subprocess
-
-    script = Path(__file__).resolve().parents[1] / "bench" / "bench_peak_memory.py"
-    run = subprocess.run([sys.executable, str(script), "--configs", "int8"], capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0 and "needs a CUDA GPU" in run.stderr

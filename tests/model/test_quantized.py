@@ -235,7 +235,6 @@ def test_bad_quantization_options_name_the_option():
         DecoderCaches(1, 2, 4, 8, 8, rows=1, dtype=torch.float32, device="cpu", kv_dtype=torch.int16)
 
 
-
 def test_int8_caches_keep_each_heads_scales_contiguous_over_positions():
     """The attention kernels read a chunk's scales in one sweep: for every layer, row and head of both int8 caches
     the scales of consecutive positions are adjacent floats, and they are views of one store per kind."""
