@@ -203,8 +203,9 @@ class WeightOnlyQuantLinear(LinearForward, Module):
             raise ValueError(f"{name}: weight 'qweight' has shape {tuple(q.shape)}, expected "
                              f"{tuple(self.qweight.shape)}")
         s = self._float_value("scales", scales, tuple(self.scales.shape))
-        if not torch.isfinite(s).all() or (s < 0).any():
-            raise ValueError(f"{name}: weight 'scales' must be finite and non-negative")
+        signed = self.quant_mode is QuantMode.INT4  # an int4 group's scale carries the sign of its peak
+        if not torch.isfinite(s).all() or (not signed and (s < 0).any()):
+            raise ValueError(f"{name}: weight 'scales' must be finite" + ("" if signed else " and non-negative"))
         return [(self.qweight, q.to(self.qweight.device).clone()), (self.scales, s)]
 
     def shard_weights(self, full: Mapping[str, ArrayLike], *, layout: str = "out_in") -> dict[str, torch.Tensor]:

@@ -5,14 +5,17 @@ Weights ``w [N, K]`` (the Linear family's [out, in] layout):
 * ``"int8"``: one scale per output channel, ``scales [N] = amax(|w[n, :]|) / 127``; ``qweight`` int8 ``[N, K]``,
   values in [-127, 127];
 * ``"int4"``: one scale per (row, group of ``group_size`` consecutive k), ``scales [N, K // group_size] =
-  amax / 7``; values in [-7, 7] (round-to-nearest never gives -8; a pre-quantized -8 is read back as -8);
-  ``qweight`` uint8 ``[N, K // 2]``, two's-complement nibbles packed along K: byte ``j`` holds ``k = 2j`` in its
-  low nibble and ``k = 2j + 1`` in its high nibble. ``K`` must be a multiple of ``group_size`` (even).
+  -sign(peak) * amax / 8`` where ``peak`` is the group's value of largest magnitude: all 16 levels [-8, 7] are used,
+  the peak lands exactly on -8 and the scale's sign carries its sign (a positive-only amax / 7 grid leaves -8 unused
+  and is 8/7 coarser); ``qweight`` uint8 ``[N, K // 2]``, two's-complement nibbles packed along K: byte ``j`` holds
+  ``k = 2j`` in its low nibble and ``k = 2j + 1`` in its high nibble. ``K`` must be a multiple of ``group_size``
+  (even).
 
-Dequantized, ``w'[n, k] = q[n, k] * scale(n, k)``. Scales are amax / qmax rounded to nearest in their storage
-dtype (one ulp up where a coarse subnormal float16 scale would clip more), so ``|w - w'| <= scale / 2`` holds
-element-wise for the stored scale (``w'`` in float64). An all-zero row or group gets scale 1 and zeros.
-Rounding is torch.round (half to even).
+Dequantized, ``w'[n, k] = q[n, k] * scale(n, k)``. Scales are amax / qmax (int4: amax / 8) rounded to nearest in
+their storage dtype (one ulp up where a coarse subnormal float16 scale would clip more), so ``|w - w'| <= |scale| /
+2`` holds element-wise for the stored scale (``w'`` in float64), except for int4 values of the peak's opposite sign
+beyond 7.5 steps: they clip to 7, off by ``|w| - 7 |scale|`` (at most the group's amax - 7 |scale|, about one step).
+An all-zero row or group gets scale 1 and zeros. Rounding is torch.round (half to even).
 
 K/V ``x [..., L, head_dim]`` (int8): one float32 scale per (..., position), i.e. per token and head of a cache
 ``[b, heads, L, head_dim]``: ``scales [..., L, 1] = amax over head_dim / 127``; or a given (e.g. per-head) scale.
@@ -29,6 +32,7 @@ from enum import Enum
 import torch
 
 INT8_MAX, INT4_MAX = 127, 7
+INT4_PEAK = 8  # |q| of an int4 group's largest-magnitude value (-8: all 16 levels)
 DEFAULT_GROUP_SIZE = 128
 
 
@@ -99,8 +103,8 @@ def _store_scale(amax: torch.Tensor, qmax: int, dtype: torch.dtype) -> torch.Ten
     """``amax / qmax`` rounded to nearest in ``dtype``, one ulp up where that would put ``amax`` beyond
     ``(qmax + 1/2) * scale`` (coarse subnormal scales), so clipping never costs more than half a scale. The
     quotient is formed in float64 (a float32 one on CUDA is amax * (1 / qmax), not correctly rounded): for qmax 127
-    or 7 it is never near a float32 tie (its bits repeat with period 7 or 3), so it rounds as the correctly rounded
-    float32 quotient of the K/V kernels (``div_rn``) does."""
+    it is never near a float32 tie (its bits repeat with period 7), so it rounds as the correctly rounded float32
+    quotient of the K/V kernels (``div_rn``) does; for qmax 8 it is exact."""
     stored = (amax.to(torch.float64) / qmax).to(dtype)
     low = stored.to(torch.float64) * (qmax + 0.5) < amax
     stored = torch.where(low, torch.nextafter(stored, torch.full_like(stored, float("inf"))), stored)
@@ -112,6 +116,18 @@ def _symmetric(x: torch.Tensor, amax: torch.Tensor, qmax: int, scale_dtype: torc
     (int8 q, scales); the quotient x / scale correctly rounded in x's dtype, then rounded half to even."""
     scale = _store_scale(amax, qmax, scale_dtype)
     q = torch.round(x / scale.to(x.dtype)).clamp_(-qmax, qmax).to(torch.int8)
+    return q, scale
+
+
+def _full_range_int4(x: torch.Tensor, scale_dtype: torch.dtype):
+    """int4 groups over all 16 levels: ``x`` float64 ``[N, G, group]`` -> (int8 q in [-8, 7], signed scales
+    ``[N, G, 1]``): each group's scale is amax / 8 (stored as ``_store_scale``) with the sign that puts its peak
+    (largest magnitude, first of ties) on -8; values of the other sign beyond 7.5 steps clip to 7."""
+    amax = x.abs().amax(dim=-1, keepdim=True)
+    peak = torch.gather(x, -1, x.abs().argmax(dim=-1, keepdim=True))
+    scale = _store_scale(amax, INT4_PEAK, scale_dtype)
+    scale = torch.where(peak > 0, -scale, scale)
+    q = torch.round(x / scale.to(x.dtype)).clamp_(-INT4_PEAK, INT4_MAX).to(torch.int8)
     return q, scale
 
 
@@ -145,7 +161,7 @@ def quantize_weight(w: torch.Tensor, mode, group_size: int | None = DEFAULT_GROU
         q, scale = _symmetric(wd, wd.abs().amax(dim=1, keepdim=True), INT8_MAX, scale_dtype)
         return q, scale.reshape(n)
     blocks = wd.reshape(n, k // group, group)
-    q, scale = _symmetric(blocks, blocks.abs().amax(dim=2, keepdim=True), INT4_MAX, scale_dtype)
+    q, scale = _full_range_int4(blocks, scale_dtype)
     return pack_int4(q.reshape(n, k)), scale.reshape(n, k // group)
 
 

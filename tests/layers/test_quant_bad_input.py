@@ -78,8 +78,12 @@ def test_wrong_scale_shapes(mode):
             dequantize_weight(q, sc, mode, group_size=None if mode == "int8" else 128)
     refused(layer, {"qweight": q, "scales": s.to(torch.int32), "bias": layer.bias}, r"'scales'.*not floating")
     refused(layer, {"qweight": q, "scales": torch.full_like(s, float("nan")), "bias": layer.bias},
-            r"'scales' must be finite and non-negative")
-    refused(layer, {"qweight": q, "scales": -s, "bias": layer.bias}, r"'scales' must be finite and non-negative")
+            r"'scales' must be finite")
+    if mode == "int8":  # per-channel scales are positive; an int4 group's scale carries the sign of its peak
+        refused(layer, {"qweight": q, "scales": -s, "bias": layer.bias}, r"'scales' must be finite and non-negative")
+    else:
+        layer.load_weights({"qweight": q, "scales": -s, "bias": layer.bias})
+        assert torch.equal(layer.dequantized_weight(), -dequantize_weight(q, s, mode))
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])

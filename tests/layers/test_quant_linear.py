@@ -1,8 +1,9 @@
 """Weight-only quantized Linear / ColumnLinear / RowLinear (int8 per channel, int4 group-wise) against float64.
 
 Weights are non-symmetric (a mean offset, a square case), so a transposed layout or a wrong group axis fails;
-inputs include non-contiguous views. The quantization bound: RTN gives ``|w - w'| <= scale / 2`` element-wise,
-so ``|x @ (w - w')^T| <= |x| @ (scale / 2)^T`` (scales expanded to [N, K]).
+inputs include non-contiguous views. The quantization bound: RTN gives ``|w - w'| <= |scale| / 2`` element-wise
+(int4 values clipped to 7, beyond 7.5 steps on the side opposite the group's peak: ``|w| - 7 |scale|``), so
+``|x @ (w - w')^T| <= |x| @ bound^T`` (``element_bound``, [N, K]).
 
 The layers' products here are the weight-only ones (dequantize, then a float product): the CPU's int8 x int8
 product of float32 rows (``kernels.cpu_int8``, which quantizes the activations too) is switched off, and tested
@@ -49,6 +50,15 @@ def expanded_scales(scales, mode, k):
     return s[:, None].expand(-1, k) if mode == "int8" else s.repeat_interleave(k // s.shape[1], dim=1)
 
 
+def element_bound(w, scales, mode, k):
+    """The quantizer's error bound per element [N, K] float64: |scale| / 2, or for an int4 value clipped to 7 (more
+    than 7.5 steps, on the side opposite its group's peak) its distance to 7 steps."""
+    s = expanded_scales(scales, mode, k)
+    if mode == "int8":
+        return s.abs() / 2
+    return torch.where(w.double() / s > 7.5, w.double().abs() - 7 * s.abs(), s.abs() / 2)
+
+
 def dequant64(layer):
     return dequantize_weight(layer.qweight, layer.scales, layer.quant_mode, dtype=torch.float64)
 
@@ -69,23 +79,33 @@ def test_quantize_dequantize_error_is_at_most_half_a_scale(mode, dtype):
     assert q.shape == ((n, k) if mode == "int8" else (n, k // 2))
     assert s.shape == ((n,) if mode == "int8" else (n, k // 128))
     ints = q if mode == "int8" else unpack_int4(q)
-    qmax = 127 if mode == "int8" else 7
-    assert ints.min() >= -qmax and ints.max() <= qmax
+    lo, hi, peak_q = (-127, 127, 127) if mode == "int8" else (-8, 7, 8)
+    assert ints.min() >= lo and ints.max() <= hi
     err = (w - dequantize_weight(q, s, mode, k, dtype=torch.float64)).abs()
-    half = expanded_scales(s, mode, k) / 2
-    assert (err <= half * (1 + 1e-12)).all(), f"max err/scale {(err / half).max().item() / 2:.4f} > 0.5"
-    # every block whose scale is a normal number of its dtype reaches its extreme integer (amax / scale -> qmax)
+    bound = element_bound(w, s, mode, k)
+    assert (err <= bound * (1 + 1e-12)).all(), f"max err/bound {(err / bound).max().item():.4f} > 1"
+    steps = expanded_scales(s, mode, k).abs()
+    assert (bound <= 1.5 * steps).all()  # a clipped int4 value is never off by more than 1.5 steps
     g = k if mode == "int8" else 128
-    amax = w.reshape(n, k // g, g).abs().amax(-1)
-    normal = amax / qmax >= torch.finfo(dtype).smallest_normal
-    assert (ints.reshape(n, k // g, g).abs().amax(-1)[normal] == qmax).all()
+    blocks, ints_b = w.reshape(n, k // g, g), ints.reshape(n, k // g, g)
+    amax = blocks.abs().amax(-1)
+    normal = amax / peak_q >= torch.finfo(dtype).smallest_normal
+    if mode == "int8":  # every block whose scale is a normal number reaches its extreme integer
+        assert (ints_b.abs().amax(-1)[normal] == 127).all()
+    else:  # the group's peak (largest magnitude) lands on -8, the scale carrying its sign: all 16 levels in use
+        at = blocks.abs().argmax(-1, keepdim=True)
+        assert (torch.gather(ints_b, -1, at)[..., 0][normal] == -8).all()
+        peak = torch.gather(blocks, -1, at)[..., 0]
+        assert (s.reshape(n, k // g).double() * peak < 0)[amax > 0].all()
+        assert (ints == 7).any() and (ints == -8).any()
     assert not ints[1].any() and (s[1] == 1).all()
-    # the scales are amax / qmax rounded to nearest in their dtype (up, where a coarse subnormal would clip)
-    s = s.reshape(n, k // g).double()
-    exact = amax / qmax
+    # |scale| is amax / 127 (int8) or amax / 8 (int4) rounded to nearest in its dtype (up, where a coarse subnormal
+    # would clip)
+    s = s.reshape(n, k // g).double().abs()
+    exact = amax / peak_q
     fi = torch.finfo(dtype)
     assert ((s - exact).abs() <= fi.eps * exact + fi.smallest_normal * fi.eps)[amax > 0].all()
-    assert (s * (qmax + 0.5) >= amax).all()
+    assert (s * (peak_q + 0.5) >= amax).all()
 
 
 def test_int4_nibble_order_and_round_trip():
@@ -107,8 +127,8 @@ def test_int4_groups_run_along_k():
     w[0, 200] = 50.0
     _, s = quantize_weight(w, "int4")
     assert s.shape == (3, 3)
-    assert s[0, 1] == pytest.approx(50.0 / 7, rel=1e-6)
-    assert s[0, 0] < 1 and s[0, 2] < 1 and (s[1:] < 1).all()
+    assert s[0, 1] == pytest.approx(-50.0 / 8, rel=1e-6)  # a positive peak: a negative scale
+    assert s[0, 0].abs() < 1 and s[0, 2].abs() < 1 and (s[1:].abs() < 1).all()
 
 
 # --------------------------------------------------------------------------------------- the layers
@@ -143,7 +163,7 @@ def test_quant_layer_matches_float64_reference(cls, lead, fin, fout, bias, mode)
         assert (ref_linear(x, wq.T) - ref_linear(x, wq)).norm() > 0.3 * ref_linear(x, wq).norm()
     # within the quantization bound of the float layer
     float_ref = ref_linear(x, w, b if bias else None)
-    bound = x.abs() @ (expanded_scales(layer.scales, mode, fin) / 2).T
+    bound = x.abs() @ element_bound(w, layer.scales, mode, fin).T
     assert ((out.double() - float_ref).abs() <= bound + 1e-5 * (1 + float_ref.abs())).all()
 
 

@@ -349,8 +349,8 @@ def pooled_wer(name: str, config: str, clip_names: list[str]) -> tuple[float, li
 
 WER_CASES = [("tiny.en", "int8", 0.5), ("tiny.en", "kv8", 0.5), ("tiny.en", "int8+kv8", 0.5),
              ("base", "int8", 0.5), ("base", "int4", 2.0), ("base", "int8+kv8", 0.5),
-             # the 2 points do not hold for tiny.en's int4 (group 128, round to nearest): measured +3.9 on
-             # these clips (+6.5 with the 73 s clip); a guard at its measured size until a better int4 lands
+             # the 2 points do not hold for tiny.en's int4 (group 128, round to nearest): +3.9 on these
+             # clips (4 words of 102) with either grid (amax / 7 or the full-range amax / 8); a guard at its size
              ("tiny.en", "int4", 5.0)]
 
 
