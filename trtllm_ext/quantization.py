@@ -119,16 +119,23 @@ def _symmetric(x: torch.Tensor, amax: torch.Tensor, qmax: int, scale_dtype: torc
     return q, scale
 
 
-def _full_range_int4(x: torch.Tensor, scale_dtype: torch.dtype):
-    """int4 groups over all 16 levels: ``x`` float64 ``[N, G, group]`` -> (int8 q in [-8, 7], signed scales
-    ``[N, G, 1]``): each group's scale is amax / 8 (stored as ``_store_scale``) with the sign that puts its peak
-    (largest magnitude, first of ties) on -8; values of the other sign beyond 7.5 steps clip to 7."""
+def weight_scales(x: torch.Tensor, mode, scale_dtype: torch.dtype) -> torch.Tensor:
+    """The stored scales of weight blocks ``x`` float64 ``[..., block]`` (int8: a channel's row; int4: a group) ->
+    ``[..., 1]``: int8 amax / 127; int4 amax / 8, signed so that the block's peak (largest magnitude, first of ties)
+    lands on -8 (all 16 levels; values of the other sign beyond 7.5 steps clip to 7)."""
     amax = x.abs().amax(dim=-1, keepdim=True)
+    if as_quant_mode(mode) is QuantMode.INT8:
+        return _store_scale(amax, INT8_MAX, scale_dtype)
     peak = torch.gather(x, -1, x.abs().argmax(dim=-1, keepdim=True))
     scale = _store_scale(amax, INT4_PEAK, scale_dtype)
-    scale = torch.where(peak > 0, -scale, scale)
-    q = torch.round(x / scale.to(x.dtype)).clamp_(-INT4_PEAK, INT4_MAX).to(torch.int8)
-    return q, scale
+    return torch.where(peak > 0, -scale, scale)
+
+
+def round_weight(x: torch.Tensor, scale: torch.Tensor, mode) -> torch.Tensor:
+    """Weights ``x`` float64 over their stored ``scale`` (broadcast) -> int8 levels ([-127, 127] or [-8, 7]):
+    the quotient correctly rounded in float64, then rounded half to even and clipped."""
+    lo, hi = (-INT8_MAX, INT8_MAX) if as_quant_mode(mode) is QuantMode.INT8 else (-INT4_PEAK, INT4_MAX)
+    return torch.round(x / scale.to(x.dtype)).clamp_(lo, hi).to(torch.int8)
 
 
 def _check_float(owner: str, name: str, x, ndim: int | None = None) -> None:
@@ -156,13 +163,12 @@ def quantize_weight(w: torch.Tensor, mode, group_size: int | None = DEFAULT_GROU
         raise ValueError(f"quantize_weight: weight of shape {tuple(w.shape)} has non-finite values")
     n, k = w.shape
     group = check_group(k, mode, group_size, "quantize_weight")
-    wd = w.detach().to(torch.float64)
+    blocks = w.detach().to(torch.float64).reshape(n, k // (group or k), group or k)
+    scale = weight_scales(blocks, mode, scale_dtype)
+    q = round_weight(blocks, scale, mode).reshape(n, k)
     if mode is QuantMode.INT8:
-        q, scale = _symmetric(wd, wd.abs().amax(dim=1, keepdim=True), INT8_MAX, scale_dtype)
         return q, scale.reshape(n)
-    blocks = wd.reshape(n, k // group, group)
-    q, scale = _full_range_int4(blocks, scale_dtype)
-    return pack_int4(q.reshape(n, k)), scale.reshape(n, k // group)
+    return pack_int4(q), scale.reshape(n, k // group)
 
 
 def check_quantized(qweight: torch.Tensor, scales: torch.Tensor, mode, k: int | None = None,
