@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS = {  # module prefix (under whisper_model) -> floor; a module may import its own floor or lower ones
     "config": 0, "errors": 0, "io": 1, "model": 2, "decode": 3, "encoding": 3, "fast": 3,
     "options": 4, "words": 4, "longform": 4, "scheduler": 4, "chunked": 4, "chunk_plan": 4, "speech_filter": 4,
-    "results": 4, "transcribe": 4, "realtime": 4, "live": 4, "scheduler_events": 4, "pipeline": 5, "service": 6,
+    "results": 4, "transcribe": 4, "realtime": 4, "live": 4, "scheduler_events": 4, "pipeline": 5, "calibration": 5,
+    "service": 6,
     "cli": 7, "run": 7, "stream": 7, "build": 7, "summarize": 7, "server": 7, "serve": 7, "distributed": 7,
 }
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60

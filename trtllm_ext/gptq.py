@@ -27,7 +27,7 @@ from .backend import OpBackend
 from .quantization import (
     DEFAULT_GROUP_SIZE,
     QuantMode,
-    _check_float,
+    check_float,
     as_quant_mode,
     check_group,
     pack_int4,
@@ -108,9 +108,9 @@ def gptq_quantize_weight(w: torch.Tensor, hessian: torch.Tensor, mode, group_siz
     a bad ``w`` or ``group_size`` (as ``quantize_weight``), a Hessian that is not a finite [K, K] float tensor, or a
     ``damp`` that is not positive."""
     mode = as_quant_mode(mode)
-    _check_float("gptq_quantize_weight", "w [N, K]", w, ndim=2)
+    check_float("gptq_quantize_weight", "w [N, K]", w, ndim=2)
     n, k = w.shape
-    _check_float("gptq_quantize_weight", "hessian [K, K]", hessian, ndim=2)
+    check_float("gptq_quantize_weight", "hessian [K, K]", hessian, ndim=2)
     if tuple(hessian.shape) != (k, k):
         raise ValueError(f"gptq_quantize_weight: hessian must have shape ({k}, {k}) for a weight of shape "
                          f"{tuple(w.shape)}, got {tuple(hessian.shape)}")

@@ -138,7 +138,7 @@ def round_weight(x: torch.Tensor, scale: torch.Tensor, mode) -> torch.Tensor:
     return torch.round(x / scale.to(x.dtype)).clamp_(lo, hi).to(torch.int8)
 
 
-def _check_float(owner: str, name: str, x, ndim: int | None = None) -> None:
+def check_float(owner: str, name: str, x, ndim: int | None = None) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
@@ -155,7 +155,7 @@ def quantize_weight(w: torch.Tensor, mode, group_size: int | None = DEFAULT_GROU
     ValueError on a non-2-D or non-floating ``w``, non-finite values, or (int4) a K that is not a multiple of an
     even ``group_size``."""
     mode = as_quant_mode(mode)
-    _check_float("quantize_weight", "w [N, K]", w, ndim=2)
+    check_float("quantize_weight", "w [N, K]", w, ndim=2)
     scale_dtype = scale_dtype or w.dtype
     if not scale_dtype.is_floating_point:
         raise ValueError(f"quantize_weight: scale_dtype must be floating point, got {scale_dtype}")
@@ -232,14 +232,14 @@ def quantize_kv(x: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[tor
     Without ``scale``: one scale per (..., position), ``[..., L, 1]`` = amax over head_dim / 127 (per token-head
     for a cache ``[b, heads, L, head_dim]``). With ``scale`` (float, positive, broadcastable to ``[..., L, 1]``,
     e.g. per head ``[heads, 1, 1]``): that static scale, values beyond +-127 * scale clipped; returned as given."""
-    _check_float("quantize_kv", "x [..., L, head_dim]", x)
+    check_float("quantize_kv", "x [..., L, head_dim]", x)
     if x.dim() < 2:
         raise ValueError(f"quantize_kv: x must be [..., L, head_dim], got shape {tuple(x.shape)}")
     work = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact for every narrower input
     xd = x.detach().to(work)
     if scale is None:
         return _symmetric(xd, xd.abs().amax(dim=-1, keepdim=True), INT8_MAX, torch.float32)
-    _check_float("quantize_kv", "scale", scale)
+    check_float("quantize_kv", "scale", scale)
     if not _broadcasts_to(scale.shape, x.shape[:-1] + (1,)):
         raise ValueError(f"quantize_kv: scale of shape {tuple(scale.shape)} does not broadcast to "
                          f"{tuple(x.shape[:-1]) + (1,)}")
@@ -256,7 +256,7 @@ def dequantize_kv(q: torch.Tensor, scales: torch.Tensor | None, dtype: torch.dty
         raise ValueError(f"dequantize_kv: q must be an int8 tensor, got {got}")
     if scales is None:
         raise ValueError(f"dequantize_kv: int8 K/V of shape {tuple(q.shape)} need their float scales, got None")
-    _check_float("dequantize_kv", "scales", scales)
+    check_float("dequantize_kv", "scales", scales)
     if not _broadcasts_to(scales.shape, q.shape):
         raise ValueError(f"dequantize_kv: scales of shape {tuple(scales.shape)} do not broadcast to {tuple(q.shape)}")
     work = torch.float64 if dtype == torch.float64 else torch.float32

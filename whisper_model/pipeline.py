@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from .calibration import calibrated_state_dict, calibration_windows
 from .chunked import make_scheduler
 from .encoding import Audio, WhisperEncoding
 from .errors import CheckpointError, OptionError
@@ -53,21 +54,34 @@ class WhisperModel:
     quantized checkpoint (``save``; ``io.quantized``); ``device``: default "cuda" when available, else "cpu";
     ``dtype``: default float16 on CUDA, float32 on CPU. ``weight_only_precision`` ("int8" / "int4", int4 in groups
     of ``weight_only_group_size`` input features, default 128): quantize the weights at load (a quantized
-    checkpoint is loaded as it is; a different precision is an ``OptionError``); ``int8_kv_cache``: the
+    checkpoint is loaded as it is; a different precision is an ``OptionError``); ``calibration_audio`` (files or
+    16 kHz arrays, with ``weight_only_precision``): round the weights by GPTQ on what the float model computes
+    over that audio instead of to nearest (``calibration.py``; ``save`` keeps the result); ``int8_kv_cache``: the
     decoder's K/V caches in int8 (see ``model/quant.py``).
     """
 
     def __init__(self, name_or_path: Union[str, os.PathLike] = "tiny.en", *, device=None,
                  dtype: Optional[torch.dtype] = None, weight_only_precision: Optional[str] = None,
-                 int8_kv_cache: bool = False, weight_only_group_size: Optional[int] = None):
+                 int8_kv_cache: bool = False, weight_only_group_size: Optional[int] = None,
+                 calibration_audio: Optional[Sequence[Audio]] = None):
         check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)  # before loading
+        if calibration_audio is not None and weight_only_precision is None:
+            raise OptionError("calibration_audio calibrates quantized weights: give weight_only_precision too")
+        windows = None if calibration_audio is None else calibration_windows(calibration_audio)
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         dims, state_dict, recorded, heads, vocab_dir = _read_checkpoint(name_or_path)
         if recorded is not None:  # a quantized checkpoint: its own precision and group size
+            if windows is not None:
+                raise OptionError(f"calibration_audio: {name_or_path} holds quantized weights already; calibrate "
+                                  f"from its float checkpoint")
             weight_only_precision, weight_only_group_size = _recorded(name_or_path, recorded, weight_only_precision,
                                                                       weight_only_group_size)
+        if windows is not None:
+            state_dict = _calibrated(dims, state_dict, vocab_dir, windows, weight_only_precision,
+                                     check_quantization(dims, weight_only_precision, weight_only_group_size).group_size,
+                                     device, dtype)
         try:
             model = Whisper.from_state_dict(dims, state_dict, dtype=dtype, device=device,
                                             weight_only_precision=weight_only_precision,
@@ -214,6 +228,13 @@ def _read_checkpoint(name_or_path):
         raise
     except (ValueError, OSError) as e:  # not found, unreadable
         raise CheckpointError(str(e)) from e
+
+
+def _calibrated(dims, state_dict, vocab_dir, windows, precision: str, group_size: Optional[int], device, dtype):
+    """A quantized state dict rounded by GPTQ (``calibration.py``) on the float32 model's run over ``windows``."""
+    float_model = WhisperModel.__new__(WhisperModel)
+    float_model._setup(Whisper.from_state_dict(dims, state_dict, dtype=torch.float32, device=device), vocab_dir)
+    return calibrated_state_dict(float_model, windows, precision, group_size, dtype)
 
 
 def _recorded(source, recorded: dict, precision: Optional[str], group_size: Optional[int]):
