@@ -88,8 +88,9 @@ class InputStatistics:
 
 
 def _inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """Upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1 (U^T U = H^-1); unseen inputs (zero diagonal)
-    get a unit diagonal, so their columns are rounded alone."""
+    """Upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1 (U^T U = H^-1), in H's dtype (float32: the
+    factor only weighs the errors handed on); unseen inputs (zero diagonal) get a unit diagonal, so their columns
+    are rounded alone."""
     h = h.clone()
     diag = h.diagonal()
     dead = diag <= 0
@@ -120,23 +121,23 @@ def gptq_quantize_weight(w: torch.Tensor, hessian: torch.Tensor, mode, group_siz
         raise ValueError(f"gptq_quantize_weight: damp must be a positive number, got {damp!r}")
     group = check_group(k, mode, group_size, "gptq_quantize_weight") or k
     scale_dtype = scale_dtype or w.dtype
-    u = _inverse_factor(hessian.detach().to("cpu", torch.float64), float(damp))
+    u = _inverse_factor(hessian.detach().to("cpu", torch.float32), float(damp)).double()
     weights = w.detach().to("cpu", torch.float64).clone()
     q = torch.empty(n, k, dtype=torch.int8)
     scales = torch.empty(n, k // group, dtype=scale_dtype)
     step = group if mode is QuantMode.INT4 else min(k, 128)  # columns whose errors are handed on together
     for b0 in range(0, k, step):
-        b1 = b0 + step
-        block, errors = weights[:, b0:b1], torch.empty(n, step, dtype=torch.float64)
+        block, ub = weights[:, b0:b0 + step], u[b0:b0 + step, b0:b0 + step]
+        errors = torch.empty(n, step, dtype=torch.float64)
         for i in range(step):
             c = b0 + i
             if c % group == 0:  # a group's scale from its weights as they stand now (int4: this whole block)
                 scales[:, c // group] = weight_scales(weights[:, c:c + group], mode, scale_dtype)[:, 0]
-            s = scales[:, c // group].to(torch.float64)
-            q[:, c] = round_weight(block[:, i], s, mode)
-            errors[:, i] = (block[:, i] - q[:, c] * s) / u[c, c]
-            block[:, i:] -= errors[:, i:i + 1] * u[c, c:b1]
-        weights[:, b1:] -= errors @ u[b0:b1, b1:]
+                s = scales[:, c // group].to(torch.float64)
+            q[:, c] = level = round_weight(block[:, i], s, mode)
+            err = torch.sub(block[:, i], level * s, out=errors[:, i]).div_(ub[i, i])
+            block[:, i + 1:].addr_(err, ub[i, i + 1:], alpha=-1)
+        weights[:, b0 + step:].addmm_(errors, u[b0:b0 + step, b0 + step:], alpha=-1)
     q, scales = q.to(w.device), scales.to(w.device)
     if mode is QuantMode.INT8:
         return q, scales.reshape(n)

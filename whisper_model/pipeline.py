@@ -28,7 +28,7 @@ from .encoding import Audio, WhisperEncoding
 from .errors import CheckpointError, OptionError
 from .io import weights
 from .io.alignment_heads import read_alignment_heads
-from .io.quantized import find_quantized, load_quantized, save_quantized
+from .io.quantized import find_quantized, load_quantized, recorded_quantization, save_quantized
 from .io.tokenizer import Tokenizer, get_tokenizer
 from .io.vad import VadOptions
 from .io.vocab import checkpoint_vocab_dir, vocab_name
@@ -76,8 +76,8 @@ class WhisperModel:
             if windows is not None:
                 raise OptionError(f"calibration_audio: {name_or_path} holds quantized weights already; calibrate "
                                   f"from its float checkpoint")
-            weight_only_precision, weight_only_group_size = _recorded(name_or_path, recorded, weight_only_precision,
-                                                                      weight_only_group_size)
+            weight_only_precision, weight_only_group_size = recorded_quantization(
+                name_or_path, recorded, weight_only_precision, weight_only_group_size)
         if windows is not None:
             state_dict = _calibrated(dims, state_dict, vocab_dir, windows, weight_only_precision,
                                      check_quantization(dims, weight_only_precision, weight_only_group_size).group_size,
@@ -235,18 +235,6 @@ def _calibrated(dims, state_dict, vocab_dir, windows, precision: str, group_size
     float_model = WhisperModel.__new__(WhisperModel)
     float_model._setup(Whisper.from_state_dict(dims, state_dict, dtype=torch.float32, device=device), vocab_dir)
     return calibrated_state_dict(float_model, windows, precision, group_size, dtype)
-
-
-def _recorded(source, recorded: dict, precision: Optional[str], group_size: Optional[int]):
-    """A quantized checkpoint's (precision, group size); OptionError when the caller asked for others."""
-    have, have_group = recorded.get("weight_only_precision"), recorded.get("group_size")
-    if precision is not None and precision != have:
-        raise OptionError(f"weight_only_precision={precision!r}: {source} holds {have or 'float'} weights (its "
-                          f"quantization is fixed when it is saved); leave weight_only_precision out")
-    if group_size is not None and have == "int4" and group_size != have_group:
-        raise OptionError(f"weight_only_group_size={group_size}: {source} holds int4 weights in groups of "
-                          f"{have_group}; leave weight_only_group_size out")
-    return have, have_group
 
 
 __all__ = ["BatchItem", "Segment", "TranscriptionInfo", "TranscriptionOptions", "WhisperModel"]

@@ -6,11 +6,14 @@ calibrated, it must hold them."""
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
 
+from whisper_model.cli import build as cli_build
 from whisper_model.errors import OptionError
+from whisper_model.fast.build import build
 from whisper_model.pipeline import WhisperModel
 
 try:
@@ -22,7 +25,7 @@ except ImportError:
 
 ROWS = manifest()
 CALIBRATION = [c for c in clips(suffixes=(".wav",)) if c in ROWS and ROWS[c]["language"] == "en" and c not in REFS]
-SHORT = [c for c in CALIBRATION if c != "en_lecture_60s.wav"]  # two short windows: a quick calibration
+SHORT = [c for c in CALIBRATION if c != "en_lecture_60s.wav"]  # two short calibration windows: a quick check
 needs_clips = pytest.mark.skipif(MISSING in TINY_CLIPS or len(SHORT) < 2, reason="no shared clips")
 
 
@@ -61,12 +64,12 @@ def test_calibration_moves_the_outputs_less_than_rounding_to_nearest_and_saves(t
     from whisper_model.calibration import calibration_windows
     from whisper_model.io.audio import log_mel_spectrogram
 
-    model = calibrated("int4", tuple(SHORT))
+    model = calibrated("int4", tuple(CALIBRATION))
     rtn = WhisperModel("tiny.en", device="cpu", weight_only_precision="int4")
     fp32 = WhisperModel("tiny.en", device="cpu")
     fc = "decoder.blocks.0.mlp.fc"
     assert not torch.equal(model.model.get_submodule(fc).qweight, rtn.model.get_submodule(fc).qweight)
-    # on the calibration windows, the calibrated model's next-token distributions stay closer to fp32's
+    # on (short) calibration windows, the calibrated model's next-token distributions stay closer to fp32's
     tok = fp32.tokenizer
     kl = {"gptq": 0.0, "rtn": 0.0}
     for samples in calibration_windows([AUDIO_DIR / c for c in SHORT]):
@@ -84,6 +87,15 @@ def test_calibration_moves_the_outputs_less_than_rounding_to_nearest_and_saves(t
     assert torch.equal(again.model.get_submodule(fc).qweight, model.model.get_submodule(fc).qweight)
     with pytest.raises(OptionError, match="holds quantized weights already; calibrate from its float checkpoint"):
         WhisperModel(path, device="cpu", weight_only_precision="int4", calibration_audio=[AUDIO_DIR / SHORT[0]])
+    # an engine directory built from the saved file holds its weights as stored, in its own precision
+    out = tmp_path / "engine"
+    assert cli_build.main(["--model", str(path), "--dtype", "float32", "--output_dir", str(out), "--no_warmup"]) == 0
+    meta = json.loads((out / "engine.json").read_text())
+    assert meta["quantization"]["weight_only_precision"] == "int4" and meta["quantization"]["group_size"] == 128
+    engine = WhisperModel(out, device="cpu")
+    assert torch.equal(engine.model.get_submodule(fc).qweight, model.model.get_submodule(fc).qweight)
+    with pytest.raises(OptionError, match=r"weight_only_precision='int8': .* holds int4 weights"):
+        build(str(path), tmp_path / "engine8", dtype="float32", warm=False, weight_only_precision="int8")
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -13,7 +13,8 @@ kernels into Triton's on-disk cache so a later ``engine.load_engine(ENGINE_DIR)`
 ``weight_only_precision="int8"`` / ``"int4"`` (``weight_only_group_size``) quantizes the weights once, here: the
 directory then holds ``quantized.safetensors`` (``io.quantized``: qweight + scales, read back as stored) and the
 Hugging Face ``config.json`` / ``generation_config.json`` beside it in place of the float ``model.safetensors``;
-``engine.json`` records ``quantization`` (with ``int8_kv_cache``: the decoder's caches in int8)."""
+``engine.json`` records ``quantization`` (with ``int8_kv_cache``: the decoder's caches in int8). A saved quantized
+checkpoint (``WhisperModel.save``, e.g. calibrated weights) as ``model`` is built as stored, in its own precision."""
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ import torch
 from ..config import dims_for
 from ..io.alignment_heads import read_alignment_heads
 from ..io.export import atomic_dir, hf_config, save_hf
-from ..io.quantized import QUANTIZED_FILE, save_quantized
-from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files
+from ..io.quantized import QUANTIZED_FILE, find_quantized, load_quantized, recorded_quantization, save_quantized
+from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files, vocab_name
 from ..io.weights import load_checkpoint
 from ..model import Quantization, Whisper, check_quantization
 from .engine import ENGINE_FILE, load_engine
@@ -59,11 +60,21 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
     quant = check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)
     if not random_weights and not model:
         raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
+    saved = None if random_weights else find_quantized(model)
+    if saved is not None:  # built as stored: its own precision and group size
+        loaded = load_quantized(saved)
+        precision, group = recorded_quantization(model, loaded[2], weight_only_precision, weight_only_group_size)
+        quant = check_quantization(None, precision, group, int8_kv_cache)
     if quant.weight_only_precision:
-        out, dims, source = _write_quantized(model, output_dir, torch_dtype, quant, random_weights, seed, overwrite)
+        out, dims, source = _write_quantized(model, output_dir, torch_dtype, quant, random_weights, seed, overwrite,
+                                             loaded if saved is not None else None)
     else:
         out, dims, source = _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite)
-    vocab = None if random_weights else checkpoint_vocab_dir(model)
+    if random_weights:
+        vocab = None
+    else:
+        vocab = checkpoint_vocab_dir(model) if saved is None else checkpoint_vocab_dir(
+            saved.parent, vocab_name(dims.is_multilingual))
     if vocab is not None:  # the checkpoint's own vocabulary travels along
         copy_vocab_files(vocab, out)
     meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
@@ -93,17 +104,19 @@ def _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite
     return save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite, alignment_heads=heads), dims, source
 
 
-def _write_quantized(model, output_dir, torch_dtype, quant: Quantization, random_weights, seed, overwrite):
-    """The weights quantized once (from the checkpoint's own precision) into ``QUANTIZED_FILE``, with the Hugging
-    Face config files beside it: (directory, dims, source)."""
+def _write_quantized(model, output_dir, torch_dtype, quant: Quantization, random_weights, seed, overwrite,
+                     loaded=None):
+    """The weights quantized once (from the checkpoint's own precision; ``loaded``: a saved quantized checkpoint's
+    ``load_quantized``, taken as stored) into ``QUANTIZED_FILE``, with the Hugging Face config files beside it:
+    (directory, dims, source)."""
     kw = dict(weight_only_precision=quant.weight_only_precision, weight_only_group_size=quant.group_size)
     if random_weights:
         m = random_whisper(random_weights, dtype=torch_dtype, seed=seed, **kw)
         source = f"random:{random_weights}:seed={seed}"
     else:
-        dims, sd = load_checkpoint(model)
+        dims, sd, _, heads = loaded or (*load_checkpoint(model), None, None)
         m = Whisper.from_state_dict(dims, sd, dtype=torch_dtype, **kw)
-        m.alignment_heads = read_alignment_heads(model, dims)
+        m.alignment_heads = heads if loaded else read_alignment_heads(model, dims)
         source = str(model)
 
     def write(tmp):

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ..config import ModelDimensions
-from ..errors import CheckpointError
+from ..errors import CheckpointError, OptionError
 from .alignment_heads import Heads, parse_heads
 
 FORMAT = "whisper_model.quantized/1"
@@ -108,4 +108,16 @@ def load_quantized(path) -> tuple[ModelDimensions, dict[str, torch.Tensor], dict
     return dims, tensors, quantization, heads
 
 
-__all__ = ["FORMAT", "QUANTIZED_FILE", "find_quantized", "load_quantized", "save_quantized"]
+def recorded_quantization(source, recorded: dict, precision: Optional[str], group_size: Optional[int]):
+    """A quantized checkpoint's (precision, group size); OptionError when the caller asked for others."""
+    have, have_group = recorded.get("weight_only_precision"), recorded.get("group_size")
+    if precision is not None and precision != have:
+        raise OptionError(f"weight_only_precision={precision!r}: {source} holds {have or 'float'} weights (its "
+                          f"quantization is fixed when it is saved); leave weight_only_precision out")
+    if group_size is not None and have == "int4" and group_size != have_group:
+        raise OptionError(f"weight_only_group_size={group_size}: {source} holds int4 weights in groups of "
+                          f"{have_group}; leave weight_only_group_size out")
+    return have, have_group
+
+
+__all__ = ["FORMAT", "QUANTIZED_FILE", "find_quantized", "load_quantized", "recorded_quantization", "save_quantized"]
