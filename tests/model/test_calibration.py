@@ -111,3 +111,21 @@ def test_bad_calibration_options_name_the_option(kw, message):
 def test_a_missing_calibration_file_fails_before_any_model_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.wav"):
         WhisperModel("tiny.en", device="cpu", weight_only_precision="int8", calibration_audio=[tmp_path / "nope.wav"])
+
+
+@needs_clips
+def test_the_build_command_calibrates_then_builds(tmp_path, capsys):
+    from trtllm_ext import quantize_weight
+
+    out = tmp_path / "engine"
+    argv = ["--model", "tiny.en", "--dtype", "float32", "--output_dir", str(out), "--no_warmup",
+            "--weight_only_precision", "int4", "--calibration_audio", str(AUDIO_DIR / SHORT[0])]
+    assert cli_build.main(argv) == 0
+    assert json.loads((out / "engine.json").read_text())["quantization"]["weight_only_precision"] == "int4"
+    fc = "decoder.blocks.0.mlp.fc"
+    engine = WhisperModel(out, device="cpu").model.get_submodule(fc)
+    rtn, _ = quantize_weight(WhisperModel("tiny.en", device="cpu").model.get_submodule(fc).weight, "int4")
+    assert engine.qweight.shape == rtn.shape and not torch.equal(engine.qweight, rtn)
+    with pytest.raises(SystemExit):
+        cli_build.main(argv[:-4] + argv[-2:])  # calibration audio without a precision
+    assert "--calibration_audio calibrates the quantized weights" in capsys.readouterr().err
