@@ -18,10 +18,10 @@ from whisper_model.pipeline import WhisperModel
 
 try:
     from ._paths import AUDIO_DIR, MISSING, clips, manifest
-    from .test_quantized import REFS, TINY_CLIPS, pooled_wer, score
+    from .test_quantized import REFS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 except ImportError:
     from _paths import AUDIO_DIR, MISSING, clips, manifest
-    from test_quantized import REFS, TINY_CLIPS, pooled_wer, score
+    from test_quantized import REFS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 
 ROWS = manifest()
 CALIBRATION = [c for c in clips(suffixes=(".wav",)) if c in ROWS and ROWS[c]["language"] == "en" and c not in REFS]
@@ -39,16 +39,9 @@ def calibrated(precision: str, names: tuple[str, ...]) -> WhisperModel:
 def test_calibrated_int4_holds_two_points_of_fp32_where_round_to_nearest_does_not():
     assert not set(CALIBRATION) & set(TINY_CLIPS)
     model = calibrated("int4", tuple(CALIBRATION))
-    results = model.transcribe_batch([str(AUDIO_DIR / c) for c in TINY_CLIPS], batch_size=8, language="en",
-                                     temperature=0.0, beam_size=5)
-    errors, units, per_clip = 0, 0, []
-    for clip, (segments, _) in zip(TINY_CLIPS, results):
-        _, e, u = score(REFS[clip]["reference_transcript"], "".join(s.text for s in segments), "en")
-        errors, units = errors + e, units + u
-        per_clip.append(e)
+    wer, per_clip = scored(TINY_CLIPS, beam5_texts(model, TINY_CLIPS))
     (base_wer, base_errors), (rtn_wer, _) = pooled_wer("tiny.en", "fp32", TINY_CLIPS), pooled_wer(
         "tiny.en", "int4", TINY_CLIPS)
-    wer = 100.0 * errors / units
     print(f"tiny.en int4 calibrated on {CALIBRATION}: WER {wer:.2f} vs fp32 {base_wer:.2f} (rounded to nearest "
           f"{rtn_wer:.2f}); errors per clip {per_clip} vs {base_errors}")
     assert wer <= base_wer + 2.0

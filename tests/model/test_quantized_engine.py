@@ -13,12 +13,10 @@ import pytest
 
 try:
     from ._paths import MISSING
-    from .test_quantized import BASE_CLIPS, CONFIGS, REFS, TINY_CLIPS, pooled_wer, score
-    from ._reference import samples
+    from .test_quantized import BASE_CLIPS, CONFIGS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 except ImportError:
     from _paths import MISSING
-    from test_quantized import BASE_CLIPS, CONFIGS, REFS, TINY_CLIPS, pooled_wer, score
-    from _reference import samples
+    from test_quantized import BASE_CLIPS, CONFIGS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 
 pytestmark = pytest.mark.gpu
 
@@ -40,14 +38,7 @@ def engine_wer(source: str, config: str, clip_names: list[str], engine_dir) -> t
     model = WhisperModel.from_engine(engine_dir)
     quant = model.model.model.quantization  # WhisperModel -> AcceleratedWhisper -> Whisper
     assert (quant.weight_only_precision, quant.int8_kv_cache) == (weights, kv8 == "kv8")
-    results = model.transcribe_batch([samples(c) for c in clip_names], batch_size=8, language="en",
-                                     temperature=0.0, beam_size=5)
-    errors, units, per_clip = 0, 0, []
-    for clip, (segments, _) in zip(clip_names, results):
-        _, e, u = score(REFS[clip]["reference_transcript"], "".join(s.text for s in segments), "en")
-        errors, units = errors + e, units + u
-        per_clip.append(e)
-    return 100.0 * errors / units, per_clip
+    return scored(clip_names, beam5_texts(model, clip_names))
 
 
 @pytest.mark.parametrize("name, config, points", CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
