@@ -114,7 +114,9 @@ def test_the_build_command_calibrates_then_builds(tmp_path, capsys):
     argv = ["--model", "tiny.en", "--dtype", "float32", "--output_dir", str(out), "--no_warmup",
             "--weight_only_precision", "int4", "--calibration_audio", str(AUDIO_DIR / SHORT[0])]
     assert cli_build.main(argv) == 0
-    assert json.loads((out / "engine.json").read_text())["quantization"]["weight_only_precision"] == "int4"
+    meta = json.loads((out / "engine.json").read_text())
+    assert meta["quantization"]["weight_only_precision"] == "int4"
+    assert meta["source"] == f"tiny.en calibrated on {[str(AUDIO_DIR / SHORT[0])]}"
     fc = "decoder.blocks.0.mlp.fc"
     engine = WhisperModel(out, device="cpu").model.get_submodule(fc)
     rtn, _ = quantize_weight(WhisperModel("tiny.en", device="cpu").model.get_submodule(fc).weight, "int4")

@@ -52,7 +52,9 @@ def main(argv=None) -> int:
                          max_beam_width=args.max_beam_width, random_weights=args.random_weights, seed=args.seed,
                          warm=not args.no_warmup, overwrite=args.overwrite,
                          weight_only_precision=args.weight_only_precision,
-                         weight_only_group_size=args.weight_only_group_size, int8_kv_cache=args.int8_kv_cache)
+                         weight_only_group_size=args.weight_only_group_size, int8_kv_cache=args.int8_kv_cache,
+                         source_note=f"{args.model} calibrated on {args.calibration_audio}" if args.calibration_audio
+                         else None)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"build: {e}", file=sys.stderr)
         return 2

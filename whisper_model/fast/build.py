@@ -54,7 +54,9 @@ def random_whisper(name: str, *, dtype: torch.dtype = torch.float16, device=None
 def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_size: int = 1, max_beam_width: int = 1,
           random_weights: str | None = None, seed: int = 0, warm: bool = True, overwrite: bool = False,
           weight_only_precision: str | None = None, weight_only_group_size: int | None = None,
-          int8_kv_cache: bool = False) -> dict:
+          int8_kv_cache: bool = False, source_note: str | None = None) -> dict:
+    """``source_note``: what ``engine.json`` records as the weights' source (default: ``model``, or the random
+    weights' name and seed)."""
     t0 = time.perf_counter()
     torch_dtype = getattr(torch, dtype)
     quant = check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)
@@ -78,7 +80,7 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
     if vocab is not None:  # the checkpoint's own vocabulary travels along
         copy_vocab_files(vocab, out)
     meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,
-                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source,
+                max_beam_width=max_beam_width, dims=dims.to_dict(), source=source_note or source,
                 weights=QUANTIZED_FILE if quant.weight_only_precision else "model.safetensors",
                 quantization=quant.to_dict(), torch=torch.__version__)
     (out / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
