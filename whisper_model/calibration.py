@@ -5,7 +5,7 @@
 
 Round to nearest rounds every weight alone; a calibrated model rounds each projection so that its outputs on real
 inputs move least. The float model transcribes each 30 s window of the calibration audio (greedy, no timestamps,
-in the window's detected language unless one is given; the last window padded, as decoding pads it), then reads
+in the window's detected language; the last window padded, as decoding pads it), then reads
 its own transcript back once through ``InputStatistics``, which gathers every projection's inputs: the encoder's on
 the window's 1500 audio states, the decoder's on the start-of-transcript tokens and the transcript. Each projection
 of the blocks (the layers weight-only quantization replaces) is then rounded by ``gptq_quantize_weight``.
@@ -50,14 +50,14 @@ def projection_names(model: Whisper) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, Linear)]
 
 
-def gather_statistics(model, windows: Sequence[np.ndarray], language: Optional[str] = None) -> InputStatistics:
+def gather_statistics(model, windows: Sequence[np.ndarray]) -> InputStatistics:
     """Run the float ``model`` (a ``pipeline.WhisperModel``) over ``windows``: transcribe each, then read the
     transcript back through an ``InputStatistics`` backend -> the projections' input statistics, by module name."""
     net: Whisper = model.model
     stats = InputStatistics(TORCH_BACKEND, {n: net.get_submodule(n).weight for n in projection_names(net)})
     tok = model.tokenizer
     for samples in windows:
-        segments, info = model.transcribe(samples, language=language, temperature=0.0, without_timestamps=True)
+        segments, info = model.transcribe(samples, temperature=0.0, without_timestamps=True)
         text = [t for s in segments for t in s.tokens if t < tok.eot]
         lang = info.language if net.is_multilingual else None
         prompt = Tokenizer(tok.encoding, tok.num_languages, lang, "transcribe" if lang else None)
@@ -74,11 +74,11 @@ def gather_statistics(model, windows: Sequence[np.ndarray], language: Optional[s
 
 
 def calibrated_state_dict(model, windows: Sequence[np.ndarray], precision: str, group_size: Optional[int],
-                          scale_dtype: torch.dtype, language: Optional[str] = None) -> dict[str, torch.Tensor]:
+                          scale_dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The float ``model``'s (a ``pipeline.WhisperModel``) weights with every projection's float ``weight``
     replaced by GPTQ's ``qweight`` + ``scales`` (scales in ``scale_dtype``, the quantized model's dtype): a
     quantized state dict, loaded as it is."""
-    stats = gather_statistics(model, windows, language)
+    stats = gather_statistics(model, windows)
     state = dict(model.model.state_dict())
     for name in projection_names(model.model):
         w = state.pop(f"{name}.weight")

@@ -124,3 +124,12 @@ def test_the_build_command_calibrates_then_builds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_build.main(argv[:-4] + argv[-2:])  # calibration audio without a precision
     assert "--calibration_audio calibrates the quantized weights" in capsys.readouterr().err
+
+
+def test_a_saved_float_checkpoint_builds_as_stored(tmp_path):
+    saved = WhisperModel("tiny.en", device="cpu").save(tmp_path / "tiny.safetensors")
+    out = tmp_path / "engine"
+    meta = build(str(saved), out, dtype="float32", warm=False)
+    assert meta["quantization"]["weight_only_precision"] is None and meta["source"] == str(saved)
+    want, got = WhisperModel(saved, device="cpu").model.state_dict(), WhisperModel(out, device="cpu").model.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

@@ -62,16 +62,17 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
     quant = check_quantization(None, weight_only_precision, weight_only_group_size, int8_kv_cache)
     if not random_weights and not model:
         raise ValueError("pass --model NAME_OR_PATH or --random_weights NAME")
-    saved = None if random_weights else find_quantized(model)
-    if saved is not None:  # built as stored: its own precision and group size
-        loaded = load_quantized(saved)
-        precision, group = recorded_quantization(model, loaded[2], weight_only_precision, weight_only_group_size)
+    saved, loaded = None if random_weights else find_quantized(model), None
+    if saved is not None:  # a saved checkpoint (WhisperModel.save): built as stored, in its own precision
+        dims, sd, recorded, heads = load_quantized(saved)
+        precision, group = recorded_quantization(model, recorded, weight_only_precision, weight_only_group_size)
         quant = check_quantization(None, precision, group, int8_kv_cache)
+        loaded = (dims, sd, heads)
     if quant.weight_only_precision:
         out, dims, source = _write_quantized(model, output_dir, torch_dtype, quant, random_weights, seed, overwrite,
-                                             loaded if saved is not None else None)
+                                             loaded)
     else:
-        out, dims, source = _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite)
+        out, dims, source = _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite, loaded)
     if random_weights:
         vocab = None
     else:
@@ -94,31 +95,39 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
     return meta
 
 
-def _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite):
-    """The float weights in the Hugging Face layout: (directory, dims, source)."""
+def _checkpoint(model, loaded, dtype=None):
+    """(dims, state dict, alignment heads) of ``model``: a saved checkpoint's as loaded, else the float
+    checkpoint's (in ``dtype``, if given)."""
+    if loaded is not None:
+        return loaded
+    dims, sd = load_checkpoint(model) if dtype is None else load_checkpoint(model, dtype=dtype)
+    return dims, sd, read_alignment_heads(model, dims)
+
+
+def _write_float(model, output_dir, torch_dtype, random_weights, seed, overwrite, loaded=None):
+    """The float weights in the Hugging Face layout (``loaded``: a saved float checkpoint's ``(dims, state dict,
+    heads)``): (directory, dims, source)."""
     if random_weights:
         m = random_whisper(random_weights, dtype=torch_dtype, seed=seed)
-        dims, sd, source = m.dims, m.state_dict(), f"random:{random_weights}:seed={seed}"
+        dims, sd, heads, source = m.dims, m.state_dict(), None, f"random:{random_weights}:seed={seed}"
     else:
-        dims, sd = load_checkpoint(model, dtype=torch_dtype)
-        source = str(model)
-    heads = None if random_weights else read_alignment_heads(model, dims)
+        (dims, sd, heads), source = _checkpoint(model, loaded, torch_dtype), str(model)
     return save_hf(dims, sd, output_dir, dtype=torch_dtype, overwrite=overwrite, alignment_heads=heads), dims, source
 
 
 def _write_quantized(model, output_dir, torch_dtype, quant: Quantization, random_weights, seed, overwrite,
                      loaded=None):
     """The weights quantized once (from the checkpoint's own precision; ``loaded``: a saved quantized checkpoint's
-    ``load_quantized``, taken as stored) into ``QUANTIZED_FILE``, with the Hugging Face config files beside it:
-    (directory, dims, source)."""
+    ``(dims, state dict, heads)``, taken as stored) into ``QUANTIZED_FILE``, with the Hugging Face config files
+    beside it: (directory, dims, source)."""
     kw = dict(weight_only_precision=quant.weight_only_precision, weight_only_group_size=quant.group_size)
     if random_weights:
         m = random_whisper(random_weights, dtype=torch_dtype, seed=seed, **kw)
         source = f"random:{random_weights}:seed={seed}"
     else:
-        dims, sd, _, heads = loaded or (*load_checkpoint(model), None, None)
+        dims, sd, heads = _checkpoint(model, loaded)
         m = Whisper.from_state_dict(dims, sd, dtype=torch_dtype, **kw)
-        m.alignment_heads = heads if loaded else read_alignment_heads(model, dims)
+        m.alignment_heads = heads
         source = str(model)
 
     def write(tmp):
