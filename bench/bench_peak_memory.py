@@ -45,15 +45,21 @@ def live_at_peak(trace: list[dict]) -> tuple[int, list[dict]]:
     return best, best_live
 
 
-def by_source(events: list[dict], depth: int = 3) -> list[tuple[str, int]]:
-    """Live allocations -> [(their innermost ``depth`` frames in this repository, bytes)], largest first."""
-    groups: collections.Counter = collections.Counter()
+def source(ev: dict, depth: int) -> str:
+    """An allocation's innermost ``depth`` frames in this repository."""
+    frames = [f for f in ev.get("frames", []) if f["filename"].startswith(str(ROOT))
+              and not f["filename"].endswith(Path(__file__).name)]
+    key = " < ".join(f"{Path(f['filename']).relative_to(ROOT)}:{f['line']}:{f['name']}" for f in frames[:depth])
+    return key or "(outside the repository)"
+
+
+def by_source(events: list[dict], depth: int = 3) -> list[dict]:
+    """Live allocations -> [{source, bytes, blocks: the largest few block sizes}], largest group first."""
+    groups: dict[str, list[int]] = collections.defaultdict(list)
     for ev in events:
-        frames = [f for f in ev.get("frames", []) if f["filename"].startswith(str(ROOT))
-                  and not f["filename"].endswith(Path(__file__).name)]
-        key = " < ".join(f"{Path(f['filename']).relative_to(ROOT)}:{f['line']}:{f['name']}" for f in frames[:depth])
-        groups[key or "(outside the repository)"] += ev["size"]
-    return groups.most_common()
+        groups[source(ev, depth)].append(ev["size"])
+    return [dict(source=k, bytes=sum(v), blocks=sorted(v, reverse=True)[:6])
+            for k, v in sorted(groups.items(), key=lambda kv: -sum(kv[1]))]
 
 
 def trace_config(config: str, dims, float_sd: dict, mel: torch.Tensor, args) -> dict:
@@ -79,7 +85,8 @@ def trace_config(config: str, dims, float_sd: dict, mel: torch.Tensor, args) -> 
         free(args.device)
     traced, events = live_at_peak(trace)
     return dict(config=config, weight_bytes=weights, peak_bytes=peak, peak_over_weights=peak / weights,
-                traced_live_bytes=traced, groups=[dict(source=k, bytes=v) for k, v in by_source(events)])
+                traced_live_bytes=traced, groups=by_source(events, args.depth),
+                peak_set_by=source(events[-1], 12) if events else None)
 
 
 def main(argv=None) -> int:
@@ -88,6 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=["int8", "int4+kv8"])
     ap.add_argument("--tokens", type=int, default=100)
     ap.add_argument("--top", type=int, default=8, help="groups printed per config")
+    ap.add_argument("--depth", type=int, default=3, help="innermost frames in this repository that name a group")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     for c in args.configs:
@@ -98,13 +106,15 @@ def main(argv=None) -> int:
     dims, float_sd, mels, meta = prepare(qargs)
     rows = []
     for config in args.configs:
-        row = trace_config(config, dims, float_sd, mels[1], qargs)
+        row = trace_config(config, dims, float_sd, mels[1], argparse.Namespace(**vars(qargs), depth=args.depth))
         rows.append(row)
         print(f"\n{config}: weights {row['weight_bytes'] / MiB:.1f} MiB, peak {row['peak_bytes'] / MiB:.1f} MiB "
               f"({row['peak_over_weights']:.3f}x the weights); live at the traced peak "
               f"{row['traced_live_bytes'] / MiB:.1f} MiB beyond what was allocated before the engine:")
         for g in row["groups"][:args.top]:
-            print(f"  {g['bytes'] / MiB:9.2f} MiB  {g['source']}")
+            blocks = ", ".join(f"{b / MiB:.2f}" for b in g["blocks"])
+            print(f"  {g['bytes'] / MiB:9.2f} MiB  {g['source']}  (largest blocks, MiB: {blocks})")
+        print(f"  the allocation that reached the peak: {row['peak_set_by']}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(meta=dict(meta, command=" ".join(sys.argv)), rows=rows), indent=1))
     return 0

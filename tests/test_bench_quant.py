@@ -111,5 +111,7 @@ def test_the_peak_trace_finds_what_is_live_at_the_highest_point():
              ev("alloc", 3, 70), ev("alloc", 4, 10, []), ev("free_requested", 3, 70), ev("alloc", 5, 20)]
     peak, live = bpm.live_at_peak(trace)
     assert peak == 180 and sorted(e["addr"] for e in live) == [1, 3, 4]
-    assert bpm.by_source(live) == [("whisper_model/model/caches.py:43:__init__", 100),
-                                   ("trtllm_ext/kernels/ops.py:5:f", 70), ("(outside the repository)", 10)]
+    assert [(g["source"], g["bytes"], g["blocks"]) for g in bpm.by_source(live)] == [
+        ("whisper_model/model/caches.py:43:__init__", 100, [100]), ("trtllm_ext/kernels/ops.py:5:f", 70, [70]),
+        ("(outside the repository)", 10, [10])]
+    assert bpm.source(live[-1], 12) == "(outside the repository)" and bpm.source(live[0], 1).endswith("__init__")

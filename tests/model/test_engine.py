@@ -379,3 +379,30 @@ def test_step_keep_gives_only_the_kept_columns(device):
         assert kept.shape == (2, 2, DIMS.n_vocab)
         expect = full[torch.arange(2, device=device)[:, None], keep]
         assert rel(kept, expect) < (1e-6 if device == "cpu" else 5e-3)
+
+
+@pytest.mark.gpu
+def test_every_capture_warms_up_and_captures_on_one_side_stream(monkeypatch):
+    """The encoder's graphs, the steps' and the alignment pass's are all warmed up and captured on the module's
+    one capture stream: cuBLAS holds a workspace per stream it ran on, for good (32 MiB each on Hopper), so a
+    stream per capture grew the engine's memory with every many-row shape it captured."""
+    from whisper_model.fast import engine as engine_module
+
+    made = []
+    real = torch.cuda.Stream
+
+    def counted(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    model = make(torch.float16, "cuda")
+    monkeypatch.setattr(torch.cuda, "Stream", counted)
+    fast = accelerate(model, max_batch_size=12, max_beam_width=1)
+    fast.warm_up(12, prompt_lens=(3, 4))  # 12 rows x 4 tokens: products past the fused kernels' 32 rows (cuBLAS)
+    mel = torch.randn(2, DIMS.n_mels, 2 * DIMS.n_audio_ctx, device="cuda")
+    fast.text_decoder.set_audio(fast.encoder(mel))
+    heads = [[0, 0], [1, 1]]
+    fast.text_decoder.align(torch.randint(0, DIMS.n_vocab, (2, 5), device="cuda"), heads, DIMS.n_vocab)
+    assert len(fast.encoder._graphs) == engine_module.FastEncoder.MAX_GRAPH_BATCH and len(fast.text_decoder._steps) > 5
+    ours = [s for s in made if s is not torch.cuda.graph.default_capture_stream]  # torch makes that one, unused
+    assert len(ours) <= 1 and all(s is engine_module.capture_stream() for s in ours)

@@ -55,17 +55,30 @@ def _triton_ops():
     return ops
 
 
+_CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def capture_stream() -> torch.cuda.Stream:
+    """The one side stream (per device) on which every graph of this module is warmed up and captured. cuBLAS
+    keeps a workspace for each stream it has run on (32 MiB on Hopper) for the life of the process, so a fresh
+    stream per capture (the encoder's, a many-row prompt's) would each hold one more."""
+    device = torch.cuda.current_device()
+    if device not in _CAPTURE_STREAMS:
+        _CAPTURE_STREAMS[device] = torch.cuda.Stream()
+    return _CAPTURE_STREAMS[device]
+
+
 def _warm_then_capture(run, pool=None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-    """Run ``run()`` twice on a side stream (compiles the kernels; the runs must be idempotent), then capture it:
-    ``(graph, output)``; replaying the graph rewrites ``output``."""
-    side = torch.cuda.Stream()
+    """Run ``run()`` twice on ``capture_stream()`` (compiles the kernels; the runs must be idempotent), then
+    capture it there: ``(graph, output)``; replaying the graph rewrites ``output``."""
+    side = capture_stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(2):
             run()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
+    with torch.cuda.graph(graph, pool=pool, stream=side):
         out = run()
     return graph, out
 
