@@ -392,8 +392,10 @@ def test_every_capture_warms_up_and_captures_on_one_side_stream(monkeypatch):
     real = torch.cuda.Stream
 
     def counted(*args, **kwargs):
-        made.append(real(*args, **kwargs))
-        return made[-1]
+        stream = real(*args, **kwargs)
+        if not args and "stream_id" not in kwargs:  # a new stream (current_stream() wraps an existing one)
+            made.append(stream)
+        return stream
 
     model = make(torch.float16, "cuda")
     monkeypatch.setattr(torch.cuda, "Stream", counted)

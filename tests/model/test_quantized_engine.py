@@ -22,8 +22,8 @@ except ImportError:
 
 pytestmark = pytest.mark.gpu
 
-# tiny.en's int4 (group 128, round to nearest) misses 2 points on the CPU too (test_quantized.py: +3.9 measured);
-# the same guard here
+# tiny.en's int4 rounded to nearest (group 128) misses 2 points on the CPU too (test_quantized.py: +3.9) and here
+# (H100, 2026-12-07: 6.86 vs 2.94, the same +3.9): a guard at its size; the calibrated int4 above holds 2 points
 CASES = [("tiny.en", "int8+kv8", 0.5), ("tiny.en", "int4+kv8", 5.0), ("base", "int8+kv8", 0.5),
          ("base", "int4+kv8", 2.0)]
 ENV = {"tiny.en": "WHISPER_TEST_TINY_EN", "base": "WHISPER_TEST_BASE"}
