@@ -26,6 +26,7 @@ same forward runs on ``trtllm_ext.kernels.reference``.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -56,6 +57,7 @@ def _triton_ops():
 
 
 _CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
+_CAPTURE_LOCK = threading.Lock()  # one warm-up + capture at a time: they share the stream
 
 
 def capture_stream() -> torch.cuda.Stream:
@@ -70,16 +72,18 @@ def capture_stream() -> torch.cuda.Stream:
 
 def _warm_then_capture(run, pool=None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
     """Run ``run()`` twice on ``capture_stream()`` (compiles the kernels; the runs must be idempotent), then
-    capture it there: ``(graph, output)``; replaying the graph rewrites ``output``."""
-    side = capture_stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool, stream=side):
-        out = run()
+    capture it there: ``(graph, output)``; replaying the graph rewrites ``output``. Engines of other threads wait
+    (one capture stream: another thread's warm-up launched onto it mid-capture would land in this graph)."""
+    with _CAPTURE_LOCK:
+        side = capture_stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, stream=side):
+            out = run()
     return graph, out
 
 
