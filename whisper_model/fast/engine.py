@@ -57,7 +57,7 @@ def _triton_ops():
 
 
 _CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
-_CAPTURE_LOCK = threading.Lock()  # one warm-up + capture at a time: they share the stream
+_CAPTURE_LOCK = threading.RLock()  # one warm-up + capture at a time: they share the stream
 
 
 def capture_stream() -> torch.cuda.Stream:
