@@ -18,8 +18,7 @@ memory: one ``K x K`` float32 sum per named weight.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +34,7 @@ from .quantization import (
     round_weight,
     weight_scales,
 )
+from .threads import one_thread
 
 DEFAULT_DAMP = 0.1  # of H's mean diagonal, added to its diagonal (few calibration rows make H near singular)
 
@@ -102,19 +102,6 @@ def _inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
     return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """The process's intra-op threads set to one for the duration (restored after): the column loop is thousands
-    of small ops, and a parallel region per op costs more than it saves (tiny.en's 44 projections on a busy
-    2-core machine: 194 s on two threads, 7 s on one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def gptq_quantize_weight(w: torch.Tensor, hessian: torch.Tensor, mode, group_size: Optional[int] = DEFAULT_GROUP_SIZE,
                          *, damp: float = DEFAULT_DAMP, scale_dtype: Optional[torch.dtype] = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +122,9 @@ def gptq_quantize_weight(w: torch.Tensor, hessian: torch.Tensor, mode, group_siz
         raise ValueError(f"gptq_quantize_weight: damp must be a positive number, got {damp!r}")
     group = check_group(k, mode, group_size, "gptq_quantize_weight") or k
     scale_dtype = scale_dtype or w.dtype
-    with _one_thread():
+    # one thread: the column loop is thousands of small ops (tiny.en's 44 projections on a busy 2-core machine:
+    # 194 s on two threads, 7 s on one)
+    with one_thread():
         q, scales = _rounded(w, hessian, mode, group, float(damp), scale_dtype)
     q, scales = q.to(w.device), scales.to(w.device)
     if mode is QuantMode.INT8:
