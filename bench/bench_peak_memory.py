@@ -62,7 +62,7 @@ def by_source(events: list[dict], depth: int = 3) -> list[dict]:
             for k, v in sorted(groups.items(), key=lambda kv: -sum(kv[1]))]
 
 
-def trace_config(config: str, dims, float_sd: dict, mel: torch.Tensor, args) -> dict:
+def trace_config(config: str, dims, float_sd: dict, mel: torch.Tensor, args, depth: int = 3) -> dict:
     free(args.device)
     base = torch.cuda.memory_allocated()
     model, _ = build_model(dims, float_sd, config, args)
@@ -85,7 +85,7 @@ def trace_config(config: str, dims, float_sd: dict, mel: torch.Tensor, args) -> 
         free(args.device)
     traced, events = live_at_peak(trace)
     return dict(config=config, weight_bytes=weights, peak_bytes=peak, peak_over_weights=peak / weights,
-                traced_live_bytes=traced, groups=by_source(events, args.depth),
+                traced_live_bytes=traced, groups=by_source(events, depth),
                 peak_set_by=source(events[-1], 12) if events else None)
 
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     dims, float_sd, mels, meta = prepare(qargs)
     rows = []
     for config in args.configs:
-        row = trace_config(config, dims, float_sd, mels[1], argparse.Namespace(**vars(qargs), depth=args.depth))
+        row = trace_config(config, dims, float_sd, mels[1], qargs, args.depth)
         rows.append(row)
         print(f"\n{config}: weights {row['weight_bytes'] / MiB:.1f} MiB, peak {row['peak_bytes'] / MiB:.1f} MiB "
               f"({row['peak_over_weights']:.3f}x the weights); live at the traced peak "
