@@ -28,10 +28,10 @@ from .encoding import Audio, WhisperEncoding
 from .errors import CheckpointError, OptionError
 from .io import weights
 from .io.alignment_heads import read_alignment_heads
-from .io.quantized import find_quantized, load_quantized, recorded_quantization, save_quantized
+from .io.quantized import find_quantized, load_quantized, quantized_vocab_dir, recorded_quantization, save_quantized
 from .io.tokenizer import Tokenizer, get_tokenizer
 from .io.vad import VadOptions
-from .io.vocab import checkpoint_vocab_dir, vocab_name
+from .io.vocab import checkpoint_vocab_dir, find_vocab_file, vocab_name
 from .longform import detect_languages, load_mel
 from .model import Whisper, check_quantization
 from .options import TranscriptionOptions, option_keywords
@@ -113,6 +113,7 @@ class WhisperModel:
         """``vocab_dir``: the checkpoint's own vocabulary, if it has one (else openai-whisper's installed assets)."""
         self.model = model
         self.dims = model.dims
+        self._vocab_dir = vocab_dir
         self.tokenizer: Tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
                                                   vocab_path=vocab_dir)
         self.encoding = WhisperEncoding(model)
@@ -196,10 +197,12 @@ class WhisperModel:
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write the weights as they are held (quantized ones as qweight + scales) to one safetensors file, with
-        the dims, quantization and alignment heads; ``WhisperModel(path)`` loads it back without re-quantizing."""
+        the dims, quantization and alignment heads, and the tokenizer's vocabulary file beside it;
+        ``WhisperModel(path)`` loads it back without re-quantizing."""
         whisper = self.model if isinstance(self.model, Whisper) else self.model.model  # an engine's modules
+        vocab_file = find_vocab_file(vocab_name(self.is_multilingual), self._vocab_dir)
         return save_quantized(path, whisper.dims, whisper.state_dict(), whisper.quantization.to_dict(),
-                              whisper.alignment_heads)
+                              whisper.alignment_heads, vocab_file)
 
     @staticmethod
     def result_dict(segments, info: TranscriptionInfo) -> dict:
@@ -219,8 +222,7 @@ def _read_checkpoint(name_or_path):
         quantized = find_quantized(name_or_path)
         if quantized is not None:
             dims, state_dict, recorded, heads = load_quantized(quantized)
-            return dims, state_dict, recorded, heads, checkpoint_vocab_dir(quantized.parent,
-                                                                           vocab_name(dims.is_multilingual))
+            return dims, state_dict, recorded, heads, quantized_vocab_dir(quantized, dims)
         dims, state_dict = weights.load_checkpoint(name_or_path)
         vocab_dir = checkpoint_vocab_dir(name_or_path, vocab_name(dims.is_multilingual))
         return dims, state_dict, None, read_alignment_heads(name_or_path, dims), vocab_dir

@@ -26,6 +26,7 @@ from whisper_model.cli.summarize import score
 from whisper_model.config import MODEL_DIMS, dims_for, scaled
 from whisper_model.errors import OptionError
 from whisper_model.fast.engine import accelerate
+from whisper_model.io import vocab
 from whisper_model.model import DecoderCaches, Whisper
 from whisper_model.pipeline import WhisperModel
 
@@ -270,6 +271,40 @@ def test_a_saved_quantized_checkpoint_loads_back_as_it_was(tmp_path, monkeypatch
                            model.model.decoder(tokens, model.model.encoder(mel)))
     with pytest.raises(OptionError, match=r"weight_only_precision='int8': .* holds int4 weights"):
         WhisperModel(path, device="cpu", weight_only_precision="int8")
+
+
+def _no_installed_vocabulary(monkeypatch):
+    """openai-whisper's assets out of reach, as on a machine without openai-whisper."""
+    find_spec = vocab.importlib.util.find_spec
+    monkeypatch.setattr(vocab.importlib.util, "find_spec", lambda name, *a: None if name == "whisper" else
+                        find_spec(name, *a))
+
+
+def test_a_saved_checkpoint_carries_its_vocabulary(tmp_path, monkeypatch):
+    model = WhisperModel("tiny.en", device="cpu", weight_only_precision="int8")
+    path = model.save(tmp_path / "saved" / "tiny_int8.safetensors")
+    (name,) = [f for f in vocab.VOCAB_FILES if (path.parent / f).is_file()]
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, name])
+    _no_installed_vocabulary(monkeypatch)
+    with pytest.raises(FileNotFoundError, match="cannot find the 'gpt2' vocabulary"):
+        vocab.find_vocab_file("gpt2")  # the fallback is really out of reach
+    text = " And so, my fellow Americans: ask not what your country can do for you."
+    want = model.tokenizer.encode(text)
+    assert WhisperModel(path, device="cpu").tokenizer.encode(text) == want
+    assert cli_build.main(["--model", str(path), "--dtype", "float32", "--output_dir", str(tmp_path / "engine"),
+                           "--no_warmup"]) == 0  # an engine built from the saved file takes the vocabulary along
+    assert WhisperModel.from_engine(tmp_path / "engine", device="cpu").tokenizer.encode(text) == want
+    assert WhisperModel(path, device="cpu").save(tmp_path / "saved" / "again.safetensors").is_file()  # same file
+
+
+def test_saving_beside_another_models_vocabulary_is_refused_before_writing(tmp_path):
+    model = WhisperModel("tiny.en", device="cpu", weight_only_precision="int8")
+    (name,) = [f for f in vocab.VOCAB_FILES if (model.save(tmp_path / "a" / "m.safetensors").parent / f).is_file()]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / name).write_text("another vocabulary\n")
+    with pytest.raises(FileExistsError, match=f"{name} is another model's vocabulary"):
+        model.save(tmp_path / "b" / "m.safetensors")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [name]
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ import torch
 from ..config import dims_for
 from ..io.alignment_heads import read_alignment_heads
 from ..io.export import atomic_dir, hf_config, save_hf
-from ..io.quantized import QUANTIZED_FILE, find_quantized, load_quantized, recorded_quantization, save_quantized
-from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files, vocab_name
+from ..io.quantized import (QUANTIZED_FILE, find_quantized, load_quantized, quantized_vocab_dir, recorded_quantization,
+                            save_quantized)
+from ..io.vocab import checkpoint_vocab_dir, copy_vocab_files
 from ..io.weights import load_checkpoint
 from ..model import Quantization, Whisper, check_quantization
 from .engine import ENGINE_FILE, load_engine
@@ -76,8 +77,7 @@ def build(model: str | None, output_dir, *, dtype: str = "float16", max_batch_si
     if random_weights:
         vocab = None
     else:
-        vocab = checkpoint_vocab_dir(model) if saved is None else checkpoint_vocab_dir(
-            saved.parent, vocab_name(dims.is_multilingual))
+        vocab = checkpoint_vocab_dir(model) if saved is None else quantized_vocab_dir(saved, dims)
     if vocab is not None:  # the checkpoint's own vocabulary travels along
         copy_vocab_files(vocab, out)
     meta = dict(format_version=FORMAT_VERSION, dtype=dtype, max_batch_size=max_batch_size,

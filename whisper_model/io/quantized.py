@@ -1,19 +1,24 @@
 """Quantized Whisper checkpoints: one safetensors file of canonical-named tensors, read back without re-quantizing.
 
-    save_quantized("tiny_int8.safetensors", dims, model.state_dict(), {"weight_only_precision": "int8"}, heads)
+    save_quantized("tiny_int8.safetensors", dims, model.state_dict(), {"weight_only_precision": "int8"}, heads,
+                   vocab_file)                  # the tokenizer's vocabulary file is copied beside it
     path = find_quantized(source)               # that file, or a directory holding QUANTIZED_FILE; else None
     dims, state_dict, quantization, heads = load_quantized(path)
+    vocab_dir = quantized_vocab_dir(path, dims)  # the folder when it holds the model's vocabulary, else None
 
 The tensors are the model's own state dict: each quantized projection's ``qweight`` (int8 [N, K], or uint8
 [N, K // 2] for int4) and ``scales`` ([N], or [N, K // group_size]) with its float ``bias``, the other tensors as
 stored (see ``trtllm_ext.quantization``). The file's metadata says what it is: ``format`` (``FORMAT``), ``dims``,
 ``quantization`` (``weight_only_precision``, ``group_size``) and ``alignment_heads`` (JSON). The names and shapes
 are checked when a model loads them (``Whisper.load_weights``: strict, nothing written unless all are valid).
+The vocabulary travels beside the file (``io.vocab``'s file names), so loading it needs nothing else.
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -23,6 +28,7 @@ import torch
 from ..config import ModelDimensions
 from ..errors import CheckpointError, OptionError
 from .alignment_heads import Heads, parse_heads
+from .vocab import checkpoint_vocab_dir, vocab_name
 
 FORMAT = "whisper_model.quantized/1"
 QUANTIZED_FILE = "quantized.safetensors"  # its name inside a directory (an engine directory)
@@ -52,26 +58,43 @@ def find_quantized(source) -> Optional[Path]:
 
 
 def save_quantized(path, dims: ModelDimensions, state_dict: dict[str, torch.Tensor], quantization: dict,
-                   alignment_heads: Optional[Heads] = None) -> Path:
+                   alignment_heads: Optional[Heads] = None, vocab_file: Optional[os.PathLike] = None) -> Path:
     """Write ``state_dict`` (a quantized model's ``state_dict()``) and what it is to one safetensors file,
-    atomically (temp file, then rename)."""
+    atomically (temp file, then rename), and copy ``vocab_file`` (the tokenizer's) beside it under its own name.
+    FileExistsError, before anything is written, when the folder holds another file of that name."""
     from safetensors.torch import save_file
 
     path = Path(path).expanduser()
+    vocab_dst = None if vocab_file is None else path.parent / Path(vocab_file).name
+    if vocab_dst is not None and vocab_dst.exists() and not filecmp.cmp(vocab_file, vocab_dst, shallow=False):
+        raise FileExistsError(2, f"cannot save {path.name} there: {vocab_dst} is another model's vocabulary "
+                                 f"(save into a folder of its own)", str(vocab_dst))
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     meta = {"format": FORMAT, "dims": json.dumps(dims.to_dict()),
             "quantization": json.dumps({k: quantization.get(k) for k in ("weight_only_precision", "group_size")}),
             "alignment_heads": json.dumps([list(map(int, p)) for p in alignment_heads or ()])}
+    _write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    if vocab_dst is not None and not vocab_dst.exists():
+        _write_atomically(vocab_dst, lambda tmp: shutil.copyfile(vocab_file, tmp))
+    return path
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then renamed to it (removed if ``write`` fails)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+
+
+def quantized_vocab_dir(path: Path, dims: ModelDimensions) -> Optional[Path]:
+    """The folder of the saved checkpoint ``path`` when it holds the vocabulary of ``dims``' model, else None."""
+    return checkpoint_vocab_dir(Path(path).parent, vocab_name(dims.is_multilingual))
 
 
 def _field(path: Path, meta: dict, key: str):
@@ -120,4 +143,5 @@ def recorded_quantization(source, recorded: dict, precision: Optional[str], grou
     return have, have_group
 
 
-__all__ = ["FORMAT", "QUANTIZED_FILE", "find_quantized", "load_quantized", "recorded_quantization", "save_quantized"]
+__all__ = ["FORMAT", "QUANTIZED_FILE", "find_quantized", "load_quantized", "quantized_vocab_dir",
+           "recorded_quantization", "save_quantized"]
