@@ -13,7 +13,8 @@ program wrote in the phase before, so every phase depends on the whole previous 
   kernels do);
 * ``persistent``: one launch; between phases every program arrives at a grid-wide barrier (an atomic counter in
   global memory, release / acquire at GPU scope) and spins until all have; the next phase's slice is fetched
-  before the barrier. Every program must be resident at once: the grid is the SM count. A spin is bounded
+  before the barrier (the wait spins on atomics, or on volatile loads: ``persistent_spin_load``). Every program
+  must be resident at once: the grid is the SM count. A spin is bounded
   (``MAX_SPIN``): a barrier that times out counts an error instead of hanging the GPU.
 
 Both compute the same values (checked bit for bit, and against a float64 reference). Prints microseconds per phase
@@ -54,15 +55,24 @@ def chain_kernel(w_ptr, x_ptr, p, P, CHUNK: tl.constexpr, PDL: tl.constexpr):
 
 
 @triton.jit
-def _grid_sync(bar_ptr, err_ptr, target, MAX_SPIN: tl.constexpr):
-    """Arrive, then wait until ``target`` programs have arrived in all (the counter only grows)."""
+def _grid_sync(bar_ptr, err_ptr, target, MAX_SPIN: tl.constexpr, SPIN_LOAD: tl.constexpr):
+    """Arrive, then wait until ``target`` programs have arrived in all (the counter only grows). The wait spins on
+    acquiring atomics, or (``SPIN_LOAD``) on volatile loads with one acquiring atomic once the count is reached."""
     tl.debug_barrier()  # this program's stores are issued before its arrival is released
     tl.atomic_add(bar_ptr, 1, sem="release", scope="gpu")
-    seen = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
+    if SPIN_LOAD:
+        seen = tl.load(bar_ptr, volatile=True)
+    else:
+        seen = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
     spins = 0
     while (seen < target) & (spins < MAX_SPIN):
-        seen = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
+        if SPIN_LOAD:
+            seen = tl.load(bar_ptr, volatile=True)
+        else:
+            seen = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
         spins += 1
+    if SPIN_LOAD:
+        seen = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
     if seen < target:
         tl.atomic_add(err_ptr, 1)
     tl.debug_barrier()
@@ -70,13 +80,13 @@ def _grid_sync(bar_ptr, err_ptr, target, MAX_SPIN: tl.constexpr):
 
 @triton.jit
 def persistent_kernel(w_ptr, x_ptr, bar_ptr, err_ptr, P, PHASES: tl.constexpr, CHUNK: tl.constexpr,
-                      MAX_SPIN: tl.constexpr):
+                      MAX_SPIN: tl.constexpr, SPIN_LOAD: tl.constexpr):
     pid = tl.program_id(0)
     offs = tl.arange(0, CHUNK)
     w = tl.load(w_ptr + pid * CHUNK + offs)
     for p in range(PHASES):
         if p > 0:
-            _grid_sync(bar_ptr, err_ptr, p * P, MAX_SPIN)
+            _grid_sync(bar_ptr, err_ptr, p * P, MAX_SPIN, SPIN_LOAD)
         _phase(w, x_ptr, p, pid, P)
         w = tl.load(w_ptr + (tl.minimum(p + 1, PHASES - 1) * P + pid) * CHUNK + offs)  # the next phase's slice
 
@@ -130,18 +140,22 @@ def bench(chunk: int, phases: int, pdl_levels, P: int) -> dict:
                 chain_kernel[(P,)](w, x, p, P, CHUNK=chunk, PDL=pdl, num_warps=4, launch_pdl=bool(pdl))
         return run
 
-    def persistent():
-        x[0].copy_(x0)
-        bar.zero_()
-        persistent_kernel[(P,)](w, x, bar, err, P, PHASES=phases, CHUNK=chunk, MAX_SPIN=MAX_SPIN, num_warps=4)
+    def persistent(spin_load):
+        def run():
+            x[0].copy_(x0)
+            bar.zero_()
+            persistent_kernel[(P,)](w, x, bar, err, P, PHASES=phases, CHUNK=chunk, MAX_SPIN=MAX_SPIN,
+                                    SPIN_LOAD=spin_load, num_warps=4)
+        return run
 
     for pdl in pdl_levels:
         graph = capture(chain(pdl))
         row[f"chain_pdl{pdl}_us"] = round(timed_us(graph, phases), 3)
         results[f"chain_pdl{pdl}"] = x[phases % 2].clone()
-    graph = capture(persistent)
-    row["persistent_us"] = round(timed_us(graph, phases), 3)
-    results["persistent"] = x[phases % 2].clone()
+    for name, spin_load in (("persistent", False), ("persistent_spin_load", True)):
+        graph = capture(persistent(spin_load))
+        row[f"{name}_us"] = round(timed_us(graph, phases), 3)
+        results[name] = x[phases % 2].clone()
     row["barrier_timeouts"] = int(err.item())
     first = next(iter(results.values()))
     row["bit_identical"] = all(torch.equal(first, r) for r in results.values())
@@ -160,7 +174,7 @@ def main(argv=None) -> int:
     props = torch.cuda.get_device_properties(0)
     P = args.programs or props.multi_processor_count
     rows = [bench(c, args.phases, args.pdl, P) for c in args.chunks]
-    cols = [f"chain_pdl{p}_us" for p in args.pdl] + ["persistent_us"]
+    cols = [f"chain_pdl{p}_us" for p in args.pdl] + ["persistent_us", "persistent_spin_load_us"]
     print(f"{props.name}, {P} programs, {args.phases} phases; us per phase")
     print("| bytes a phase | " + " | ".join(cols) + " | timeouts | identical | rel err |")
     print("|---|" + "---|" * (len(cols) + 3))
