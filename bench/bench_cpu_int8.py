@@ -122,12 +122,17 @@ def totals(rows: list[dict], labels) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def clip_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--model``, ``--audio_dir`` and ``--clips`` (the four English clips of the CPU runs by default)."""
     p.add_argument("--model", default="tiny.en")
     p.add_argument("--audio_dir", default=str(AUDIO_DIR))
     p.add_argument("--clips", nargs="+",
                    default=["en_jfk.wav", "en_lecture_60s.wav", "en_librivox_0890.wav", "en_f5_ref.wav"])
+    return p
+
+
+def main(argv=None) -> int:
+    p = clip_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--modes", nargs="+", choices=tuple(MODES), default=["greedy", "beam5"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=2)

@@ -25,8 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.bench_cpu_decoding import AUDIO_DIR, load_clip  # noqa: E402
-from bench.bench_cpu_int8 import ours  # noqa: E402
+from bench.bench_cpu_decoding import load_clip  # noqa: E402
+from bench.bench_cpu_int8 import clip_arguments, ours  # noqa: E402
 
 PRODUCTS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "quantized::linear_dynamic", "aten::_int_mm")
 ATTENTION = ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_attention_math")
@@ -68,11 +68,7 @@ def bounds(fp32: dict, int8: dict, target: float = 1.5) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--audio_dir", default=str(AUDIO_DIR))
-    p.add_argument("--clips", nargs="+",
-                   default=["en_jfk.wav", "en_lecture_60s.wav", "en_librivox_0890.wav", "en_f5_ref.wav"])
+    p = clip_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import triton
 import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_step import replay_ms  # noqa: E402
 from trtllm_ext.kernels.linear import pdl_trigger, pdl_wait  # noqa: E402
 
 MAX_SPIN = 1 << 16  # a barrier gives up after ~50 ms (counted in err) rather than hang
@@ -99,16 +99,9 @@ def reference(w: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def timed_us(graph: torch.cuda.CUDAGraph, phases: int, repeats: int = 7) -> float:
-    runs = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) * 1e3 / phases)
-    return statistics.median(runs)
+def timed_us(graph: torch.cuda.CUDAGraph, phases: int) -> float:
+    """Microseconds per phase of one replay (median of 7)."""
+    return replay_ms(graph, 1, 7) * 1e3 / phases
 
 
 def capture(run) -> torch.cuda.CUDAGraph:
