@@ -13,7 +13,6 @@ is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import triton
 import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._gpu import capture, write_json  # noqa: E402
 from bench.bench_step import replay_ms  # noqa: E402
 from trtllm_ext.kernels import ops  # noqa: E402
 from trtllm_ext.kernels.linear import pdl_trigger, pdl_wait  # noqa: E402
@@ -64,30 +64,18 @@ def gemv(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, grid: int, block_n
     return out
 
 
-def graph_of(run, calls: int) -> torch.cuda.CUDAGraph:
-    side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        run()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=side):
-        for _ in range(calls):
-            run()
-    return graph
-
-
 def bench(n: int, k: int, calls: int, block_ns, sms: int) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(n + k)
     w = torch.randn(n, k, device="cuda", generator=gen).half()
     x = torch.randn(1, k, device="cuda", generator=gen).half()
     y_engine = torch.empty(1, n, device="cuda", dtype=torch.float16)
     row = {"n": n, "k": k, "weight_bytes": n * k * 2, "engine_config": str(ops.linear_config(1, n, k, False))}
-    graph = graph_of(lambda: ops.fused_linear(x, w, out=y_engine, pdl=True), calls)
+    graph = capture(lambda: [ops.fused_linear(x, w, out=y_engine, pdl=True) for _ in range(calls)])
     row["engine_us"] = round(replay_ms(graph, 1, 7) * 1e3 / calls, 3)
     want = y_engine.float()
     for bn in block_ns:
         y = torch.empty(n, device="cuda", dtype=torch.float16)
-        graph = graph_of(lambda: gemv(x[0], w, y, sms, bn, True), calls)
+        graph = capture(lambda: [gemv(x[0], w, y, sms, bn, True) for _ in range(calls)])
         row[f"gemv_bn{bn}_us"] = round(replay_ms(graph, 1, 7) * 1e3 / calls, 3)
         row[f"gemv_bn{bn}_max_rel_diff"] = float(((y.float() - want[0]).abs() / want[0].abs().clamp_min(1e-2)).max())
     return row
@@ -112,9 +100,7 @@ def main(argv=None) -> int:
         print(f"| {r['n']} x {r['k']} | " + " | ".join(cells) + f" | {r['engine_config']} |")
     print("max rel diff gemv vs engine:", {c: max(r[c] for r in rows) for c in rows[0] if c.endswith("rel_diff")})
     if args.json:
-        env = {"device": props.name, "torch": torch.__version__, "triton": triton.__version__, "argv": sys.argv[1:]}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        write_json(args.json, rows)
     return 0
 
 

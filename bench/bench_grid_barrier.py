@@ -23,7 +23,6 @@ and writes JSON; nothing here asserts on a time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import triton
 import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._gpu import capture, write_json  # noqa: E402
 from bench.bench_step import replay_ms  # noqa: E402
 from trtllm_ext.kernels.linear import pdl_trigger, pdl_wait  # noqa: E402
 
@@ -104,17 +104,6 @@ def timed_us(graph: torch.cuda.CUDAGraph, phases: int) -> float:
     return replay_ms(graph, 1, 7) * 1e3 / phases
 
 
-def capture(run) -> torch.cuda.CUDAGraph:
-    side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        run()  # compile and warm up
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=side):
-        run()
-    return graph
-
-
 def bench(chunk: int, phases: int, pdl_levels, P: int) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(chunk)
     w = torch.randn(phases, P, chunk, device="cuda", generator=gen).half()
@@ -175,9 +164,7 @@ def main(argv=None) -> int:
         print(f"| {r['phase_bytes']} | " + " | ".join(f"{r[c]:.2f}" for c in cols)
               + f" | {r['barrier_timeouts']} | {r['bit_identical']} | {r['max_rel_err_vs_fp64']:.1e} |")
     if args.json:
-        env = {"device": props.name, "torch": torch.__version__, "triton": triton.__version__, "argv": sys.argv[1:]}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        write_json(args.json, rows)
     return 0
 
 
