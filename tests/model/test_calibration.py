@@ -36,7 +36,7 @@ def calibrated(precision: str, names: tuple[str, ...]) -> WhisperModel:
 
 
 @needs_clips
-def test_calibrated_int4_holds_two_points_of_fp32_where_round_to_nearest_does_not():
+def test_calibrated_int4_holds_two_points_of_fp32():
     assert not set(CALIBRATION) & set(TINY_CLIPS)
     model = calibrated("int4", tuple(CALIBRATION))
     wer, per_clip = scored(TINY_CLIPS, beam5_texts(model, TINY_CLIPS))
