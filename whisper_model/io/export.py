@@ -94,16 +94,21 @@ def save_hf(dims: ModelDimensions, state_dict: StateDict, out_dir: str | os.Path
     return atomic_dir(Path(out_dir), overwrite, write)
 
 
-def save_openai(dims: ModelDimensions, state_dict: StateDict, path: str | os.PathLike, alignment_heads=None) -> Path:
-    """Write an openai-whisper ``.pt`` checkpoint atomically (temp file then rename)."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_file(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then renamed to it (removed if ``write`` fails)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(to_openai(dims, state_dict, alignment_heads), tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_openai(dims: ModelDimensions, state_dict: StateDict, path: str | os.PathLike, alignment_heads=None) -> Path:
+    """Write an openai-whisper ``.pt`` checkpoint atomically (temp file then rename)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_file(path, lambda tmp: torch.save(to_openai(dims, state_dict, alignment_heads), tmp))
     return path

@@ -19,7 +19,6 @@ import filecmp
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +27,7 @@ import torch
 from ..config import ModelDimensions
 from ..errors import CheckpointError, OptionError
 from .alignment_heads import Heads, parse_heads
+from .export import atomic_file
 from .vocab import checkpoint_vocab_dir, vocab_name
 
 FORMAT = "whisper_model.quantized/1"
@@ -66,7 +66,8 @@ def save_quantized(path, dims: ModelDimensions, state_dict: dict[str, torch.Tens
 
     path = Path(path).expanduser()
     vocab_dst = None if vocab_file is None else path.parent / Path(vocab_file).name
-    if vocab_dst is not None and vocab_dst.exists() and not filecmp.cmp(vocab_file, vocab_dst, shallow=False):
+    copy_vocab = vocab_dst is not None and not vocab_dst.exists()
+    if vocab_dst is not None and not copy_vocab and not filecmp.cmp(vocab_file, vocab_dst, shallow=False):
         raise FileExistsError(2, f"cannot save {path.name} there: {vocab_dst} is another model's vocabulary "
                                  f"(save into a folder of its own)", str(vocab_dst))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,22 +75,10 @@ def save_quantized(path, dims: ModelDimensions, state_dict: dict[str, torch.Tens
     meta = {"format": FORMAT, "dims": json.dumps(dims.to_dict()),
             "quantization": json.dumps({k: quantization.get(k) for k in ("weight_only_precision", "group_size")}),
             "alignment_heads": json.dumps([list(map(int, p)) for p in alignment_heads or ()])}
-    _write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
-    if vocab_dst is not None and not vocab_dst.exists():
-        _write_atomically(vocab_dst, lambda tmp: shutil.copyfile(vocab_file, tmp))
+    atomic_file(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    if copy_vocab:
+        atomic_file(vocab_dst, lambda tmp: shutil.copyfile(vocab_file, tmp))
     return path
-
-
-def _write_atomically(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then renamed to it (removed if ``write`` fails)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def quantized_vocab_dir(path: Path, dims: ModelDimensions) -> Optional[Path]:
