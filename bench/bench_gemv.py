@@ -2,13 +2,13 @@
 
     python bench/bench_gemv.py --shapes 3840x1280 1280x1280 5120x1280 1280x5120 --json bench/results/gemv.json
 
-For each weight [N, K] (fp16, large-v3's decoder projections by default), ``--calls`` launches of the same one-row
-product back to back in a CUDA graph with programmatic dependent launch (each waits on the one before, as in the
-step): ``engine``, ``ops.fused_linear`` with its configuration for one row (``N / BLOCK_N`` programs, each one
-block of weights); ``gemv``, a kernel whose grid is the SM count, each program taking output blocks ``pid,
-pid + grid, ...`` with the next block's load issued before the current block's sum. Microseconds per call and the
-weight bytes' rate; the outputs of the two are compared (float32 sums in another order: ``max_rel_diff``). Nothing
-is asserted.
+For each weight [N, K] (fp16, large-v3's decoder projections by default), ``--calls`` launches of a one-row
+product back to back (cycling over copies of the weight that together exceed the L2 three times) in a CUDA graph
+with programmatic dependent launch (each waits on the one before, as in the step): ``engine``, ``ops.fused_linear``
+with its configuration for one row (``N / BLOCK_N`` programs, each one block of weights); ``gemv_bn{B}_x{P}``, a
+kernel of P programs per SM, each taking output blocks of B rows ``pid, pid + grid, ...`` with the next block's
+load issued before the current block's sum. Microseconds per call and the weight bytes' rate; the outputs are
+compared with the engine's (float32 sums in another order: ``max_rel_diff``). Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from bench._gpu import capture, write_json  # noqa: E402
 from bench.bench_step import replay_ms  # noqa: E402
 from trtllm_ext.kernels import ops  # noqa: E402
 from trtllm_ext.kernels.linear import pdl_trigger, pdl_wait  # noqa: E402
+
+L2_ROTATION_BYTES = 160 * 2**20  # > 3x the H100's / H200's 50 MB L2: the calls cycle over this many weight bytes
 
 
 @triton.jit
@@ -64,20 +66,23 @@ def gemv(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, grid: int, block_n
     return out
 
 
-def bench(n: int, k: int, calls: int, block_ns, sms: int) -> dict:
+def bench(n: int, k: int, calls: int, block_ns, sms: int, per_sm) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(n + k)
-    w = torch.randn(n, k, device="cuda", generator=gen).half()
+    copies = max(2, -(-L2_ROTATION_BYTES // (n * k * 2)))  # the weights of successive calls are not in L2
+    ws = [torch.randn(n, k, device="cuda", generator=gen).half() for _ in range(copies)]
     x = torch.randn(1, k, device="cuda", generator=gen).half()
     y_engine = torch.empty(1, n, device="cuda", dtype=torch.float16)
     row = {"n": n, "k": k, "weight_bytes": n * k * 2, "engine_config": str(ops.linear_config(1, n, k, False))}
-    graph = capture(lambda: [ops.fused_linear(x, w, out=y_engine, pdl=True) for _ in range(calls)])
+    graph = capture(lambda: [ops.fused_linear(x, ws[i % copies], out=y_engine, pdl=True) for i in range(calls)])
     row["engine_us"] = round(replay_ms(graph, 1, 7) * 1e3 / calls, 3)
     want = y_engine.float()
     for bn in block_ns:
-        y = torch.empty(n, device="cuda", dtype=torch.float16)
-        graph = capture(lambda: [gemv(x[0], w, y, sms, bn, True) for _ in range(calls)])
-        row[f"gemv_bn{bn}_us"] = round(replay_ms(graph, 1, 7) * 1e3 / calls, 3)
-        row[f"gemv_bn{bn}_max_rel_diff"] = float(((y.float() - want[0]).abs() / want[0].abs().clamp_min(1e-2)).max())
+        for p in per_sm:
+            y = torch.empty(n, device="cuda", dtype=torch.float16)
+            graph = capture(lambda: [gemv(x[0], ws[i % copies], y, p * sms, bn, True) for i in range(calls)])
+            name = f"gemv_bn{bn}_x{p}"
+            row[f"{name}_us"] = round(replay_ms(graph, 1, 7) * 1e3 / calls, 3)
+            row[f"{name}_max_rel_diff"] = float(((y.float() - want[0]).abs() / want[0].abs().clamp_min(1e-2)).max())
     return row
 
 
@@ -85,13 +90,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", nargs="+", default=["3840x1280", "1280x1280", "5120x1280", "1280x5120"])
     ap.add_argument("--block_n", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--per_sm", type=int, nargs="+", default=[1, 2], help="programs per SM of the GEMV's grid")
     ap.add_argument("--calls", type=int, default=64)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
-    rows = [bench(*map(int, s.split("x")), args.calls, args.block_n, sms) for s in args.shapes]
-    cols = ["engine_us"] + [f"gemv_bn{b}_us" for b in args.block_n]
+    rows = [bench(*map(int, s.split("x")), args.calls, args.block_n, sms, args.per_sm) for s in args.shapes]
+    cols = ["engine_us"] + [f"gemv_bn{b}_x{p}_us" for b in args.block_n for p in args.per_sm]
     print(f"{props.name}: us per one-row product, {args.calls} in a graph with PDL (TB/s of the weight bytes)")
     print("| N x K | " + " | ".join(cols) + " | engine config |")
     print("|---|" + "---|" * (len(cols) + 1))

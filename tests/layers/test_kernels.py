@@ -123,6 +123,24 @@ def test_self_attention(kops, dtype, b, t, pos0):
         assert torch.equal(kc.float(), kc_ref) and torch.equal(vc.float(), vc_ref), f"pdl={pdl}: other K/V written"
 
 
+@pytest.mark.parametrize("b,t,pos0", [(1, 1, 64), (2, 1, 5), (2, 3, 70), (1, 16, 40)])
+def test_self_attention_reads_no_stale_cache_at_the_new_positions(kops, b, t, pos0):
+    """A decode step fetches the cached keys before the new ones are stored: whatever the cache held at the new
+    positions (NaN here, as a fresh or reused cache may) must not reach the output."""
+    torch.manual_seed(b + t + pos0)
+    h, d, max_len = 4, 64, 160
+    caches = torch.randn(2, b, h, max_len, d, device="cuda").half()
+    caches[:, :, :, pos0:] = float("nan")
+    kc_ref, vc_ref = caches.float().nan_to_num().clone()
+    qkv = torch.randn(b * t, 3 * h * d, device="cuda").half()
+    pos = torch.arange(pos0, pos0 + t, device="cuda")
+    expect = ref().self_attention(qkv.float(), kc_ref, vc_ref, pos, t)
+    for pdl in (0, 1, 2):
+        kc, vc = caches.clone()
+        o = kops.self_attention(qkv, kc, vc, pos, t, pdl=pdl)
+        assert rel(o, expect) < TOL[torch.float16], f"pdl={pdl}"
+
+
 def test_embed_and_self_attention_per_row_positions(kops):
     """pos [B, T]: row i's tokens at its own positions (unsorted within a row) equal that row run alone."""
     torch.manual_seed(3)

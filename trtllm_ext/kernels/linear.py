@@ -12,7 +12,8 @@ Fusions:
   the centred sum of squares), rounded to the weight dtype before the product as an unfused
   ``LayerNorm -> Linear`` would;
 * ``bias``, exact (erf) ``gelu``, and a residual ``r`` added in float32 before the single rounding of ``y``
-  (``y`` may alias ``r``: each element is read then written by the same program).
+  (``y`` may alias ``r``: each element is read then written by the same program). ``r`` is loaded with the
+  activations, right after the dependency wait, so its round trip overlaps theirs instead of following the sums.
 
 Products: ``USE_DOT=False`` multiplies on the CUDA cores (one row); ``USE_DOT=True`` uses the tensor cores
 with ``BLOCK_M >= 16`` rows (padding rows are masked, costing no memory traffic).
@@ -113,23 +114,35 @@ def _mac(x, w, USE_DOT: tl.constexpr):
 
 
 @triton.jit
-def _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym,
-            HAS_RES: tl.constexpr, ACT_GELU: tl.constexpr):
-    acc += bias[None, :]
-    if ACT_GELU:
-        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
-    mask = mask_m[:, None] & mask_n[None, :]
+def _load_res(r_ptr, offs_m, offs_n, mask_m, mask_n, stride_rm, HAS_RES: tl.constexpr, BLOCK_M: tl.constexpr,
+              BLOCK_N: tl.constexpr):
+    """The residual tile [BLOCK_M, BLOCK_N] in float32 (zeros without one), loaded right after the dependency wait
+    beside the activations so that its round trip is not one more step of the epilogue; ``y`` may alias ``r``:
+    only the program that writes a tile's outputs uses what it read."""
     if HAS_RES:
-        acc += tl.load(r_ptr + offs_m[:, None] * stride_rm + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+        return tl.load(r_ptr + offs_m[:, None] * stride_rm + offs_n[None, :], mask=mask_m[:, None] & mask_n[None, :],
+                       other=0.0).to(tl.float32)
+    else:
+        return tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
 
 
 @triton.jit
-def _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
-              stride_rm, stride_ym, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr, ACT_GELU: tl.constexpr):
-    """Write the tile; with split K, store this slice's partial and let the last slice to finish reduce all."""
+def _finish(acc, bias, res, offs_m, offs_n, mask_m, mask_n, y_ptr, stride_ym, ACT_GELU: tl.constexpr):
+    acc += bias[None, :]
+    if ACT_GELU:
+        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
+    acc += res
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _epilogue(acc, bias, res, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, y_ptr,
+              stride_ym, SPLIT_K: tl.constexpr, ACT_GELU: tl.constexpr):
+    """Write the tile (plus the residual ``res``, from ``_load_res``); with split K, store this slice's partial
+    and let the last slice to finish reduce all."""
     if SPLIT_K == 1:
-        _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES, ACT_GELU)
+        _finish(acc, bias, res, offs_m, offs_n, mask_m, mask_n, y_ptr, stride_ym, ACT_GELU)
     else:
         mask = mask_m[:, None] & mask_n[None, :]
         tile = offs_m[:, None] * N + offs_n[None, :]
@@ -141,8 +154,7 @@ def _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid
             acc = tl.zeros_like(acc)
             for i in range(SPLIT_K):
                 acc += tl.load(ws_ptr + i * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
-            _finish(acc, bias, offs_m, offs_n, mask_m, mask_n, r_ptr, y_ptr, stride_rm, stride_ym, HAS_RES,
-                    ACT_GELU)
+            _finish(acc, bias, res, offs_m, offs_n, mask_m, mask_n, y_ptr, stride_ym, ACT_GELU)
             tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
 
 
@@ -212,6 +224,7 @@ def fused_linear_kernel(
         x2 = tl.load(x_rows + o2[None, :], mask=mask_m[:, None] & (o2 < K)[None, :], other=0.0)
     if K3 > 0:
         x3 = tl.load(x_rows + o3[None, :], mask=mask_m[:, None] & (o3 < K)[None, :], other=0.0)
+    res = _load_res(r_ptr, offs_m, offs_n, mask_m, mask_n, stride_rm, HAS_RES, BLOCK_M, BLOCK_N)
     if HAS_LN:  # statistics in float32 from the registers: mean, then the centred sum of squares
         s = tl.sum(x1.to(tl.float32), axis=1)
         if K2 > 0:
@@ -242,8 +255,8 @@ def fused_linear_kernel(
     if QUANT == 8:
         acc = acc * s1.to(tl.float32)[None, :]
 
-    _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
-              stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
+    _epilogue(acc, bias, res, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, y_ptr,
+              stride_ym, SPLIT_K, ACT_GELU)
 
 
 @triton.jit
@@ -270,6 +283,7 @@ def fused_linear_loop_kernel(
     if QUANT == 8:
         sc = _load_s(s_rows, 0, mask_n, K, BLOCK_K, QUANT, GROUP)
     pdl_wait(PDL)
+    res = _load_res(r_ptr, offs_m, offs_n, mask_m, mask_n, stride_rm, HAS_RES, BLOCK_M, BLOCK_N)
     if HAS_LN:  # shifted sums (shift = the row's first element) keep E[x^2] - E[x]^2 well conditioned
         shift = tl.load(x_rows, mask=mask_m[:, None], other=0.0).to(tl.float32)
         s1 = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -303,8 +317,8 @@ def fused_linear_loop_kernel(
         acc += tl.dot(xt.to(w.dtype), tl.trans(w))
     if QUANT == 8:
         acc = acc * sc.to(tl.float32)[None, :]
-    _epilogue(acc, bias, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, r_ptr, y_ptr,
-              stride_rm, stride_ym, SPLIT_K, HAS_RES, ACT_GELU)
+    _epilogue(acc, bias, res, offs_m, offs_n, mask_m, mask_n, M, N, pid_m, pid_n, pid_k, ws_ptr, cnt_ptr, y_ptr,
+              stride_ym, SPLIT_K, ACT_GELU)
 
 
 @triton.jit
