@@ -106,9 +106,14 @@ def _dequant(w, s, QUANT: tl.constexpr, GROUP: tl.constexpr):
 
 @triton.jit
 def _mac(x, w, USE_DOT: tl.constexpr):
-    """x [BM, KC] @ w [BN, KC]^T -> [BM, BN] float32 (tensor cores, or CUDA-core products)."""
+    """x [BM, KC] @ w [BN, KC]^T -> [BM, BN] float32 (tensor cores, or CUDA-core products). One row is broadcast
+    over the weight block in the block's own layout (two dimensions): a three-dimensional product would first move
+    the whole block into another layout, through shared memory, with both copies in registers."""
     if USE_DOT:
         return tl.dot(x, tl.trans(w))
+    elif x.shape[0] == 1:
+        kc: tl.constexpr = x.shape[1]
+        return tl.sum(w.to(tl.float32) * tl.reshape(x, (kc,)).to(tl.float32)[None, :], axis=1)[None, :]
     else:
         return tl.sum(x.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
 
