@@ -141,6 +141,33 @@ def test_self_attention_reads_no_stale_cache_at_the_new_positions(kops, b, t, po
         assert rel(o, expect) < TOL[torch.float16], f"pdl={pdl}"
 
 
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("b,pos0", [(1, 0), (2, 37), (1, 63), (3, 64), (2, 300)])
+def test_a_one_token_step_fetching_its_first_tile_early_equals_reading_it_after_the_store(kops, int8, b, pos0):
+    """PDL level 1 (and 0) fetch a one-token step's first cache tile before the new K/V are stored and put the new
+    row in from registers; level 2 reads the tile after the store: the outputs and caches are the same bits."""
+    torch.manual_seed(b + pos0)
+    h, d, max_len = 4, 64, 448
+    qkv = torch.randn(b, 3 * h * d, device="cuda").half()
+    pos = torch.full((1,), pos0, device="cuda")
+    if int8:
+        store = torch.randint(-127, 128, (2, b, h, max_len, d), device="cuda", dtype=torch.int8)
+        scales = torch.rand(2, b, h, max_len, 1, device="cuda") * 0.01
+    else:
+        store = torch.randn(2, b, h, max_len, d, device="cuda").half()
+    runs = []
+    for pdl in (0, 1, 2):
+        kv = store.clone()
+        if int8:
+            sc = scales.clone()
+            o = kops.self_attention_int8(qkv, kv[0], kv[1], pos, 1, k_scale=sc[0], v_scale=sc[1], pdl=pdl)
+            runs.append((o, kv, sc))
+        else:
+            runs.append((kops.self_attention(qkv, kv[0], kv[1], pos, 1, pdl=pdl), kv))
+    for pdl, run in zip((0, 1), runs):
+        assert all(torch.equal(x, y) for x, y in zip(run, runs[2])), f"pdl={pdl} differs from level 2"
+
+
 def test_embed_and_self_attention_per_row_positions(kops):
     """pos [B, T]: row i's tokens at its own positions (unsorted within a row) equal that row run alone."""
     torch.manual_seed(3)

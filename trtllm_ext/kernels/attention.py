@@ -3,8 +3,8 @@
 Self-attention: ``qkv [B*T, 3*H*D]`` (rows b*T + t; columns q | k | v, each head-major) holds the T new tokens
 of every row; ``pos`` their absolute positions ([T] shared by all rows, or [B, T] per row: ``stride_pb``).
 One program per (row, head) stores the new K/V into the caches ``k_cache, v_cache [max_B, H, L, D]`` at
-``pos`` and attends its T queries over cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``; in a decode step
-(T <= 16) the new keys come from registers and the cached ones are fetched before the PDL wait.
+``pos`` and attends its T queries over cache positions ``<= pos[t]`` -> ``o [B*T, H*D]``; a one-token step
+fetches its first cache tile before the PDL wait and puts the new K/V into it from registers.
 
 Cross-attention: ``q [B*T, H*D]``; caches ``[A, H, S, D]`` (any strides, last dim contiguous) hold one row per
 audio, shared by ``GROUP`` consecutive decoder rows (beam search): program (a, h, c) reads K/V of audio ``a``
@@ -103,26 +103,15 @@ def _weighted(p, v, v_scale, DTYPE: tl.constexpr, KV_INT8: tl.constexpr, DOT: tl
 @triton.jit
 def _attend(q, k, k_sc, v, v_sc, valid, m_i, l_i, acc, scale, KV_INT8: tl.constexpr, DOT: tl.constexpr):
     """One key tile of an online softmax: queries q [Q, D] over keys k / values v [R, D] (with their scales) where
-    ``valid [Q, R]`` -> the updated running (max [Q], sum [Q], acc [Q, D]); a query with no valid key so far
-    keeps max -inf and zero sums."""
+    ``valid [Q, R]`` (every query has a valid key in the first tile) -> the updated running (max [Q], sum [Q],
+    acc [Q, D])."""
     sc = tl.where(valid, _scores(q, k, k_sc, scale, KV_INT8, DOT), float("-inf"))
     m_new = tl.maximum(m_i, tl.max(sc, axis=1))
-    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # exp(-inf - 0) = 0 instead of exp(nan)
-    p = tl.exp(sc - m_use[:, None])
-    alpha = tl.exp(m_i - m_use)
+    p = tl.exp(sc - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     acc = acc * alpha[:, None] + _weighted(p, v, v_sc, q.dtype, KV_INT8, DOT)
     return m_new, l_i, acc
-
-
-@triton.jit
-def _old_keys(s, n_keys, pos, mask_t, EXCLUDE_NEW: tl.constexpr):
-    """Which cache positions ``s [R]`` a tile reads: those below ``n_keys``, less the new tokens' ``pos``
-    (rows ``mask_t``) where those come from registers."""
-    keep = s < n_keys
-    if EXCLUDE_NEW:
-        keep = keep & (tl.sum(((s[:, None] == pos[None, :]) & mask_t[None, :]).to(tl.int32), axis=1) == 0)
-    return keep
 
 
 @triton.jit
@@ -130,22 +119,24 @@ def self_attention_kernel(
     qkv_ptr, kc_ptr, vc_ptr, ks_ptr, vs_ptr, pos_ptr, o_ptr,
     T, stride_pb, stride_qkv, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_ksb, stride_ksh, stride_ksl, stride_vsb, stride_vsh, stride_vsl, stride_o, scale,
-    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr,
+    H: tl.constexpr, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, ONE_NEW: tl.constexpr,
     KV_INT8: tl.constexpr, PDL: tl.constexpr,
 ):
-    """Program b*H + h: the T new tokens in a tile of BLOCK_T rows (1 at T = 1: CUDA-core products; else >= 16,
-    the tensor cores'): their K/V are stored at their positions (the int8 cache quantizes them; the queries see
-    what was stored) and their queries attend the cache positions <= their own.
+    """Program b*H + h: the T new tokens' K/V are stored at their positions (the int8 cache quantizes them), then
+    their queries, a tile of BLOCK_T rows (1 at T = 1: CUDA-core products; else >= 16, the tensor cores'), attend
+    the cache positions <= their own, BLOCK_S at a time.
 
-    A decode step (BLOCK_T <= 16): the new keys are attended from registers and the cache tiles read the other
-    positions, as earlier steps stored them, so the first tile is fetched before the dependency wait (PDL level
-    1, where every kernel before the previous one has finished; the positions are an input of the step, never a
-    kernel's output). At level 2 the next kernel may start before earlier ones finish, so all of it waits. More
-    new tokens (a prompt, the alignment pass): they are stored first and read back with the rest."""
-    FROM_REGS: tl.constexpr = BLOCK_T <= 16
+    A one-token step (``ONE_NEW``: T = 1) at PDL level 1 fetches the first BLOCK_S cached positions before the
+    dependency wait (earlier steps wrote them, and at level 1 every kernel before the previous one has finished;
+    the positions are an input of the step, never a kernel's output); the new token's K/V, stored after the wait,
+    are put into that tile from registers where their position falls in it: the very values at the very place
+    the tile would read back, so the outputs are those of reading it after the store. At level 2 the next kernel
+    may start before earlier ones finish, so everything waits."""
+    EARLY: tl.constexpr = ONE_NEW and PDL != 2
     DOT: tl.constexpr = BLOCK_T >= 16
+    NEW: tl.constexpr = 1 if ONE_NEW else BLOCK_T  # the rows of new K/V: one (the int8 cache quantizes only it)
     pdl_trigger(PDL)
-    if PDL == 2 or not FROM_REGS:
+    if not EARLY:
         pdl_wait(PDL)
     pid = tl.program_id(0)
     b = pid // H
@@ -160,39 +151,42 @@ def self_attention_kernel(
     vs = vs_ptr + b * stride_vsb + h * stride_vsh
     pos = tl.load(pos_ptr + b * stride_pb + offs_t, mask=mask_t, other=0)
     n_keys = tl.max(pos, axis=0) + 1
-    if FROM_REGS:
-        old = _old_keys(offs_s, n_keys, pos, mask_t, True)
-        k, k_sc = _load_kv(kc, ks, offs_s, offs_d, old, stride_kl, stride_ksl, KV_INT8)  # new positions read 0
-        v, v_sc = _load_kv(vc, vs, offs_s, offs_d, old, stride_vl, stride_vsl, KV_INT8)
-        if PDL != 2:
-            pdl_wait(PDL)
-    rows = qkv_ptr + (b * T + offs_t)[:, None] * stride_qkv + offs_d[None, :]
-    q = tl.load(rows + h * D, mask=mask_t[:, None], other=0.0)
-    k_new = tl.load(rows + (H + h) * D, mask=mask_t[:, None], other=0.0)
-    v_new = tl.load(rows + (2 * H + h) * D, mask=mask_t[:, None], other=0.0)
-    k_new, k_new_sc = _store_kv(kc, ks, pos, k_new, offs_d, mask_t, stride_kl, stride_ksl, KV_INT8)
-    v_new, v_new_sc = _store_kv(vc, vs, pos, v_new, offs_d, mask_t, stride_vl, stride_vsl, KV_INT8)
-    if not FROM_REGS:
-        tl.debug_barrier()  # this program's own cache writes are read back below
-        old = _old_keys(offs_s, n_keys, pos, mask_t, False)
-        k, k_sc = _load_kv(kc, ks, offs_s, offs_d, old, stride_kl, stride_ksl, KV_INT8)
-        v, v_sc = _load_kv(vc, vs, offs_s, offs_d, old, stride_vl, stride_vsl, KV_INT8)
+    if EARLY:  # the positions before the new one; it reads 0 until put in below
+        k, k_sc = _load_kv(kc, ks, offs_s, offs_d, offs_s < n_keys - 1, stride_kl, stride_ksl, KV_INT8)
+        v, v_sc = _load_kv(vc, vs, offs_s, offs_d, offs_s < n_keys - 1, stride_vl, stride_vsl, KV_INT8)
+        pdl_wait(PDL)
+    offs_n = tl.arange(0, NEW)
+    mask_n = offs_n < T
+    pos_n = tl.load(pos_ptr + b * stride_pb + offs_n, mask=mask_n, other=0)
+    rows_n = qkv_ptr + (b * T + offs_n)[:, None] * stride_qkv + offs_d[None, :]
+    k_new, k_new_sc = _store_kv(kc, ks, pos_n, tl.load(rows_n + (H + h) * D, mask=mask_n[:, None], other=0.0),
+                                offs_d, mask_n, stride_kl, stride_ksl, KV_INT8)
+    v_new, v_new_sc = _store_kv(vc, vs, pos_n, tl.load(rows_n + (2 * H + h) * D, mask=mask_n[:, None], other=0.0),
+                                offs_d, mask_n, stride_vl, stride_vsl, KV_INT8)
+    tl.debug_barrier()  # this program's own cache writes are read back below
+    if EARLY:  # the new row [1, D] into the tile at its position (no change where that is past the tile); as a
+        # [D] vector broadcast in the tile's layout, so that the tile keeps its loads' layout
+        at = offs_s == n_keys - 1
+        k = tl.where(at[:, None], tl.reshape(k_new, (D,))[None, :], k)
+        v = tl.where(at[:, None], tl.reshape(v_new, (D,))[None, :], v)
+        k_sc = tl.where(at, tl.max(k_new_sc, axis=0), k_sc)  # the one row's scale (1.0 for a float cache)
+        v_sc = tl.where(at, tl.max(v_new_sc, axis=0), v_sc)
+    else:
+        k, k_sc = _load_kv(kc, ks, offs_s, offs_d, offs_s < n_keys, stride_kl, stride_ksl, KV_INT8)
+        v, v_sc = _load_kv(vc, vs, offs_s, offs_d, offs_s < n_keys, stride_vl, stride_vsl, KV_INT8)
+    q = tl.load(qkv_ptr + (b * T + offs_t)[:, None] * stride_qkv + h * D + offs_d[None, :], mask=mask_t[:, None],
+                other=0.0)
 
     m_i = tl.full([BLOCK_T], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_T], dtype=tl.float32)
     acc = tl.zeros([BLOCK_T, D], dtype=tl.float32)
-    m_i, l_i, acc = _attend(q, k, k_sc, v, v_sc, old[None, :] & (offs_s[None, :] <= pos[:, None]), m_i, l_i, acc,
-                            scale, KV_INT8, DOT)
+    m_i, l_i, acc = _attend(q, k, k_sc, v, v_sc, offs_s[None, :] <= pos[:, None], m_i, l_i, acc, scale, KV_INT8,
+                            DOT)
     for s0 in range(BLOCK_S, n_keys, BLOCK_S):
         s = s0 + offs_s
-        old = _old_keys(s, n_keys, pos, mask_t, FROM_REGS)
-        k, k_sc = _load_kv(kc, ks, s, offs_d, old, stride_kl, stride_ksl, KV_INT8)
-        v, v_sc = _load_kv(vc, vs, s, offs_d, old, stride_vl, stride_vsl, KV_INT8)
-        m_i, l_i, acc = _attend(q, k, k_sc, v, v_sc, old[None, :] & (s[None, :] <= pos[:, None]), m_i, l_i, acc,
-                                scale, KV_INT8, DOT)
-    if FROM_REGS:
-        new = mask_t[None, :] & (pos[None, :] <= pos[:, None])
-        m_i, l_i, acc = _attend(q, k_new, k_new_sc, v_new, v_new_sc, new, m_i, l_i, acc, scale, KV_INT8, DOT)
+        k, k_sc = _load_kv(kc, ks, s, offs_d, s < n_keys, stride_kl, stride_ksl, KV_INT8)
+        v, v_sc = _load_kv(vc, vs, s, offs_d, s < n_keys, stride_vl, stride_vsl, KV_INT8)
+        m_i, l_i, acc = _attend(q, k, k_sc, v, v_sc, s[None, :] <= pos[:, None], m_i, l_i, acc, scale, KV_INT8, DOT)
     out = acc / l_i[:, None]
     tl.store(o_ptr + (b * T + offs_t)[:, None] * stride_o + h * D + offs_d[None, :],
              out.to(o_ptr.dtype.element_ty), mask=mask_t[:, None])

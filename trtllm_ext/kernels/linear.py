@@ -107,8 +107,8 @@ def _dequant(w, s, QUANT: tl.constexpr, GROUP: tl.constexpr):
 @triton.jit
 def _mac(x, w, USE_DOT: tl.constexpr):
     """x [BM, KC] @ w [BN, KC]^T -> [BM, BN] float32 (tensor cores, or CUDA-core products). One row is broadcast
-    over the weight block in the block's own layout (two dimensions): a three-dimensional product would first move
-    the whole block into another layout, through shared memory, with both copies in registers."""
+    over the weight block in the block's own layout (two dimensions): the three-dimensional product moved the block
+    into another layout first (sm_90a PTX of the attention-out projection: 33 block-wide barriers against 8)."""
     if USE_DOT:
         return tl.dot(x, tl.trans(w))
     elif x.shape[0] == 1:

@@ -299,14 +299,11 @@ def _self_attention(qkv, k_cache, v_cache, pos, t, scales, out, pdl):
     (ks, vs), s_strides = _kv_scales("self_attention_int8", (k_cache, v_cache), scales)
     if out is None:
         out = torch.empty((m, h * d), device=qkv.device, dtype=qkv.dtype)
-    block_t = _query_block(t, cuda_cores=scales is not None)
-    # the float step's 16-row tile with the new keys in registers takes 194 registers unbounded (ptxas, sm_90a):
-    # two programs an SM; capped at 168 (no spills) three fit, as the 320 (row, head) programs of 16 rows need
-    maxnreg = 168 if block_t == 16 and scales is None else None
     self_attention_kernel[(b * h,)](
         qkv, k_cache, v_cache, ks, vs, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3],
-        *v_cache.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d, BLOCK_T=block_t, BLOCK_S=64,
-        KV_INT8=scales is not None, PDL=int(pdl), num_warps=4, maxnreg=maxnreg, launch_pdl=bool(pdl))
+        *v_cache.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d,
+        BLOCK_T=_query_block(t, cuda_cores=scales is not None), BLOCK_S=64, ONE_NEW=t == 1,
+        KV_INT8=scales is not None, PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
     return out
 
 

@@ -1,0 +1,118 @@
+"""The decode step's Triton kernels compiled for a GPU that is not here: registers, spills, waves, PDL prefetch.
+
+    python bench/offline_kernels.py --json bench/results/offline_kernels.json     # needs triton, no GPU
+
+Each kernel of a large-v3 decode step (one-row fused linears in their default configs, the self-attention of a
+one-token step, float and int8 cache) is compiled by Triton for ``--arch`` (sm_90a: H100 / H200) and assembled by
+its bundled ``ptxas -v``; the table gives the registers a thread takes and the bytes it spills, how many programs
+an SM holds by registers (65536 a SM, allocated by 8 a thread, at most 64 warps), the waves its grid takes on
+``--sms`` SMs (a program of a later wave starts only when one of the first finishes, so it cannot fetch its weights
+before the PDL wait), the global loads the PTX issues before ``griddepcontrol.wait`` (fetched while the previous
+kernel runs) and its ``bar.sync`` count (each one a block-wide stop after the wait). Static facts of the code, not
+times; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trtllm_ext.kernels import attention, linear, ops  # noqa: E402
+
+PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+FLOAT32 = {"lnw_ptr", "lnb_ptr", "ws_ptr", "ks_ptr", "vs_ptr"}  # LayerNorm parameters are kept in float32
+TYPES = {"pos_ptr": "*i64", "cnt_ptr": "*i32"}
+
+
+def signature(fn, consts: dict, int8: tuple = ()) -> tuple[dict, dict]:
+    """Triton's signature and 16-byte alignment hints: pointers fp16 (float32 / int8 where named), scalars i32."""
+    sig, hints = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = "*i8" if name in int8 else TYPES.get(name) or ("*fp32" if name in FLOAT32 else "*fp16")
+            hints[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "fp32" if name in ("eps", "scale") else "i32"
+            if name.startswith("stride"):
+                hints[(i,)] = [["tt.divisibility", 16]]
+    return sig, hints
+
+
+def compile_facts(fn, consts: dict, *, warps: int, arch: int, int8: tuple = ()) -> dict:
+    sig, hints = signature(fn, consts, int8)
+    kernel = triton.compile(ASTSource(fn, sig, constexprs=consts, attrs=hints), target=GPUTarget("cuda", arch, 32),
+                            options=dict(num_warps=warps))
+    ptx = kernel.asm["ptx"]
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(ptx)
+        f.flush()
+        log = subprocess.run([str(PTXAS), "-v", "--gpu-name", f"sm_{arch}a", f.name, "-o", "/dev/null"],
+                             capture_output=True, text=True, check=True).stderr
+    lines = ptx.splitlines()
+    wait = next((i for i, line in enumerate(lines) if "griddepcontrol.wait" in line), len(lines))
+    loads = [i for i, line in enumerate(lines) if "ld.global" in line]
+    regs = int(re.search(r"Used (\d+) registers", log)[1])
+    return dict(regs=regs, spill_bytes=int(re.search(r"(\d+) bytes spill stores", log)[1]),
+                loads_before_wait=sum(i < wait for i in loads), loads=len(loads),
+                barriers=len(re.findall(r"bar\.sync", ptx)), shared_bytes=kernel.metadata.shared)
+
+
+def occupancy(regs: int, warps: int, programs: int, sms: int) -> dict:
+    per_sm = min(65536 // (-(-regs // 8) * 8 * 32 * warps), 64 // warps)
+    return dict(programs=programs, per_sm=per_sm, waves=round(programs / (sms * per_sm), 2))
+
+
+def linears(d: int = 1280) -> list[tuple]:
+    """(name, N, K, LN, GELU, residual) of a decoder layer's one-row products."""
+    return [("qkv", 3 * d, d, True, False, False), ("attn_out", d, d, False, False, True),
+            ("fc1", 4 * d, d, True, True, False), ("fc2", d, 4 * d, False, False, True)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", type=int, default=90)
+    ap.add_argument("--sms", type=int, default=132)
+    ap.add_argument("--batch", type=int, default=1, help="decoder rows of the self-attention's grid")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    rows = []
+    for name, n, k, ln, gelu, res in linears():
+        cfg = ops.default_linear_config(1, n, k, ln)
+        k1, k2, k3 = ops.k_chunks(k)
+        consts = dict(K1=k1, K2=k2, K3=k3, SPLIT_K=1, HAS_BIAS=True, HAS_LN=ln, HAS_RES=res, ACT_GELU=gelu,
+                      BLOCK_M=1, BLOCK_N=cfg.block_n, USE_DOT=False, PDL=1, QUANT=0, GROUP=0)
+        facts = compile_facts(linear.fused_linear_kernel, consts, warps=cfg.num_warps, arch=args.arch)
+        rows.append(dict(kernel=f"linear {name} [{n}x{k}] bn{cfg.block_n} w{cfg.num_warps}", **facts,
+                         **occupancy(facts["regs"], cfg.num_warps, -(-n // cfg.block_n), args.sms)))
+    for int8 in (False, True):
+        block_t = ops._query_block(1, cuda_cores=int8)
+        consts = dict(H=20, D=64, BLOCK_T=block_t, BLOCK_S=64, ONE_NEW=True, KV_INT8=int8, PDL=1)
+        facts = compile_facts(attention.self_attention_kernel, consts, warps=4, arch=args.arch,
+                              int8=("kc_ptr", "vc_ptr") if int8 else ())
+        rows.append(dict(kernel=f"self-attention {'int8' if int8 else 'fp16'} cache, T=1 (tile {block_t})", **facts,
+                         **occupancy(facts["regs"], 4, 20 * args.batch, args.sms)))
+    cols = ["regs", "spill_bytes", "per_sm", "programs", "waves", "loads_before_wait", "loads", "barriers"]
+    print(f"sm_{args.arch}a, {args.sms} SMs, large-v3 decode step (B={args.batch} for the self-attention's grid)")
+    print("| kernel | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for r in rows:
+        print(f"| {r['kernel']} | " + " | ".join(str(r[c]) for c in cols) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(arch=args.arch, sms=args.sms, triton=triton.__version__,
+                                                   rows=rows), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
