@@ -1,6 +1,7 @@
 """The decode step's Triton kernels compiled for a GPU that is not here: registers, spills, waves, PDL prefetch.
 
     python bench/offline_kernels.py --json bench/results/offline_kernels.json     # needs triton, no GPU
+    python bench/offline_kernels.py --sweep     # also every one-row linear configuration
 
 Each kernel of a large-v3 decode step (one-row fused linears in their default configs, the self-attention of a
 one-token step, float and int8 cache) is compiled by Triton for ``--arch`` (sm_90a: H100 / H200) and assembled by
@@ -33,26 +34,30 @@ FLOAT32 = {"lnw_ptr", "lnb_ptr", "ws_ptr", "ks_ptr", "vs_ptr"}  # LayerNorm para
 TYPES = {"pos_ptr": "*i64", "cnt_ptr": "*i32"}
 
 
-def signature(fn, consts: dict, int8: tuple = ()) -> tuple[dict, dict]:
-    """Triton's signature and 16-byte alignment hints: pointers fp16 (float32 / int8 where named), scalars i32."""
-    sig, hints = {}, {}
+def signature(fn, consts: dict, ints: dict, int8: tuple = ()) -> tuple[dict, dict, dict]:
+    """Triton's signature, constants and hints as its launcher specializes them: pointers fp16 (float32 / int8
+    where named) and 16-byte aligned; an integer argument ``ints`` gives as 1 becomes a constant, one divisible
+    by 16 gets that hint (what lets loads of 16 bytes through masks that use it)."""
+    sig, hints, consts = {}, {}, dict(consts)
     for i, name in enumerate(fn.arg_names):
         if name in consts:
             sig[name] = "constexpr"
+        elif ints.get(name) == 1:
+            sig[name], consts[name] = "constexpr", 1
         elif name.endswith("_ptr"):
             sig[name] = "*i8" if name in int8 else TYPES.get(name) or ("*fp32" if name in FLOAT32 else "*fp16")
             hints[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "fp32" if name in ("eps", "scale") else "i32"
-            if name.startswith("stride"):
+            if name in ints and ints[name] % 16 == 0:
                 hints[(i,)] = [["tt.divisibility", 16]]
-    return sig, hints
+    return sig, consts, hints
 
 
-def compile_facts(fn, consts: dict, *, warps: int, arch: int, int8: tuple = ()) -> dict:
-    sig, hints = signature(fn, consts, int8)
+def compile_facts(fn, consts: dict, ints: dict, *, warps: int, arch: int, int8: tuple = (), maxnreg=None) -> dict:
+    sig, consts, hints = signature(fn, consts, ints, int8)
     kernel = triton.compile(ASTSource(fn, sig, constexprs=consts, attrs=hints), target=GPUTarget("cuda", arch, 32),
-                            options=dict(num_warps=warps))
+                            options=dict(num_warps=warps, maxnreg=maxnreg))
     ptx = kernel.asm["ptx"]
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
         f.write(ptx)
@@ -73,6 +78,17 @@ def occupancy(regs: int, warps: int, programs: int, sms: int) -> dict:
     return dict(programs=programs, per_sm=per_sm, waves=round(programs / (sms * per_sm), 2))
 
 
+def self_attention_ints(h: int, d: int, max_len: int, int8: bool) -> dict:
+    """A one-token step's integer arguments in the engine: positions [rows, 1], the caches' [2, rows, H, L, D]
+    store (float32 scales [2, rows, H, L, 1] with the int8 cache)."""
+    ints = dict(T=1, stride_pb=1, stride_qkv=3 * h * d, stride_kb=h * max_len * d, stride_kh=max_len * d,
+                stride_kl=d, stride_o=h * d)
+    ints.update(stride_vb=ints["stride_kb"], stride_vh=ints["stride_kh"], stride_vl=d)
+    sc = (h * max_len, max_len, 1) if int8 else (0, 0, 0)
+    return {**ints, **dict(zip(("stride_ksb", "stride_ksh", "stride_ksl", "stride_vsb", "stride_vsh", "stride_vsl"),
+                               sc + sc))}
+
+
 def linears(d: int = 1280) -> list[tuple]:
     """(name, N, K, LN, GELU, residual) of a decoder layer's one-row products."""
     return [("qkv", 3 * d, d, True, False, False), ("attn_out", d, d, False, False, True),
@@ -84,22 +100,30 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--sms", type=int, default=132)
     ap.add_argument("--batch", type=int, default=1, help="decoder rows of the self-attention's grid")
+    ap.add_argument("--sweep", action="store_true", help="also every one-row linear configuration (block, warps)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     rows = []
     for name, n, k, ln, gelu, res in linears():
         cfg = ops.default_linear_config(1, n, k, ln)
-        k1, k2, k3 = ops.k_chunks(k)
-        consts = dict(K1=k1, K2=k2, K3=k3, SPLIT_K=1, HAS_BIAS=True, HAS_LN=ln, HAS_RES=res, ACT_GELU=gelu,
-                      BLOCK_M=1, BLOCK_N=cfg.block_n, USE_DOT=False, PDL=1, QUANT=0, GROUP=0)
-        facts = compile_facts(linear.fused_linear_kernel, consts, warps=cfg.num_warps, arch=args.arch)
-        rows.append(dict(kernel=f"linear {name} [{n}x{k}] bn{cfg.block_n} w{cfg.num_warps}", **facts,
-                         **occupancy(facts["regs"], cfg.num_warps, -(-n // cfg.block_n), args.sms)))
+        choices = [(cfg.block_n, cfg.num_warps)]
+        if args.sweep:  # every block of up to 40960 weights (the whole slice in registers), 2 to 8 warps
+            choices += [(bn, w) for bn in (2, 4, 8, 16, 32) for w in (2, 4, 8) if bn * k <= 40960]
+        for bn, warps in dict.fromkeys(choices):
+            k1, k2, k3 = ops.k_chunks(k)
+            consts = dict(K1=k1, K2=k2, K3=k3, SPLIT_K=1, HAS_BIAS=True, HAS_LN=ln, HAS_RES=res, ACT_GELU=gelu,
+                          BLOCK_M=1, BLOCK_N=bn, USE_DOT=False, PDL=1, QUANT=0, GROUP=0)
+            ints = dict(M=1, N=n, K=k, stride_xm=k, stride_wn=k, stride_sn=0, stride_rm=n, stride_ym=n)
+            facts = compile_facts(linear.fused_linear_kernel, consts, ints, warps=warps, arch=args.arch)
+            tag = " (default)" if (bn, warps) == choices[0] else ""
+            rows.append(dict(kernel=f"linear {name} [{n}x{k}] bn{bn} w{warps}{tag}", **facts,
+                             **occupancy(facts["regs"], warps, -(-n // bn), args.sms)))
     for int8 in (False, True):
         block_t = ops._query_block(1, cuda_cores=int8)
         consts = dict(H=20, D=64, BLOCK_T=block_t, BLOCK_S=64, ONE_NEW=True, KV_INT8=int8, PDL=1)
-        facts = compile_facts(attention.self_attention_kernel, consts, warps=4, arch=args.arch,
-                              int8=("kc_ptr", "vc_ptr") if int8 else ())
+        ints = self_attention_ints(h=20, d=64, max_len=448, int8=int8)
+        facts = compile_facts(attention.self_attention_kernel, consts, ints, warps=4, arch=args.arch,
+                              int8=("kc_ptr", "vc_ptr") if int8 else (), maxnreg=ops.ONE_TOKEN_MAXNREG[int8])
         rows.append(dict(kernel=f"self-attention {'int8' if int8 else 'fp16'} cache, T=1 (tile {block_t})", **facts,
                          **occupancy(facts["regs"], 4, 20 * args.batch, args.sms)))
     cols = ["regs", "spill_bytes", "per_sm", "programs", "waves", "loads_before_wait", "loads", "barriers"]

@@ -289,6 +289,12 @@ def _query_block(n: int, cuda_cores: bool = True) -> int:
     return 1 if n == 1 and cuda_cores else max(16, triton.next_power_of_2(n))
 
 
+#: registers of a one-token self-attention step, float / int8 cache: holding the early tile across the PDL wait
+#: takes 124 / 202 unbounded (``bench/offline_kernels.py``, sm_90a), fewer programs an SM than the kernel held
+#: before it (5 / 3, the 320 and 640 (row, head) programs of 16 and 32 rows in one wave); at these caps, no spills
+ONE_TOKEN_MAXNREG = {False: 96, True: 168}
+
+
 def _self_attention(qkv, k_cache, v_cache, pos, t, scales, out, pdl):
     """``self_attention`` (``scales`` None) or ``self_attention_int8`` (``scales = (k_scale, v_scale)``)."""
     _check_rows("self_attention qkv", qkv)
@@ -303,7 +309,8 @@ def _self_attention(qkv, k_cache, v_cache, pos, t, scales, out, pdl):
         qkv, k_cache, v_cache, ks, vs, pos, out, t, _pos_row_stride(pos), qkv.stride(0), *k_cache.stride()[:3],
         *v_cache.stride()[:3], *s_strides, out.stride(0), d ** -0.5, H=h, D=d,
         BLOCK_T=_query_block(t, cuda_cores=scales is not None), BLOCK_S=64, ONE_NEW=t == 1,
-        KV_INT8=scales is not None, PDL=int(pdl), num_warps=4, launch_pdl=bool(pdl))
+        KV_INT8=scales is not None, PDL=int(pdl), num_warps=4,
+        maxnreg=ONE_TOKEN_MAXNREG[scales is not None] if t == 1 else None, launch_pdl=bool(pdl))
     return out
 
 
