@@ -3,9 +3,10 @@
     python bench/offline_kernels.py --json bench/results/offline_kernels.json     # needs triton, no GPU
     python bench/offline_kernels.py --sweep     # also every one-row linear configuration
 
-Each kernel of a large-v3 decode step (one-row fused linears in their default configs, the self-attention of a
-one-token step, float and int8 cache) is compiled by Triton for ``--arch`` (sm_90a: H100 / H200) and assembled by
-its bundled ``ptxas -v``; the table gives the registers a thread takes and the bytes it spills, how many programs
+Each kernel of a large-v3 decode step (one-row fused linears in their default configs, the self- and
+cross-attention of a one-token step, float and int8 cache) is compiled by Triton for ``--arch`` (sm_90a: H100 /
+H200), its integer arguments specialized as Triton's launcher does for the engine's shapes, and assembled by its
+bundled ``ptxas -v``; the table gives the registers a thread takes and the bytes it spills, how many programs
 an SM holds by registers (65536 a SM, allocated by 8 a thread, at most 64 warps), the waves its grid takes on
 ``--sms`` SMs (a program of a later wave starts only when one of the first finishes, so it cannot fetch its weights
 before the PDL wait), the global loads the PTX issues before ``griddepcontrol.wait`` (fetched while the previous
@@ -30,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trtllm_ext.kernels import attention, linear, ops  # noqa: E402
 
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-FLOAT32 = {"lnw_ptr", "lnb_ptr", "ws_ptr", "ks_ptr", "vs_ptr"}  # LayerNorm parameters are kept in float32
+# LayerNorm parameters, scales and partial sums are float32
+FLOAT32 = {"lnw_ptr", "lnb_ptr", "ws_ptr", "ks_ptr", "vs_ptr", "ws_ml_ptr", "ws_acc_ptr"}
 TYPES = {"pos_ptr": "*i64", "cnt_ptr": "*i32"}
 
 
@@ -89,6 +91,17 @@ def self_attention_ints(h: int, d: int, max_len: int, int8: bool) -> dict:
                                sc + sc))}
 
 
+def cross_attention_ints(h: int, d: int, n_audio: int, int8: bool) -> dict:
+    """A one-query cross-attention's integer arguments in the engine: one row, its audio's K/V in the caches'
+    [rows, S, 2, H, D] store (float32 scales [rows, 2, H, S, 1] with the int8 cache)."""
+    kv = dict(zip(("stride_kb", "stride_kh", "stride_ks"), (n_audio * 2 * h * d, d, 2 * h * d)))
+    ints = dict(M=1, QB=1, S=n_audio, stride_q=h * d, stride_o=h * d, **kv,
+                **{name.replace("_k", "_v"): v for name, v in kv.items()})
+    sc = (2 * h * n_audio, n_audio, 1) if int8 else (0, 0, 0)
+    return {**ints, **dict(zip(("stride_ksb", "stride_ksh", "stride_kss", "stride_vsb", "stride_vsh", "stride_vss"),
+                               sc + sc))}
+
+
 def linears(d: int = 1280) -> list[tuple]:
     """(name, N, K, LN, GELU, residual) of a decoder layer's one-row products."""
     return [("qkv", 3 * d, d, True, False, False), ("attn_out", d, d, False, False, True),
@@ -126,6 +139,14 @@ def main(argv=None) -> int:
                               int8=("kc_ptr", "vc_ptr") if int8 else (), maxnreg=ops.ONE_TOKEN_MAXNREG[int8])
         rows.append(dict(kernel=f"self-attention {'int8' if int8 else 'fp16'} cache, T=1 (tile {block_t})", **facts,
                          **occupancy(facts["regs"], 4, 20 * args.batch, args.sms)))
+    for int8 in (False, True):
+        chunks = -(-1500 // 128)
+        consts = dict(H=20, D=64, BLOCK_Q=ops._query_block(1), CHUNK=128, NUM_CHUNKS=chunks, INLINE_COMBINE=True,
+                      KV_INT8=int8, PDL=1)
+        facts = compile_facts(attention.cross_attention_kernel, consts, cross_attention_ints(20, 64, 1500, int8),
+                              warps=4, arch=args.arch, int8=("k_ptr", "v_ptr") if int8 else ())
+        rows.append(dict(kernel=f"cross-attention {'int8' if int8 else 'fp16'} cache, one query, chunks of 128",
+                         **facts, **occupancy(facts["regs"], 4, 20 * chunks * args.batch, args.sms)))
     cols = ["regs", "spill_bytes", "per_sm", "programs", "waves", "loads_before_wait", "loads", "barriers"]
     print(f"sm_{args.arch}a, {args.sms} SMs, large-v3 decode step (B={args.batch} for the self-attention's grid)")
     print("| kernel | " + " | ".join(cols) + " |")
