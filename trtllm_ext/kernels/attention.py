@@ -155,9 +155,12 @@ def self_attention_kernel(
         k, k_sc = _load_kv(kc, ks, offs_s, offs_d, offs_s < n_keys - 1, stride_kl, stride_ksl, KV_INT8)
         v, v_sc = _load_kv(vc, vs, offs_s, offs_d, offs_s < n_keys - 1, stride_vl, stride_vsl, KV_INT8)
         pdl_wait(PDL)
-    offs_n = tl.arange(0, NEW)
-    mask_n = offs_n < T
-    pos_n = tl.load(pos_ptr + b * stride_pb + offs_n, mask=mask_n, other=0)
+    if NEW == BLOCK_T:  # the query tile's rows and positions
+        offs_n, mask_n, pos_n = offs_t, mask_t, pos
+    else:
+        offs_n = tl.arange(0, NEW)
+        mask_n = offs_n < T
+        pos_n = tl.load(pos_ptr + b * stride_pb + offs_n, mask=mask_n, other=0)
     rows_n = qkv_ptr + (b * T + offs_n)[:, None] * stride_qkv + offs_d[None, :]
     k_new, k_new_sc = _store_kv(kc, ks, pos_n, tl.load(rows_n + (H + h) * D, mask=mask_n[:, None], other=0.0),
                                 offs_d, mask_n, stride_kl, stride_ksl, KV_INT8)
