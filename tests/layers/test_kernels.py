@@ -125,8 +125,9 @@ def test_self_attention(kops, dtype, b, t, pos0):
 
 @pytest.mark.parametrize("b,t,pos0", [(1, 1, 64), (2, 1, 5), (2, 3, 70), (1, 16, 40)])
 def test_self_attention_reads_no_stale_cache_at_the_new_positions(kops, b, t, pos0):
-    """A decode step fetches the cached keys before the new ones are stored: whatever the cache held at the new
-    positions (NaN here, as a fresh or reused cache may) must not reach the output."""
+    """A one-token step fetches its first cache tile before the new K/V are stored (steps of several tokens store
+    first): whatever the cache held at the new positions (NaN here, as a reused cache may) must not reach the
+    output."""
     torch.manual_seed(b + t + pos0)
     h, d, max_len = 4, 64, 160
     caches = torch.randn(2, b, h, max_len, d, device="cuda").half()
